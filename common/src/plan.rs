@@ -1,0 +1,103 @@
+//! The action plan schema: a closed set of skills whose arguments name
+//! entities of the world model by id.
+
+use serde::{Deserialize, Serialize};
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "skill", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Skill {
+    /// Drive to where the named object can be manipulated.
+    NavigateTo { target: String },
+    /// Grasp the named object and lift it.
+    Pick { object: String },
+    /// Put the held object into / onto the target.
+    Place { object: String, target: String },
+    /// Turn in place until perception reports the object.
+    LookFor { object: String },
+    /// Tell the operator something.
+    Say { text: String },
+    /// Wait, bounded by [`MAX_WAIT_S`].
+    Wait { seconds: f64 },
+    /// Stop all motion.
+    Stop,
+}
+
+/// The longest `wait` a plan may ask for.
+pub const MAX_WAIT_S: f64 = 60.0;
+
+impl Skill {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Skill::NavigateTo { .. } => "navigate_to",
+            Skill::Pick { .. } => "pick",
+            Skill::Place { .. } => "place",
+            Skill::LookFor { .. } => "look_for",
+            Skill::Say { .. } => "say",
+            Skill::Wait { .. } => "wait",
+            Skill::Stop => "stop",
+        }
+    }
+
+    /// A short human-readable form, e.g. `pick(red_cube)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Skill::NavigateTo { target } => format!("navigate_to({target})"),
+            Skill::Pick { object } => format!("pick({object})"),
+            Skill::Place { object, target } => format!("place({object}, {target})"),
+            Skill::LookFor { object } => format!("look_for({object})"),
+            Skill::Say { text } => format!("say({text:?})"),
+            Skill::Wait { seconds } => format!("wait({seconds} s)"),
+            Skill::Stop => "stop".to_string(),
+        }
+    }
+}
+
+/// What the operator (or a program) asks for, on [`crate::topics::COMMAND`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandMessage {
+    pub command_id: u64,
+    pub text: String,
+}
+
+/// The planner's answer to a command, on [`crate::topics::PLAN`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanMessage {
+    pub command_id: u64,
+    pub command: String,
+    pub outcome: PlanOutcome,
+    /// Which planner produced it (e.g. `rules-standin`).
+    pub planner: String,
+    /// Wall time the planner took, in seconds.
+    pub planning_time_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PlanOutcome {
+    Plan { steps: Vec<Skill> },
+    Rejected { reason: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skill_json_is_tagged_and_closed() {
+        let s = Skill::Place {
+            object: "red_cube".into(),
+            target: "blue_bin".into(),
+        };
+        let j = serde_json::to_string(&s).unwrap();
+        assert_eq!(
+            j,
+            r#"{"skill":"place","object":"red_cube","target":"blue_bin"}"#
+        );
+        assert_eq!(serde_json::from_str::<Skill>(&j).unwrap(), s);
+        assert!(serde_json::from_str::<Skill>(r#"{"skill":"fly","to":"moon"}"#).is_err());
+        assert!(
+            serde_json::from_str::<Skill>(r#"{"skill":"pick","object":"a","speed":9}"#).is_err()
+        );
+    }
+}

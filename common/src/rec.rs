@@ -1,0 +1,54 @@
+//! rerun recording shared by all nodes of one run.
+//!
+//! The launcher gives every node the same recording id and an episode folder
+//! (`ROSETTA_RECORDING_ID`, `ROSETTA_RRD_DIR`); each node writes its part to
+//! `<dir>/<node>.rrd`, and the launcher merges the parts into one episode.
+//! Without those variables, logging is disabled and costs nothing.
+
+use rerun::RecordingStream;
+
+pub const APPLICATION_ID: &str = "rosetta";
+pub const TIMELINE_SIM: &str = "sim_time";
+
+/// Opens this node's part of the run's recording, or a disabled stream.
+pub fn open_recording(node: &str) -> RecordingStream {
+    let (Ok(dir), Ok(id)) = (
+        std::env::var("ROSETTA_RRD_DIR"),
+        std::env::var("ROSETTA_RECORDING_ID"),
+    ) else {
+        return RecordingStream::disabled();
+    };
+    let path = std::path::Path::new(&dir).join(format!("{node}.rrd"));
+    match rerun::RecordingStreamBuilder::new(APPLICATION_ID)
+        .recording_id(id)
+        .save(&path)
+    {
+        Ok(rec) => {
+            tracing::info!(path = %path.display(), "logging to rerun");
+            rec
+        }
+        Err(e) => {
+            tracing::error!(error = %e, path = %path.display(), "cannot open the rerun recording; logging disabled");
+            RecordingStream::disabled()
+        }
+    }
+}
+
+/// Sets the sim-time timeline for subsequent log calls on this thread.
+pub fn set_sim_time(rec: &RecordingStream, sim_time_s: f64) {
+    if sim_time_s.is_finite() {
+        rec.set_duration_secs(TIMELINE_SIM, sim_time_s);
+    }
+}
+
+/// Logs a text line under `log/<node>`; logging failures are only traced.
+pub fn log_text(rec: &RecordingStream, node: &str, level: &str, text: &str) {
+    let entity = format!("log/{node}");
+    let r = rec.log(
+        entity.as_str(),
+        &rerun::TextLog::new(text).with_level(rerun::TextLogLevel::from(level)),
+    );
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "rerun log failed");
+    }
+}

@@ -1,0 +1,216 @@
+//! Thin ROS 2 plumbing shared by every node shell: node creation and spinning,
+//! JSON-over-`std_msgs/String` topics, time stamps, waiting on discovery
+//! conditions, and shutdown on signals or when the launcher goes away.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use r2r::builtin_interfaces::msg::Time;
+use r2r::QosProfile;
+use serde::{de::DeserializeOwned, Serialize};
+
+pub use r2r;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RosError {
+    #[error("ROS 2: {0}")]
+    R2r(#[from] r2r::Error),
+    #[error("encoding a message as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("timed out after {waited_s:.1} s waiting for {what}")]
+    Timeout { what: String, waited_s: f64 },
+    #[error("the ROS node lock was poisoned by a panic in another thread")]
+    Poisoned,
+}
+
+pub type SharedNode = Arc<Mutex<r2r::Node>>;
+
+/// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Creates a node in a fresh context.
+pub fn create_node(name: &str) -> Result<r2r::Node, RosError> {
+    let ctx = r2r::Context::create()?;
+    Ok(r2r::Node::create(ctx, name, "")?)
+}
+
+/// Spins a node on its own thread until dropped.
+pub struct Spinner {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Spinner {
+    pub fn start(node: SharedNode) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("ros-spin".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    match node.lock() {
+                        Ok(mut n) => n.spin_once(Duration::from_millis(2)),
+                        Err(_) => break,
+                    }
+                    // Let other threads take the lock between spins.
+                    std::thread::yield_now();
+                }
+            })
+            .ok();
+        Self { stop, thread }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Reliable, keep-last-10: the default for commands, plans and status.
+pub fn reliable_qos() -> QosProfile {
+    QosProfile::default().reliable().keep_last(10)
+}
+
+/// Sensor streams: reliable (see shared notes: best effort dropped frames), shallow queue.
+pub fn sensor_qos() -> QosProfile {
+    QosProfile::default().reliable().keep_last(5)
+}
+
+pub fn secs_to_stamp(s: f64) -> Time {
+    let s = if s.is_finite() && s > 0.0 { s } else { 0.0 };
+    let sec = s.floor();
+    Time {
+        sec: sec as i32,
+        nanosec: ((s - sec) * 1e9).round().min(999_999_999.0) as u32,
+    }
+}
+
+pub fn stamp_to_secs(t: &Time) -> f64 {
+    t.sec as f64 + t.nanosec as f64 * 1e-9
+}
+
+/// Publishes serde values as JSON in `std_msgs/String`.
+pub struct JsonPublisher<T> {
+    inner: r2r::Publisher<r2r::std_msgs::msg::String>,
+    _marker: PhantomData<fn(&T)>,
+}
+
+impl<T: Serialize> JsonPublisher<T> {
+    pub fn new(node: &mut r2r::Node, topic: &str) -> Result<Self, RosError> {
+        Ok(Self {
+            inner: node.create_publisher(topic, reliable_qos())?,
+            _marker: PhantomData,
+        })
+    }
+    pub fn publish(&self, value: &T) -> Result<(), RosError> {
+        let data = serde_json::to_string(value)?;
+        self.inner.publish(&r2r::std_msgs::msg::String { data })?;
+        Ok(())
+    }
+    pub fn subscribers(&self) -> usize {
+        self.inner
+            .get_inter_process_subscription_count()
+            .unwrap_or(0)
+    }
+}
+
+/// Subscribes to a JSON topic; messages that do not parse are logged and skipped.
+pub fn json_subscription<T: DeserializeOwned + 'static>(
+    node: &mut r2r::Node,
+    topic: &str,
+) -> Result<impl Stream<Item = T> + Unpin, RosError> {
+    let topic_name = topic.to_string();
+    let s = node.subscribe::<r2r::std_msgs::msg::String>(topic, reliable_qos())?;
+    Ok(s.filter_map(move |m| {
+        let parsed = match serde_json::from_str::<T>(&m.data) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(topic = %topic_name, error = %e, "skipping a malformed JSON message");
+                None
+            }
+        };
+        futures::future::ready(parsed)
+    }))
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes. This waits on
+/// a condition (a discovery count, a received message), never a fixed time.
+pub async fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut cond: impl FnMut() -> bool,
+) -> Result<(), RosError> {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(RosError::Timeout {
+                what: what.to_string(),
+                waited_s: start.elapsed().as_secs_f64(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM, or when the process that started this one
+/// exits (when `ROSETTA_EXIT_WITH_PARENT=1`), so that no node outlives the launcher.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let watch_parent = std::env::var("ROSETTA_EXIT_WITH_PARENT").is_ok_and(|v| v == "1");
+    let parent = std::os::unix::process::parent_id();
+    let parent_gone = async move {
+        if !watch_parent {
+            return futures::future::pending::<()>().await;
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if std::os::unix::process::parent_id() != parent {
+                tracing::warn!("the launcher is gone; shutting down");
+                return;
+            }
+        }
+    };
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = parent_gone => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_round_trip() {
+        for s in [0.0, 0.5, 12.345678901, 1000.999999999] {
+            assert!((stamp_to_secs(&secs_to_stamp(s)) - s).abs() < 2e-9);
+        }
+        assert_eq!(stamp_to_secs(&secs_to_stamp(f64::NAN)), 0.0);
+    }
+}

@@ -1,0 +1,83 @@
+//! Executor status (what the stack believes) and the sim's ground truth (what is).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Color, Pose2D, Skill};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum StepState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed { reason: String },
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepStatus {
+    pub index: usize,
+    pub skill: Skill,
+    #[serde(flatten)]
+    pub state: StepState,
+    /// Sim time when the step started / ended.
+    pub started_s: Option<f64>,
+    pub finished_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Idle,
+    Running,
+    Succeeded,
+    Failed,
+    Stopped,
+}
+
+impl TaskState {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Stopped
+        )
+    }
+}
+
+/// Published by the executor on [`crate::topics::STATUS`] at every change and as a heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutorStatus {
+    pub command_id: u64,
+    pub task: TaskState,
+    pub steps: Vec<StepStatus>,
+    pub message: String,
+    /// Sim time of this status.
+    pub stamp_s: f64,
+    /// The executor's belief of the robot pose, in `odom`.
+    pub robot_pose: Pose2D,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroundTruthObject {
+    pub id: String,
+    /// `cube` or `bin`.
+    pub kind: String,
+    pub color: Color,
+    /// Centre of the object, in the `map` frame.
+    pub position_m: [f64; 3],
+    /// The id of the bin it lies in, if any.
+    pub in_container: Option<String>,
+    pub held: bool,
+}
+
+/// The sim's true state, on [`crate::topics::GROUND_TRUTH`]. No stage of the stack reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroundTruth {
+    pub stamp_s: f64,
+    pub scene: String,
+    /// Robot base pose in the `map` frame.
+    pub robot_pose: Pose2D,
+    pub objects: Vec<GroundTruthObject>,
+    /// Number of simulation steps in which the base was blocked by an obstacle.
+    pub collisions: u64,
+}

@@ -1,0 +1,31 @@
+//! Topic names. Sensor and actuator topics are the ones a Gazebo world behind
+//! `ros_gz_bridge` offers; the `/rosetta/*` topics are the stack's own.
+//! All names are relative to the node namespace when they do not start with `/`;
+//! we use absolute names, and run side-by-side robots on distinct domain ids.
+
+pub const CMD_VEL: &str = "/cmd_vel";
+pub const ODOM: &str = "/odom";
+pub const CLOCK: &str = "/clock";
+pub const IMAGE: &str = "/camera/image_raw";
+pub const DEPTH: &str = "/camera/depth/image_raw";
+pub const CAMERA_INFO: &str = "/camera/camera_info";
+pub const SCAN: &str = "/scan";
+pub const JOINT_STATES: &str = "/joint_states";
+pub const ARM_TRAJECTORY: &str = "/arm_controller/joint_trajectory";
+pub const GRIPPER_TRAJECTORY: &str = "/gripper_controller/joint_trajectory";
+
+/// std_msgs/String, JSON [`crate::plan::CommandMessage`]: the operator's words.
+pub const COMMAND: &str = "/rosetta/command";
+/// std_msgs/String, JSON [`crate::plan::PlanMessage`]: the planner's answer.
+pub const PLAN: &str = "/rosetta/plan";
+/// std_msgs/String, JSON [`crate::status::ExecutorStatus`]: every step's state.
+pub const STATUS: &str = "/rosetta/status";
+/// std_msgs/String, JSON [`crate::world::WorldModel`]: perception's object map.
+pub const OBJECTS: &str = "/perception/objects";
+/// std_msgs/String, JSON [`crate::status::GroundTruth`]. Only tests and reports read it.
+pub const GROUND_TRUTH: &str = "/sim/ground_truth";
+
+pub const FRAME_ODOM: &str = "odom";
+pub const FRAME_BASE: &str = "base_link";
+pub const FRAME_CAMERA_OPTICAL: &str = "camera_optical_frame";
+pub const FRAME_LIDAR: &str = "lidar_link";

@@ -1,0 +1,575 @@
+//! The executor: carries out a plan's skills one after another, as state
+//! machines driven by `tick` (state in, commands out). Pure: no ROS.
+
+use rosetta_common::plan::MAX_WAIT_S;
+use rosetta_common::robot::{ArmJoints, RobotDescription};
+use rosetta_common::status::{ExecutorStatus, StepState, StepStatus, TaskState};
+use rosetta_common::{wrap_angle_rad, ObservedObject, Pose2D, Skill, WorldModel};
+
+use crate::nav::{drive_to, face, NavOutcome, NavParams, Twist2D};
+
+/// Where the arm reaches objects: this far ahead of the base centre.
+pub const REACH_M: f64 = 0.45;
+/// Per-step limits, in sim seconds.
+pub const NAVIGATE_TIMEOUT_S: f64 = 90.0;
+pub const ARM_STAGE_TIMEOUT_S: f64 = 10.0;
+pub const LOOK_FOR_TIMEOUT_S: f64 = 30.0;
+/// Navigation fails if the distance to the goal does not shrink by
+/// `PROGRESS_M` within `PROGRESS_WINDOW_S`.
+pub const PROGRESS_WINDOW_S: f64 = 8.0;
+pub const PROGRESS_M: f64 = 0.05;
+const JOINT_TOLERANCE_RAD: f64 = 0.01;
+/// A closed gripper narrower than this holds nothing.
+const GRIPPER_EMPTY_M: f64 = 0.01;
+const PRE_GRASP_HEIGHT_M: f64 = 0.08;
+const DROP_CLEARANCE_M: f64 = 0.10;
+
+/// What the executor reads each tick.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    pub time_s: f64,
+    pub pose: Pose2D,
+    pub arm_q: Option<ArmJoints>,
+    pub gripper_m: Option<f64>,
+    pub world: &'a WorldModel,
+}
+
+/// What the executor asks for. `None` leaves the last command in place.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Outputs {
+    pub cmd_vel: Option<Twist2D>,
+    pub arm_target: Option<ArmJoints>,
+    pub gripper_target_m: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct StepCtx {
+    stage: u8,
+    started_s: f64,
+    stage_started_s: f64,
+    goal: Option<[f64; 2]>,
+    look_at: Option<[f64; 2]>,
+    aimed_at: Option<[f64; 3]>,
+    at_goal: bool,
+    progress: (f64, f64),
+    arm_goal: Option<ArmJoints>,
+    gripper_goal: Option<f64>,
+    gripper_prev: (f64, f64),
+    turned_rad: f64,
+    last_yaw: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Executor {
+    robot: RobotDescription,
+    nav: NavParams,
+    command_id: u64,
+    steps: Vec<StepStatus>,
+    current: usize,
+    task: TaskState,
+    message: String,
+    ctx: StepCtx,
+    last_pose: Pose2D,
+    last_time_s: f64,
+    changed: bool,
+}
+
+enum Progress {
+    Continue(Outputs),
+    Done(Outputs),
+    Failed(String),
+}
+
+impl Executor {
+    pub fn new(robot: RobotDescription) -> Self {
+        Self {
+            robot,
+            nav: NavParams::default(),
+            command_id: 0,
+            steps: vec![],
+            current: 0,
+            task: TaskState::Idle,
+            message: String::new(),
+            ctx: StepCtx::default(),
+            last_pose: Pose2D::default(),
+            last_time_s: 0.0,
+            changed: true,
+        }
+    }
+
+    pub fn task(&self) -> TaskState {
+        self.task
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.task == TaskState::Running
+    }
+
+    /// Whether the status changed since the last call (and resets the flag).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Starts a plan, preempting whatever runs now.
+    pub fn start(&mut self, command_id: u64, plan: Vec<Skill>, now_s: f64) {
+        self.cancel_running("preempted by a new command");
+        self.command_id = command_id;
+        self.steps = plan
+            .into_iter()
+            .enumerate()
+            .map(|(index, skill)| StepStatus {
+                index,
+                skill,
+                state: StepState::Pending,
+                started_s: None,
+                finished_s: None,
+            })
+            .collect();
+        self.current = 0;
+        self.task = if self.steps.is_empty() {
+            TaskState::Succeeded
+        } else {
+            TaskState::Running
+        };
+        self.message = if self.steps.is_empty() {
+            "empty plan".into()
+        } else {
+            String::new()
+        };
+        self.begin_step(now_s);
+        self.changed = true;
+    }
+
+    /// Records a refused command: nothing moves.
+    pub fn refuse(&mut self, command_id: u64, reason: &str) {
+        self.cancel_running("preempted by a new command");
+        self.command_id = command_id;
+        self.steps.clear();
+        self.task = TaskState::Failed;
+        self.message = format!("refused: {reason}");
+        self.changed = true;
+    }
+
+    /// Stops everything now; the running step is cancelled.
+    pub fn stop(&mut self, reason: &str) -> Outputs {
+        if self.task == TaskState::Running {
+            self.cancel_running(reason);
+            self.task = TaskState::Stopped;
+            self.message = reason.to_string();
+            self.changed = true;
+        }
+        Outputs {
+            cmd_vel: Some(Twist2D::default()),
+            ..Default::default()
+        }
+    }
+
+    fn cancel_running(&mut self, _why: &str) {
+        if self.task == TaskState::Running {
+            if let Some(s) = self.steps.get_mut(self.current) {
+                s.state = StepState::Cancelled;
+                s.finished_s = Some(self.last_time_s);
+            }
+        }
+    }
+
+    fn begin_step(&mut self, now_s: f64) {
+        self.ctx = StepCtx {
+            started_s: now_s,
+            stage_started_s: now_s,
+            progress: (now_s, f64::INFINITY),
+            last_yaw: self.last_pose.yaw_rad,
+            ..Default::default()
+        };
+        if let Some(s) = self.steps.get_mut(self.current) {
+            s.state = StepState::Running;
+            s.started_s = Some(now_s);
+        }
+    }
+
+    pub fn status(&self) -> ExecutorStatus {
+        ExecutorStatus {
+            command_id: self.command_id,
+            task: self.task,
+            steps: self.steps.clone(),
+            message: self.message.clone(),
+            stamp_s: self.last_time_s,
+            robot_pose: self.last_pose,
+        }
+    }
+
+    /// One control step.
+    pub fn tick(&mut self, inp: &Inputs) -> Outputs {
+        self.last_pose = inp.pose;
+        self.last_time_s = inp.time_s;
+        if self.task != TaskState::Running {
+            return Outputs::default();
+        }
+        let Some(skill) = self.steps.get(self.current).map(|s| s.skill.clone()) else {
+            self.task = TaskState::Succeeded;
+            self.changed = true;
+            return Outputs {
+                cmd_vel: Some(Twist2D::default()),
+                ..Default::default()
+            };
+        };
+        let progress = match &skill {
+            Skill::NavigateTo { target } => self.navigate(inp, target),
+            Skill::Pick { object } => self.pick(inp, object),
+            Skill::Place { object, target } => self.place(inp, object, target),
+            Skill::LookFor { object } => self.look_for(inp, object),
+            Skill::Say { text } => {
+                tracing::info!(say = %text, "robot says");
+                Progress::Done(Outputs::default())
+            }
+            Skill::Wait { seconds } => {
+                let s = seconds.clamp(0.0, MAX_WAIT_S);
+                if inp.time_s - self.ctx.started_s >= s {
+                    Progress::Done(stop_outputs())
+                } else {
+                    Progress::Continue(stop_outputs())
+                }
+            }
+            Skill::Stop => {
+                let out = stop_outputs();
+                self.finish_step(inp.time_s, StepState::Succeeded);
+                self.task = TaskState::Stopped;
+                self.message = "stopped on command".into();
+                return out;
+            }
+        };
+        match progress {
+            Progress::Continue(o) => o,
+            Progress::Done(mut o) => {
+                self.finish_step(inp.time_s, StepState::Succeeded);
+                self.current += 1;
+                if self.current >= self.steps.len() {
+                    self.task = TaskState::Succeeded;
+                    self.message = "all steps succeeded".into();
+                    o.cmd_vel = Some(Twist2D::default());
+                } else {
+                    self.begin_step(inp.time_s);
+                }
+                o
+            }
+            Progress::Failed(reason) => {
+                tracing::warn!(step = %skill.describe(), %reason, "step failed");
+                self.finish_step(
+                    inp.time_s,
+                    StepState::Failed {
+                        reason: reason.clone(),
+                    },
+                );
+                self.task = TaskState::Failed;
+                self.message = format!("{} failed: {reason}", skill.describe());
+                stop_outputs()
+            }
+        }
+    }
+
+    fn finish_step(&mut self, now_s: f64, state: StepState) {
+        if let Some(s) = self.steps.get_mut(self.current) {
+            s.state = state;
+            s.finished_s = Some(now_s);
+        }
+        self.changed = true;
+    }
+
+    fn next_stage(&mut self, now_s: f64) {
+        self.ctx.stage += 1;
+        self.ctx.stage_started_s = now_s;
+    }
+
+    fn navigate(&mut self, inp: &Inputs, target: &str) -> Progress {
+        let Some(obj) = inp.world.get(target) else {
+            return Progress::Failed(format!("{target} is not in the world model"));
+        };
+        let p = obj.position_m;
+        let robot = [inp.pose.x_m, inp.pose.y_m];
+        // Aim (again) when the object's estimate moved, while still far enough to re-plan.
+        let far = self
+            .ctx
+            .goal
+            .is_none_or(|g| (g[0] - robot[0]).hypot(g[1] - robot[1]) > 0.3);
+        let moved = self
+            .ctx
+            .aimed_at
+            .is_none_or(|a| (a[0] - p[0]).hypot(a[1] - p[1]) > 0.03);
+        if far && moved {
+            let (dx, dy) = (p[0] - robot[0], p[1] - robot[1]);
+            let d = dx.hypot(dy).max(1e-6);
+            self.ctx.goal = Some([p[0] - REACH_M * dx / d, p[1] - REACH_M * dy / d]);
+            self.ctx.aimed_at = Some(p);
+        }
+        self.ctx.look_at = Some([p[0], p[1]]);
+        let (Some(goal), Some(look)) = (self.ctx.goal, self.ctx.look_at) else {
+            return Progress::Failed("no goal".into());
+        };
+        if inp.time_s - self.ctx.started_s > NAVIGATE_TIMEOUT_S {
+            return Progress::Failed(format!(
+                "did not reach {target} within {NAVIGATE_TIMEOUT_S:.0} s"
+            ));
+        }
+        let dist = (goal[0] - robot[0]).hypot(goal[1] - robot[1]);
+        if dist < self.ctx.progress.1 - PROGRESS_M || self.ctx.at_goal {
+            self.ctx.progress = (inp.time_s, dist);
+        } else if inp.time_s - self.ctx.progress.0 > PROGRESS_WINDOW_S {
+            return Progress::Failed(format!(
+                "blocked: no progress towards {target} for {PROGRESS_WINDOW_S:.0} s ({dist:.2} m to go)"
+            ));
+        }
+        match drive_to(&inp.pose, goal, look, &mut self.ctx.at_goal, &self.nav) {
+            NavOutcome::Arrived => Progress::Done(stop_outputs()),
+            NavOutcome::Moving(t) => Progress::Continue(Outputs {
+                cmd_vel: Some(t),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// Turns to face `obj`; returns the base-frame reach (distance) once aligned.
+    fn align(&mut self, inp: &Inputs, obj: &ObservedObject) -> Result<Option<f64>, String> {
+        match face(&inp.pose, [obj.position_m[0], obj.position_m[1]], &self.nav) {
+            NavOutcome::Arrived => Ok(Some(
+                (obj.position_m[0] - inp.pose.x_m).hypot(obj.position_m[1] - inp.pose.y_m),
+            )),
+            NavOutcome::Moving(_)
+                if inp.time_s - self.ctx.stage_started_s > ARM_STAGE_TIMEOUT_S =>
+            {
+                Err(format!("could not turn to face {}", obj.id))
+            }
+            NavOutcome::Moving(_) => Ok(None),
+        }
+    }
+
+    fn arm_at(&self, inp: &Inputs) -> bool {
+        match (self.ctx.arm_goal, inp.arm_q) {
+            (Some(goal), Some(q)) => (0..3).all(|i| (goal[i] - q[i]).abs() < JOINT_TOLERANCE_RAD),
+            _ => false,
+        }
+    }
+
+    fn stage_timed_out(&self, inp: &Inputs) -> bool {
+        inp.time_s - self.ctx.stage_started_s > ARM_STAGE_TIMEOUT_S
+    }
+
+    fn set_arm(&mut self, q: ArmJoints) -> Outputs {
+        self.ctx.arm_goal = Some(q);
+        Outputs {
+            cmd_vel: Some(Twist2D::default()),
+            arm_target: Some(q),
+            gripper_target_m: self.ctx.gripper_goal,
+        }
+    }
+
+    fn hold(&self) -> Outputs {
+        Outputs {
+            cmd_vel: Some(Twist2D::default()),
+            arm_target: self.ctx.arm_goal,
+            gripper_target_m: self.ctx.gripper_goal,
+        }
+    }
+
+    fn pick(&mut self, inp: &Inputs, object: &str) -> Progress {
+        let Some(obj) = inp.world.get(object).cloned() else {
+            return Progress::Failed(format!("{object} is not in the world model"));
+        };
+        let arm = self.robot.arm.clone();
+        let open = arm.gripper_max_opening_m;
+        match self.ctx.stage {
+            0 => match self.align(inp, &obj) {
+                Err(e) => Progress::Failed(e),
+                Ok(None) => {
+                    match face(&inp.pose, [obj.position_m[0], obj.position_m[1]], &self.nav) {
+                        NavOutcome::Moving(t) => Progress::Continue(Outputs {
+                            cmd_vel: Some(t),
+                            ..Default::default()
+                        }),
+                        NavOutcome::Arrived => Progress::Continue(stop_outputs()),
+                    }
+                }
+                Ok(Some(reach)) => {
+                    let z = obj.position_m[2];
+                    let pre = arm.solve_top_down(reach, z + PRE_GRASP_HEIGHT_M);
+                    let grasp = arm.solve_top_down(reach, z);
+                    match (pre, grasp) {
+                        (Ok(pre), Ok(_)) => {
+                            self.ctx.gripper_goal = Some(open);
+                            self.next_stage(inp.time_s);
+                            Progress::Continue(self.set_arm(pre))
+                        }
+                        (Err(e), _) | (_, Err(e)) => Progress::Failed(format!(
+                            "{object} is out of the arm's reach ({reach:.2} m away): {e}"
+                        )),
+                    }
+                }
+            },
+            1 => {
+                let opened = inp.gripper_m.is_some_and(|g| g > open - 0.005);
+                if self.arm_at(inp) && opened {
+                    let reach =
+                        (obj.position_m[0] - inp.pose.x_m).hypot(obj.position_m[1] - inp.pose.y_m);
+                    match arm.solve_top_down(reach, obj.position_m[2]) {
+                        Ok(q) => {
+                            self.next_stage(inp.time_s);
+                            Progress::Continue(self.set_arm(q))
+                        }
+                        Err(e) => Progress::Failed(format!("cannot reach down to {object}: {e}")),
+                    }
+                } else if self.stage_timed_out(inp) {
+                    Progress::Failed("the arm did not reach the pre-grasp pose".into())
+                } else {
+                    Progress::Continue(self.hold())
+                }
+            }
+            2 => {
+                if self.arm_at(inp) {
+                    self.ctx.gripper_goal = Some(0.0);
+                    self.ctx.gripper_prev = (inp.time_s, inp.gripper_m.unwrap_or(open));
+                    self.next_stage(inp.time_s);
+                    Progress::Continue(self.hold())
+                } else if self.stage_timed_out(inp) {
+                    Progress::Failed("the arm did not reach the grasp pose".into())
+                } else {
+                    Progress::Continue(self.hold())
+                }
+            }
+            3 => {
+                // Closed once the fingers stop moving for 0.3 s.
+                let g = inp.gripper_m.unwrap_or(open);
+                if (g - self.ctx.gripper_prev.1).abs() > 1e-4 {
+                    self.ctx.gripper_prev = (inp.time_s, g);
+                    return Progress::Continue(self.hold());
+                }
+                if inp.time_s - self.ctx.gripper_prev.0 < 0.3 {
+                    return if self.stage_timed_out(inp) {
+                        Progress::Failed("the gripper did not settle".into())
+                    } else {
+                        Progress::Continue(self.hold())
+                    };
+                }
+                if g < GRIPPER_EMPTY_M {
+                    self.ctx.gripper_goal = Some(open);
+                    return Progress::Failed(format!(
+                        "grasp failed: the gripper closed on nothing where {object} was expected"
+                    ));
+                }
+                self.next_stage(inp.time_s);
+                Progress::Continue(self.set_arm(arm.stow()))
+            }
+            _ => {
+                if self.arm_at(inp) {
+                    if inp.gripper_m.is_some_and(|g| g < GRIPPER_EMPTY_M) {
+                        return Progress::Failed(format!(
+                            "{object} slipped out of the gripper while lifting"
+                        ));
+                    }
+                    Progress::Done(self.hold())
+                } else if self.stage_timed_out(inp) {
+                    Progress::Failed("the arm did not return to the carry pose".into())
+                } else {
+                    Progress::Continue(self.hold())
+                }
+            }
+        }
+    }
+
+    fn place(&mut self, inp: &Inputs, object: &str, target: &str) -> Progress {
+        let Some(bin) = inp.world.get(target).cloned() else {
+            return Progress::Failed(format!("{target} is not in the world model"));
+        };
+        let arm = self.robot.arm.clone();
+        let open = arm.gripper_max_opening_m;
+        match self.ctx.stage {
+            0 => {
+                if inp.gripper_m.is_none_or(|g| g < GRIPPER_EMPTY_M) {
+                    return Progress::Failed(format!("not holding {object}"));
+                }
+                self.ctx.gripper_goal = inp.gripper_m;
+                match self.align(inp, &bin) {
+                    Err(e) => Progress::Failed(e),
+                    Ok(None) => {
+                        match face(&inp.pose, [bin.position_m[0], bin.position_m[1]], &self.nav) {
+                            NavOutcome::Moving(t) => Progress::Continue(Outputs {
+                                cmd_vel: Some(t),
+                                ..Default::default()
+                            }),
+                            NavOutcome::Arrived => Progress::Continue(stop_outputs()),
+                        }
+                    }
+                    Ok(Some(reach)) => {
+                        let top = bin.position_m[2] + bin.kind.nominal_size_m()[2] / 2.0;
+                        let held_half = 0.025;
+                        match arm.solve_top_down(reach, top + held_half + DROP_CLEARANCE_M) {
+                            Ok(q) => {
+                                self.next_stage(inp.time_s);
+                                Progress::Continue(self.set_arm(q))
+                            }
+                            Err(e) => Progress::Failed(format!(
+                                "{target} is out of the arm's reach ({reach:.2} m): {e}"
+                            )),
+                        }
+                    }
+                }
+            }
+            1 => {
+                if self.arm_at(inp) {
+                    self.ctx.gripper_goal = Some(open);
+                    self.next_stage(inp.time_s);
+                    Progress::Continue(self.hold())
+                } else if self.stage_timed_out(inp) {
+                    Progress::Failed("the arm did not reach the drop pose".into())
+                } else {
+                    Progress::Continue(self.hold())
+                }
+            }
+            2 => {
+                if inp.gripper_m.is_some_and(|g| g > open - 0.005) {
+                    self.next_stage(inp.time_s);
+                    Progress::Continue(self.set_arm(arm.stow()))
+                } else if self.stage_timed_out(inp) {
+                    Progress::Failed("the gripper did not open".into())
+                } else {
+                    Progress::Continue(self.hold())
+                }
+            }
+            _ => {
+                if self.arm_at(inp) {
+                    Progress::Done(self.hold())
+                } else if self.stage_timed_out(inp) {
+                    Progress::Failed("the arm did not return to the carry pose".into())
+                } else {
+                    Progress::Continue(self.hold())
+                }
+            }
+        }
+    }
+
+    fn look_for(&mut self, inp: &Inputs, object: &str) -> Progress {
+        if inp.world.get(object).is_some() {
+            return Progress::Done(stop_outputs());
+        }
+        let d = wrap_angle_rad(inp.pose.yaw_rad - self.ctx.last_yaw);
+        self.ctx.last_yaw = inp.pose.yaw_rad;
+        self.ctx.turned_rad += d.abs();
+        if self.ctx.turned_rad > std::f64::consts::TAU
+            || inp.time_s - self.ctx.started_s > LOOK_FOR_TIMEOUT_S
+        {
+            return Progress::Failed(format!("{object} was not seen after a full turn"));
+        }
+        Progress::Continue(Outputs {
+            cmd_vel: Some(Twist2D {
+                linear_m_s: 0.0,
+                angular_rad_s: 0.5,
+            }),
+            ..Default::default()
+        })
+    }
+}
+
+fn stop_outputs() -> Outputs {
+    Outputs {
+        cmd_vel: Some(Twist2D::default()),
+        ..Default::default()
+    }
+}

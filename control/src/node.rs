@@ -1,0 +1,311 @@
+//! The executor as an r2r node: plans and sensor state in; `/cmd_vel`, arm
+//! and gripper trajectories, and step status out.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use r2r::trajectory_msgs::msg::{JointTrajectory, JointTrajectoryPoint};
+use rosetta_common::plan::{PlanMessage, PlanOutcome};
+use rosetta_common::rec::{self, log_text};
+use rosetta_common::robot::{ArmJoints, RobotDescription};
+use rosetta_common::ros::{self, stamp_to_secs, JsonPublisher, Spinner};
+use rosetta_common::status::{ExecutorStatus, StepState};
+use rosetta_common::{topics, Pose2D, WorldModel};
+
+use crate::executor::{Executor, Inputs, Outputs};
+use crate::nav::Twist2D;
+use crate::safety::SafetyLimits;
+
+/// Carry out plans on the robot.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControlArgs {
+    /// Stop the base when odometry is older than this (wall seconds).
+    #[arg(long, default_value_t = 0.5)]
+    pub odom_timeout_s: f64,
+}
+
+enum Input {
+    Odom(f64, Pose2D),
+    Joints(r2r::sensor_msgs::msg::JointState),
+    World(WorldModel),
+    Plan(PlanMessage),
+    Heartbeat,
+}
+
+pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
+    let robot = RobotDescription::default();
+    let mut node = ros::create_node("rosetta_control")?;
+    let qos = ros::sensor_qos();
+    let odom = node
+        .subscribe::<r2r::nav_msgs::msg::Odometry>(topics::ODOM, qos.clone())?
+        .map(|m| Input::Odom(stamp_to_secs(&m.header.stamp), odom_pose(&m)));
+    let joints = node
+        .subscribe::<r2r::sensor_msgs::msg::JointState>(topics::JOINT_STATES, qos.clone())?
+        .map(Input::Joints);
+    let worlds =
+        ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?.map(Input::World);
+    let plans = ros::json_subscription::<PlanMessage>(&mut node, topics::PLAN)?.map(Input::Plan);
+    let cmd_vel = node
+        .create_publisher::<r2r::geometry_msgs::msg::Twist>(topics::CMD_VEL, ros::reliable_qos())?;
+    let arm_pub =
+        node.create_publisher::<JointTrajectory>(topics::ARM_TRAJECTORY, ros::reliable_qos())?;
+    let gripper_pub =
+        node.create_publisher::<JointTrajectory>(topics::GRIPPER_TRAJECTORY, ros::reliable_qos())?;
+    let status_pub = JsonPublisher::<ExecutorStatus>::new(&mut node, topics::STATUS)?;
+    let node = Arc::new(Mutex::new(node));
+    let _spinner = Spinner::start(node.clone());
+    let rec = rec::open_recording("control");
+
+    let heartbeat = futures::stream::unfold((), |_| async {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        Some((Input::Heartbeat, ()))
+    });
+    let mut inputs = futures::stream::select_all(vec![
+        odom.boxed(),
+        joints.boxed(),
+        worlds.boxed(),
+        plans.boxed(),
+        heartbeat.boxed(),
+    ]);
+
+    let limits = SafetyLimits::from_robot(&robot);
+    let mut exec = Executor::new(robot.clone());
+    let mut world = WorldModel::default();
+    let mut arm_q: Option<ArmJoints> = None;
+    let mut gripper_m: Option<f64> = None;
+    let mut last_odom: Option<(Instant, f64, Pose2D)> = None;
+    let mut last_cmd = Twist2D::default();
+    let mut last_arm: (Option<ArmJoints>, Option<f64>) = (None, None);
+    let mut last_resend = Instant::now();
+    let mut path: Vec<[f32; 3]> = Vec::new();
+    let mut last_beat = Instant::now();
+    let mut odom_stale_warned = false;
+    tracing::info!("control ready");
+
+    let publish_twist = |t: Twist2D| {
+        let msg = r2r::geometry_msgs::msg::Twist {
+            linear: r2r::geometry_msgs::msg::Vector3 {
+                x: t.linear_m_s,
+                y: 0.0,
+                z: 0.0,
+            },
+            angular: r2r::geometry_msgs::msg::Vector3 {
+                x: 0.0,
+                y: 0.0,
+                z: t.angular_rad_s,
+            },
+        };
+        if let Err(e) = cmd_vel.publish(&msg) {
+            tracing::warn!(error = %e, "cannot publish cmd_vel");
+        }
+    };
+
+    let work = async {
+        while let Some(input) = inputs.next().await {
+            let mut outputs: Option<Outputs> = None;
+            match input {
+                Input::Joints(js) => {
+                    let mut q = [0.0; 3];
+                    let mut found = 0;
+                    for (n, p) in js.name.iter().zip(js.position.iter()) {
+                        if !p.is_finite() {
+                            continue;
+                        }
+                        if let Some(i) = robot.arm.joint_names.iter().position(|j| j == n) {
+                            q[i] = *p;
+                            found += 1;
+                        } else if *n == robot.arm.gripper_joint {
+                            gripper_m = Some(*p);
+                        }
+                    }
+                    if found == 3 {
+                        arm_q = Some(q);
+                    }
+                }
+                Input::World(w) => world = w,
+                Input::Plan(p) => {
+                    let now = last_odom.map(|o| o.1).unwrap_or(0.0);
+                    match p.outcome {
+                        PlanOutcome::Plan { steps } => {
+                            tracing::info!(
+                                command_id = p.command_id,
+                                steps = steps.len(),
+                                "starting plan"
+                            );
+                            log_text(
+                                &rec,
+                                "control",
+                                "INFO",
+                                &format!("starting plan for {:?}", p.command),
+                            );
+                            exec.start(p.command_id, steps, now);
+                        }
+                        PlanOutcome::Rejected { reason } => {
+                            outputs = Some(exec.stop("refused command"));
+                            exec.refuse(p.command_id, &reason);
+                        }
+                    }
+                }
+                Input::Odom(t, pose) => {
+                    if !t.is_finite() || !pose.is_finite() {
+                        tracing::warn!("odometry with NaN: stopping");
+                        outputs = Some(exec.stop("odometry contained NaN"));
+                    } else {
+                        let dt = last_odom.map(|o| t - o.1).unwrap_or(0.02);
+                        last_odom = Some((Instant::now(), t, pose));
+                        odom_stale_warned = false;
+                        let inp = Inputs {
+                            time_s: t,
+                            pose,
+                            arm_q,
+                            gripper_m,
+                            world: &world,
+                        };
+                        let was_running = exec.is_running();
+                        let mut out = exec.tick(&inp);
+                        if let Some(want) = out.cmd_vel {
+                            let safe = limits.apply(last_cmd, want, dt);
+                            out.cmd_vel = Some(safe);
+                        } else if was_running && !exec.is_running() {
+                            out.cmd_vel = Some(Twist2D::default());
+                        }
+                        outputs = Some(out);
+                        if path.last().is_none_or(|l| {
+                            (l[0] as f64 - pose.x_m).hypot(l[1] as f64 - pose.y_m) > 0.02
+                        }) {
+                            path.push([pose.x_m as f32, pose.y_m as f32, 0.01]);
+                            log_pose(&rec, t, &pose, &path);
+                        }
+                    }
+                }
+                Input::Heartbeat => {
+                    if let Some((at, _, _)) = last_odom {
+                        if exec.is_running()
+                            && at.elapsed().as_secs_f64() > args.odom_timeout_s
+                            && !odom_stale_warned
+                        {
+                            tracing::warn!("odometry is stale: holding the base still");
+                            publish_twist(Twist2D::default());
+                            last_cmd = Twist2D::default();
+                            odom_stale_warned = true;
+                        }
+                    }
+                }
+            }
+            if let Some(out) = outputs {
+                if let Some(t) = out.cmd_vel {
+                    if exec.is_running() || t != last_cmd {
+                        publish_twist(t);
+                    }
+                    last_cmd = t;
+                }
+                // Trajectories go out when the target changes, and again every 0.5 s while held.
+                let resend = last_resend.elapsed() > Duration::from_millis(500);
+                if out.arm_target.is_some() && (out.arm_target != last_arm.0 || resend) {
+                    if let Some(q) = out.arm_target {
+                        let _ = arm_pub
+                            .publish(&trajectory(robot.arm.joint_names.to_vec(), q.to_vec()));
+                    }
+                    last_arm.0 = out.arm_target;
+                    last_resend = Instant::now();
+                }
+                if out.gripper_target_m.is_some() && (out.gripper_target_m != last_arm.1 || resend)
+                {
+                    if let Some(g) = out.gripper_target_m {
+                        let _ = gripper_pub
+                            .publish(&trajectory(vec![robot.arm.gripper_joint.clone()], vec![g]));
+                    }
+                    last_arm.1 = out.gripper_target_m;
+                    last_resend = Instant::now();
+                }
+            }
+            let changed = exec.take_changed();
+            if changed || last_beat.elapsed() > Duration::from_millis(500) {
+                let status = exec.status();
+                if changed {
+                    log_status(&rec, &status);
+                }
+                if let Err(e) = status_pub.publish(&status) {
+                    tracing::warn!(error = %e, "cannot publish status");
+                }
+                last_beat = Instant::now();
+            }
+        }
+    };
+    tokio::select! {
+        _ = ros::shutdown_signal() => {}
+        _ = work => {}
+    }
+    // Leave the robot stopped.
+    exec.stop("node shutting down");
+    publish_twist(Twist2D::default());
+    let _ = status_pub.publish(&exec.status());
+    let _ = rec.flush_blocking();
+    Ok(())
+}
+
+fn trajectory(names: Vec<String>, positions: Vec<f64>) -> JointTrajectory {
+    JointTrajectory {
+        joint_names: names,
+        points: vec![JointTrajectoryPoint {
+            positions,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn odom_pose(m: &r2r::nav_msgs::msg::Odometry) -> Pose2D {
+    let q = &m.pose.pose.orientation;
+    let yaw = (2.0 * (q.w * q.z + q.x * q.y)).atan2(1.0 - 2.0 * (q.y * q.y + q.z * q.z));
+    Pose2D::new(m.pose.pose.position.x, m.pose.pose.position.y, yaw)
+}
+
+fn log_pose(rec: &rerun::RecordingStream, t: f64, pose: &Pose2D, path: &[[f32; 3]]) {
+    if !rec.is_enabled() {
+        return;
+    }
+    rec::set_sim_time(rec, t);
+    let _ = rec.log(
+        "world/robot",
+        &rerun::Transform3D::from_translation_rotation(
+            [pose.x_m as f32, pose.y_m as f32, 0.0],
+            rerun::RotationAxisAngle::new(
+                [0.0, 0.0, 1.0],
+                rerun::Angle::from_radians(pose.yaw_rad as f32),
+            ),
+        ),
+    );
+    let _ = rec.log(
+        "world/robot_path",
+        &rerun::LineStrips3D::new([path.to_vec()]),
+    );
+}
+
+fn log_status(rec: &rerun::RecordingStream, s: &ExecutorStatus) {
+    rec::set_sim_time(rec, s.stamp_s);
+    let mut md = format!("## Task: {:?}\n\n{}\n\n", s.task, s.message);
+    for step in &s.steps {
+        let mark = match &step.state {
+            StepState::Pending => "⏳ pending".to_string(),
+            StepState::Running => "▶ running".to_string(),
+            StepState::Succeeded => "✅ done".to_string(),
+            StepState::Failed { reason } => format!("❌ failed: {reason}"),
+            StepState::Cancelled => "⏹ cancelled".to_string(),
+        };
+        md.push_str(&format!(
+            "{}. `{}` {}\n",
+            step.index + 1,
+            step.skill.describe(),
+            mark
+        ));
+    }
+    let _ = rec.log("plan/status", &rerun::TextDocument::from_markdown(md));
+    log_text(
+        rec,
+        "control",
+        "INFO",
+        &format!("task {:?}: {}", s.task, s.message),
+    );
+}

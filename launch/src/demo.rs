@@ -1,0 +1,432 @@
+//! `rosetta demo`: the whole stack on the embedded sim, one command, one report.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use rosetta_common::plan::{CommandMessage, PlanMessage, PlanOutcome};
+use rosetta_common::ros::{self, JsonPublisher, Spinner};
+use rosetta_common::status::{ExecutorStatus, GroundTruth, StepStatus, TaskState};
+use rosetta_common::{topics, Pose2D, Skill, WorldModel};
+use serde::Serialize;
+
+use crate::procs::{stop_all, NodeProcess};
+
+/// Run one command end to end on the embedded simulator.
+///
+/// Starts the sim, perception, planner and control as ROS 2 nodes, waits until
+/// they are connected, sends the command, waits for the outcome, then stops
+/// every node and leaves the robot stopped. Exit code: 0 when the stack believes
+/// the task succeeded, 2 when the command was refused, 1 otherwise.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// What the robot should do, e.g. "put the red cube in the blue bin".
+    pub command: String,
+    /// Scene file (TOML) or `default`.
+    #[arg(long, default_value = "default")]
+    pub scene: String,
+    /// Seed of the sim's sensor noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Target real-time factor of the sim.
+    #[arg(long, default_value_t = 2.0)]
+    pub rtf: f64,
+    /// Write the JSON report here too (it always goes into the episode folder).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Folder of recorded episodes; each run gets a subfolder with the .rrd, report and logs.
+    #[arg(long, default_value = "episodes")]
+    pub episodes: PathBuf,
+    /// Give up after this many wall seconds.
+    #[arg(long, default_value_t = 300.0)]
+    pub timeout_s: f64,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    truth: Option<GroundTruth>,
+    status: Option<ExecutorStatus>,
+    plan: Option<PlanMessage>,
+    world: Option<WorldModel>,
+}
+
+/// The demo's JSON report.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub command: String,
+    /// succeeded | failed | refused | stopped | timeout | interrupted | error
+    pub outcome: String,
+    pub message: String,
+    pub planner: Option<String>,
+    pub plan: Option<Vec<Skill>>,
+    pub steps: Vec<StepStatus>,
+    /// The stack's belief of the final robot pose, in `odom`.
+    pub robot_final_pose: Option<Pose2D>,
+    pub wall_time_s: f64,
+    pub sim_time_s: f64,
+    pub real_time_factor: Option<f64>,
+    pub scene: String,
+    pub seed: u64,
+    pub rrd_path: Option<PathBuf>,
+    pub episode_dir: PathBuf,
+    /// The sim's ground truth at the end (map frame); never read by the stack.
+    pub ground_truth: Option<GroundTruth>,
+}
+
+fn lock(seen: &Arc<Mutex<Seen>>) -> std::sync::MutexGuard<'_, Seen> {
+    seen.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
+    let wall_start = Instant::now();
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let run_id = format!("{stamp}-{}", std::process::id());
+    let episode_dir = args.episodes.join(&run_id);
+    let parts = episode_dir.join("parts");
+    let logs = episode_dir.join("logs");
+    for d in [&parts, &logs] {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    if args.command.trim().is_empty() {
+        eprintln!(
+            "error: the command is empty; try: rosetta demo \"put the red cube in the blue bin\""
+        );
+    }
+    let envs = vec![
+        ("ROSETTA_RRD_DIR".to_string(), parts.display().to_string()),
+        (
+            "ROSETTA_RECORDING_ID".to_string(),
+            format!("rosetta-{run_id}"),
+        ),
+    ];
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let specs: Vec<(&str, Vec<String>)> = vec![
+        (
+            "sim",
+            s(&[
+                "sim",
+                "--scene",
+                &args.scene,
+                "--seed",
+                &args.seed.to_string(),
+                "--rtf",
+                &args.rtf.to_string(),
+            ]),
+        ),
+        ("perception", s(&["perception"])),
+        ("planner", s(&["planner", "--min-plan-subscribers", "2"])),
+        ("control", s(&["control"])),
+    ];
+    let mut nodes = Vec::new();
+    for (name, a) in &specs {
+        match NodeProcess::spawn(name, a, &envs, &logs) {
+            Ok(n) => nodes.push(n),
+            Err(e) => {
+                stop_all(&mut nodes, Duration::from_secs(5));
+                return Err(e);
+            }
+        }
+    }
+    let result = drive(&args, &mut nodes, wall_start).await;
+    // Stop every node; control leaves the base stopped on the way out.
+    stop_all(&mut nodes, Duration::from_secs(5));
+    let (mut report, code) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            (empty_report(&args, "error", &format!("{e:#}")), 1)
+        }
+    };
+    report.wall_time_s = wall_start.elapsed().as_secs_f64();
+    report.episode_dir = episode_dir.clone();
+    report.rrd_path = merge_recording(&parts, &episode_dir.join("episode.rrd"));
+    write_report(&report, &episode_dir.join("report.json"))?;
+    if let Some(p) = &args.report {
+        write_report(&report, p)?;
+    }
+    print_summary(&report);
+    Ok(code)
+}
+
+fn empty_report(args: &DemoArgs, outcome: &str, message: &str) -> Report {
+    Report {
+        command: args.command.clone(),
+        outcome: outcome.into(),
+        message: message.into(),
+        planner: None,
+        plan: None,
+        steps: vec![],
+        robot_final_pose: None,
+        wall_time_s: 0.0,
+        sim_time_s: 0.0,
+        real_time_factor: None,
+        scene: args.scene.clone(),
+        seed: args.seed,
+        rrd_path: None,
+        episode_dir: PathBuf::new(),
+        ground_truth: None,
+    }
+}
+
+/// Waits for `cond` while watching the nodes and Ctrl-C.
+async fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    nodes: &mut [NodeProcess],
+    mut cond: impl FnMut() -> Option<T>,
+) -> anyhow::Result<Result<T, &'static str>> {
+    let start = Instant::now();
+    let mut interrupt = Box::pin(ros::shutdown_signal());
+    loop {
+        if let Some(v) = cond() {
+            return Ok(Ok(v));
+        }
+        for n in nodes.iter_mut() {
+            if let Some(st) = n.exited() {
+                anyhow::bail!(
+                    "node {} exited ({st}) while waiting for {what}; see its log",
+                    n.name
+                );
+            }
+        }
+        if start.elapsed() > timeout {
+            return Ok(Err("timeout"));
+        }
+        tokio::select! {
+            _ = &mut interrupt => return Ok(Err("interrupted")),
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+}
+
+async fn drive(
+    args: &DemoArgs,
+    nodes: &mut [NodeProcess],
+    wall_start: Instant,
+) -> anyhow::Result<(Report, u8)> {
+    let mut node = ros::create_node("rosetta_launch")?;
+    let commands = JsonPublisher::<CommandMessage>::new(&mut node, topics::COMMAND)?;
+    let mut truths = ros::json_subscription::<GroundTruth>(&mut node, topics::GROUND_TRUTH)?;
+    let mut statuses = ros::json_subscription::<ExecutorStatus>(&mut node, topics::STATUS)?;
+    let mut plans = ros::json_subscription::<PlanMessage>(&mut node, topics::PLAN)?;
+    let mut worlds = ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?;
+    let node = Arc::new(Mutex::new(node));
+    let _spinner = Spinner::start(node.clone());
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let s1 = seen.clone();
+    let collector = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                Some(t) = truths.next() => lock(&s1).truth = Some(t),
+                Some(st) = statuses.next() => lock(&s1).status = Some(st),
+                Some(p) = plans.next() => lock(&s1).plan = Some(p),
+                Some(w) = worlds.next() => lock(&s1).world = Some(w),
+                else => break,
+            }
+        }
+    });
+
+    let mut report = empty_report(args, "error", "");
+    eprintln!("rosetta: starting the stack and waiting until every node is connected");
+    let ready = wait_for(
+        "the stack to connect",
+        Duration::from_secs(90),
+        nodes,
+        || {
+            let s = lock(&seen);
+            (s.truth.is_some()
+                && s.status.is_some()
+                && s.world.is_some()
+                && commands.subscribers() >= 1)
+                .then_some(())
+        },
+    )
+    .await?;
+    if let Err(why) = ready {
+        report.outcome = why.into();
+        report.message = "the stack did not connect".into();
+        collector.abort();
+        return Ok((report, 1));
+    }
+    let sim_start = lock(&seen).truth.as_ref().map(|t| t.stamp_s).unwrap_or(0.0);
+    eprintln!(
+        "rosetta: connected after {:.1} s; sending {:?}",
+        wall_start.elapsed().as_secs_f64(),
+        args.command
+    );
+    let command_id = 1;
+    commands.publish(&CommandMessage {
+        command_id,
+        text: args.command.clone(),
+    })?;
+
+    let plan = wait_for("the plan", Duration::from_secs(60), nodes, || {
+        lock(&seen)
+            .plan
+            .clone()
+            .filter(|p| p.command_id == command_id)
+    })
+    .await?;
+    let plan = match plan {
+        Ok(p) => p,
+        Err(why) => {
+            report.outcome = why.into();
+            report.message = "no plan from the planner".into();
+            collector.abort();
+            return Ok((report, 1));
+        }
+    };
+    report.planner = Some(plan.planner.clone());
+    let mut code = 1;
+    match &plan.outcome {
+        PlanOutcome::Rejected { reason } => {
+            eprintln!("rosetta: refused: {reason}");
+            report.outcome = "refused".into();
+            report.message = reason.clone();
+            code = 2;
+        }
+        PlanOutcome::Plan { steps } => {
+            eprintln!(
+                "rosetta: plan: {}",
+                steps
+                    .iter()
+                    .map(|s| s.describe())
+                    .collect::<Vec<_>>()
+                    .join(" -> ")
+            );
+            report.plan = Some(steps.clone());
+            let remaining = Duration::from_secs_f64(
+                (args.timeout_s - wall_start.elapsed().as_secs_f64()).max(1.0),
+            );
+            let last = wait_for("the task to finish", remaining, nodes, || {
+                lock(&seen)
+                    .status
+                    .clone()
+                    .filter(|s| s.command_id == command_id && s.task.is_final())
+            })
+            .await?;
+            match last {
+                Ok(st) => {
+                    report.outcome = match st.task {
+                        TaskState::Succeeded => "succeeded",
+                        TaskState::Stopped => "stopped",
+                        _ => "failed",
+                    }
+                    .into();
+                    report.message = st.message.clone();
+                    if st.task == TaskState::Succeeded {
+                        code = 0;
+                    }
+                }
+                Err(why) => {
+                    report.outcome = why.into();
+                    report.message = format!("the task did not finish ({why})");
+                }
+            }
+        }
+    }
+    // The final status and a ground truth taken after it.
+    let status = lock(&seen).status.clone();
+    if let Some(st) = &status {
+        if st.command_id == command_id {
+            report.steps = st.steps.clone();
+        }
+        report.robot_final_pose = Some(st.robot_pose);
+        let after = st.stamp_s + 0.3;
+        let _ = wait_for(
+            "the final ground truth",
+            Duration::from_secs(10),
+            nodes,
+            || lock(&seen).truth.clone().filter(|t| t.stamp_s >= after),
+        )
+        .await;
+    }
+    report.ground_truth = lock(&seen).truth.clone();
+    let sim_end = report
+        .ground_truth
+        .as_ref()
+        .map(|t| t.stamp_s)
+        .unwrap_or(sim_start);
+    report.sim_time_s = sim_end;
+    let wall = wall_start.elapsed().as_secs_f64();
+    report.real_time_factor = (wall > 0.0).then(|| sim_end / wall);
+    collector.abort();
+    Ok((report, code))
+}
+
+/// Merges the nodes' parts into one `.rrd` with the rerun CLI of the matching version.
+fn merge_recording(parts: &Path, out: &Path) -> Option<PathBuf> {
+    let inputs: Vec<PathBuf> = std::fs::read_dir(parts)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rrd"))
+        .collect();
+    if inputs.is_empty() {
+        return None;
+    }
+    let status = std::process::Command::new("rerun")
+        .args(["rrd", "merge", "-o"])
+        .arg(out)
+        .args(&inputs)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() => Some(out.to_path_buf()),
+        other => {
+            eprintln!(
+                "rosetta: could not merge the recording parts ({other:?}); they stay in {}",
+                parts.display()
+            );
+            None
+        }
+    }
+}
+
+fn write_report(report: &Report, path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, text)
+        .with_context(|| format!("cannot write the report to {}", path.display()))
+}
+
+fn print_summary(r: &Report) {
+    eprintln!(
+        "rosetta: outcome: {} {}",
+        r.outcome,
+        if r.message.is_empty() { "" } else { &r.message }
+    );
+    for s in &r.steps {
+        eprintln!("  {}. {} -> {:?}", s.index + 1, s.skill.describe(), s.state);
+    }
+    if let Some(gt) = &r.ground_truth {
+        for o in &gt.objects {
+            eprintln!(
+                "  truth: {:<12} at ({:.2}, {:.2}, {:.2}) in {:?}{}",
+                o.id,
+                o.position_m[0],
+                o.position_m[1],
+                o.position_m[2],
+                o.in_container,
+                if o.held { " (held)" } else { "" }
+            );
+        }
+    }
+    eprintln!(
+        "rosetta: wall {:.1} s, sim {:.1} s, real-time factor {:.2}; episode {}",
+        r.wall_time_s,
+        r.sim_time_s,
+        r.real_time_factor.unwrap_or(0.0),
+        r.rrd_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| r.episode_dir.display().to_string())
+    );
+}

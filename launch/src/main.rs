@@ -1,0 +1,71 @@
+//! `rosetta`: one command for the whole stack.
+//!
+//! ```text
+//! rosetta demo "put the red cube in the blue bin"   # sim + every node, one task, a report
+//! rosetta sim | perception | planner | control      # one node, for custom launches
+//! ```
+
+mod demo;
+mod procs;
+
+use clap::{Parser, Subcommand};
+
+/// rosetta: tell a ROS 2 robot what to do in plain words, and watch it do it.
+///
+/// `rosetta demo "<command>"` starts the embedded simulator and every stage of
+/// the stack (perception, planner, control) as ROS 2 nodes, sends the command,
+/// waits for the outcome, writes a JSON report and a rerun episode (.rrd), and
+/// stops everything. The other subcommands run a single node, so that you can
+/// start the stack piece by piece against Gazebo or a real robot.
+#[derive(Debug, Parser)]
+#[command(name = "rosetta", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run one command end to end on the embedded simulator.
+    Demo(demo::DemoArgs),
+    /// Run the embedded simulator node.
+    Sim(rosetta_sim::node::SimArgs),
+    /// Run the perception node.
+    Perception(rosetta_perception::node::PerceptionArgs),
+    /// Run the planner node.
+    Planner(rosetta_planner::node::PlannerArgs),
+    /// Run the executor (control) node.
+    Control(rosetta_control::node::ControlArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    rosetta_common::ros::init_tracing();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Cmd::Demo(a) => demo::run(a).await,
+            Cmd::Sim(a) => rosetta_sim::node::run(a).await.map(|_| 0),
+            Cmd::Perception(a) => rosetta_perception::node::run(a).await.map(|_| 0),
+            Cmd::Planner(a) => rosetta_planner::node::run(a).await.map(|_| 0),
+            Cmd::Control(a) => rosetta_control::node::run(a).await.map(|_| 0),
+        }
+    });
+    match result {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

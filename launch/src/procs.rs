@@ -1,0 +1,88 @@
+//! Child node processes: started with prefixed logs, stopped with SIGINT, then SIGKILL.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+pub struct NodeProcess {
+    pub name: String,
+    child: Child,
+}
+
+impl NodeProcess {
+    /// Starts `rosetta <args>` as node `name`; its stderr is prefixed on ours and
+    /// copied to `<log_dir>/<name>.log`.
+    pub fn spawn(
+        name: &str,
+        args: &[String],
+        envs: &[(String, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find the rosetta executable")?;
+        let mut cmd = Command::new(exe);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd.env("ROSETTA_EXIT_WITH_PARENT", "1");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start node {name}"))?;
+        if let Some(err) = child.stderr.take() {
+            let prefix = format!("[{name}] ");
+            let mut file = std::fs::File::create(log_dir.join(format!("{name}.log"))).ok();
+            let quiet = std::env::var("ROSETTA_QUIET_NODES").is_ok_and(|v| v == "1");
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    if let Some(f) = file.as_mut() {
+                        let _ = writeln!(f, "{line}");
+                    }
+                    if !quiet {
+                        eprintln!("{prefix}{line}");
+                    }
+                }
+            });
+        }
+        Ok(Self {
+            name: name.to_string(),
+            child,
+        })
+    }
+
+    /// `Some(status)` if the process has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    fn interrupt(&mut self) {
+        if self.exited().is_none() {
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
+        }
+    }
+}
+
+/// Stops every node: SIGINT, up to `grace` to exit cleanly, then SIGKILL. Reaps all.
+pub fn stop_all(nodes: &mut [NodeProcess], grace: Duration) {
+    for n in nodes.iter_mut() {
+        n.interrupt();
+    }
+    let deadline = Instant::now() + grace;
+    for n in nodes.iter_mut() {
+        while n.exited().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if n.exited().is_none() {
+            tracing::warn!(node = %n.name, "did not stop in time; killing it");
+            let _ = n.child.kill();
+            let _ = n.child.wait();
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! The sim as an r2r node: a thin shell around [`crate::world::World`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures::{FutureExt, StreamExt};
+use r2r::builtin_interfaces::msg::Time;
+use r2r::std_msgs::msg::Header;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rosetta_common::robot::RobotDescription;
+use rosetta_common::ros::{self, JsonPublisher, Spinner};
+use rosetta_common::status::GroundTruth;
+use rosetta_common::topics;
+
+use crate::render::{render_camera, render_scan, RgbdFrame, Scan};
+use crate::scene::Scene;
+use crate::world::World;
+
+/// Run the embedded simulator as a ROS 2 node.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Scene file (TOML), or `default` for the built-in room with table, cubes and bins.
+    #[arg(long, default_value = "default")]
+    pub scene: String,
+    /// Seed of the sensor noise. The same seed and scene give the same run.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Target real-time factor: sim seconds per wall second. The sim runs as
+    /// fast as this allows and publishes its time on /clock.
+    #[arg(long, default_value_t = 2.0)]
+    pub rtf: f64,
+    /// Standard deviation of the lidar's range noise, in metres.
+    #[arg(long, default_value_t = 0.005)]
+    pub lidar_noise_m: f64,
+}
+
+const PHYSICS_DT_S: f64 = 0.01;
+const ODOM_EVERY: u64 = 2; // 50 Hz
+const GROUND_TRUTH_EVERY: u64 = 20; // 5 Hz
+
+fn header(stamp: Time, frame: &str) -> Header {
+    Header {
+        stamp,
+        frame_id: frame.to_string(),
+    }
+}
+
+struct Publishers {
+    clock: r2r::Publisher<r2r::rosgraph_msgs::msg::Clock>,
+    odom: r2r::Publisher<r2r::nav_msgs::msg::Odometry>,
+    joints: r2r::Publisher<r2r::sensor_msgs::msg::JointState>,
+    image: r2r::Publisher<r2r::sensor_msgs::msg::Image>,
+    depth: r2r::Publisher<r2r::sensor_msgs::msg::Image>,
+    info: r2r::Publisher<r2r::sensor_msgs::msg::CameraInfo>,
+    scan: r2r::Publisher<r2r::sensor_msgs::msg::LaserScan>,
+    truth: JsonPublisher<GroundTruth>,
+}
+
+pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+    if !(args.rtf > 0.0 && args.rtf.is_finite()) {
+        anyhow::bail!("--rtf must be a positive number, got {}", args.rtf);
+    }
+    let scene = Scene::load(&args.scene)?;
+    let robot = RobotDescription::default();
+    tracing::info!(scene = %scene.name, seed = args.seed, rtf = args.rtf, "starting the embedded sim");
+    let world = World::new(scene, robot);
+
+    let mut node = ros::create_node("rosetta_sim")?;
+    let qos = ros::sensor_qos();
+    let pubs = Publishers {
+        clock: node.create_publisher(topics::CLOCK, qos.clone())?,
+        odom: node.create_publisher(topics::ODOM, qos.clone())?,
+        joints: node.create_publisher(topics::JOINT_STATES, qos.clone())?,
+        image: node.create_publisher(topics::IMAGE, qos.clone())?,
+        depth: node.create_publisher(topics::DEPTH, qos.clone())?,
+        info: node.create_publisher(topics::CAMERA_INFO, qos.clone())?,
+        scan: node.create_publisher(topics::SCAN, qos.clone())?,
+        truth: JsonPublisher::new(&mut node, topics::GROUND_TRUTH)?,
+    };
+    let cmd_vel =
+        node.subscribe::<r2r::geometry_msgs::msg::Twist>(topics::CMD_VEL, ros::reliable_qos())?;
+    let arm = node.subscribe::<r2r::trajectory_msgs::msg::JointTrajectory>(
+        topics::ARM_TRAJECTORY,
+        ros::reliable_qos(),
+    )?;
+    let gripper = node.subscribe::<r2r::trajectory_msgs::msg::JointTrajectory>(
+        topics::GRIPPER_TRAJECTORY,
+        ros::reliable_qos(),
+    )?;
+    let node = Arc::new(Mutex::new(node));
+    let _spinner = Spinner::start(node.clone());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_loop = stop.clone();
+    let seed = args.seed;
+    let rtf = args.rtf;
+    let noise = args.lidar_noise_m;
+    let mut sim = tokio::task::spawn_blocking(move || {
+        sim_loop(
+            world,
+            pubs,
+            cmd_vel,
+            futures::stream::select(arm, gripper),
+            seed,
+            rtf,
+            noise,
+            &stop_loop,
+        )
+    });
+    tokio::select! {
+        _ = ros::shutdown_signal() => {}
+        r = &mut sim => {
+            r.context("sim loop panicked")?;
+            return Ok(());
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    sim.await.context("sim loop panicked")?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sim_loop(
+    mut world: World,
+    pubs: Publishers,
+    mut cmd_vel: impl futures::Stream<Item = r2r::geometry_msgs::msg::Twist> + Unpin,
+    mut joints: impl futures::Stream<Item = r2r::trajectory_msgs::msg::JointTrajectory> + Unpin,
+    seed: u64,
+    rtf: f64,
+    lidar_noise_m: f64,
+    stop: &AtomicBool,
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let cam = world.robot.camera.clone();
+    let lidar = world.robot.lidar.clone();
+    let camera_every = ((1.0 / cam.rate_hz) / PHYSICS_DT_S).round().max(1.0) as u64;
+    let scan_every = ((1.0 / lidar.rate_hz) / PHYSICS_DT_S).round().max(1.0) as u64;
+    let wall_start = Instant::now();
+    let mut last_report = (Instant::now(), 0.0);
+    let mut step: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        while let Some(Some(t)) = cmd_vel.next().now_or_never() {
+            if let Err(e) = world.command_velocity(t.linear.x, t.angular.z) {
+                tracing::warn!("{e}");
+            }
+        }
+        {
+            while let Some(Some(m)) = joints.next().now_or_never() {
+                // The controller interpolates; the sim follows the last point at joint speed limits.
+                let Some(last) = m.points.last() else {
+                    tracing::warn!("joint trajectory with no points ignored");
+                    continue;
+                };
+                if let Err(e) = world.command_joints(&m.joint_names, &last.positions) {
+                    tracing::warn!("joint trajectory rejected: {e}");
+                }
+            }
+        }
+
+        world.step(PHYSICS_DT_S);
+        step += 1;
+        let stamp = ros::secs_to_stamp(world.time_s);
+        let _ = pubs.clock.publish(&r2r::rosgraph_msgs::msg::Clock {
+            clock: stamp.clone(),
+        });
+        if step.is_multiple_of(ODOM_EVERY) {
+            publish_odom(&pubs, &world, &stamp);
+        }
+        if step.is_multiple_of(scan_every) {
+            let scan = render_scan(&world, &lidar, lidar_noise_m, &mut rng);
+            publish_scan(&pubs, &world, &scan, &stamp);
+        }
+        if step.is_multiple_of(camera_every) {
+            let frame = render_camera(&world, &cam);
+            publish_camera(&pubs, &world, frame, &stamp);
+        }
+        if step.is_multiple_of(GROUND_TRUTH_EVERY) {
+            if let Err(e) = pubs.truth.publish(&world.ground_truth()) {
+                tracing::warn!(error = %e, "ground truth publish failed");
+            }
+        }
+
+        let wall_elapsed = last_report.0.elapsed().as_secs_f64();
+        if wall_elapsed > 10.0 {
+            let achieved = (world.time_s - last_report.1) / wall_elapsed;
+            tracing::info!(
+                sim_time_s = world.time_s,
+                real_time_factor = achieved,
+                "sim running"
+            );
+            last_report = (Instant::now(), world.time_s);
+        }
+        // Pace to the target real-time factor.
+        let target = wall_start + Duration::from_secs_f64(world.time_s / rtf);
+        let now = Instant::now();
+        if target > now {
+            std::thread::sleep(target - now);
+        }
+    }
+    tracing::info!(
+        sim_time_s = world.time_s,
+        wall_s = wall_start.elapsed().as_secs_f64(),
+        "sim stopped"
+    );
+}
+
+fn publish_odom(pubs: &Publishers, world: &World, stamp: &Time) {
+    use r2r::geometry_msgs::msg::{
+        Point, Pose, PoseWithCovariance, Quaternion, Twist, TwistWithCovariance, Vector3,
+    };
+    let p = world.odom_pose();
+    let (s, c) = (p.yaw_rad / 2.0).sin_cos();
+    let mut cov = vec![0.0; 36];
+    for i in [0, 7, 14, 21, 28, 35] {
+        cov[i] = 1e-4;
+    }
+    let odom = r2r::nav_msgs::msg::Odometry {
+        header: header(stamp.clone(), topics::FRAME_ODOM),
+        child_frame_id: topics::FRAME_BASE.to_string(),
+        pose: PoseWithCovariance {
+            pose: Pose {
+                position: Point {
+                    x: p.x_m,
+                    y: p.y_m,
+                    z: 0.0,
+                },
+                orientation: Quaternion {
+                    x: 0.0,
+                    y: 0.0,
+                    z: s,
+                    w: c,
+                },
+            },
+            covariance: cov.clone(),
+        },
+        twist: TwistWithCovariance {
+            twist: Twist {
+                linear: Vector3 {
+                    x: world.linear_m_s,
+                    y: 0.0,
+                    z: 0.0,
+                },
+                angular: Vector3 {
+                    x: 0.0,
+                    y: 0.0,
+                    z: world.angular_rad_s,
+                },
+            },
+            covariance: cov,
+        },
+    };
+    let _ = pubs.odom.publish(&odom);
+    let arm = &world.robot.arm;
+    let mut name: Vec<String> = arm.joint_names.to_vec();
+    name.push(arm.gripper_joint.clone());
+    let mut position = world.arm_q.to_vec();
+    position.push(world.gripper_opening_m);
+    let js = r2r::sensor_msgs::msg::JointState {
+        header: header(stamp.clone(), ""),
+        name,
+        position,
+        velocity: vec![],
+        effort: vec![],
+    };
+    let _ = pubs.joints.publish(&js);
+}
+
+fn publish_scan(pubs: &Publishers, world: &World, scan: &Scan, stamp: &Time) {
+    let l = &world.robot.lidar;
+    let msg = r2r::sensor_msgs::msg::LaserScan {
+        header: header(stamp.clone(), topics::FRAME_LIDAR),
+        angle_min: scan.angle_min_rad as f32,
+        angle_max: (scan.angle_min_rad
+            + scan.angle_increment_rad * (scan.ranges_m.len() as f64 - 1.0))
+            as f32,
+        angle_increment: scan.angle_increment_rad as f32,
+        time_increment: 0.0,
+        scan_time: (1.0 / l.rate_hz) as f32,
+        range_min: l.range_min_m as f32,
+        range_max: l.range_max_m as f32,
+        ranges: scan.ranges_m.clone(),
+        intensities: vec![],
+    };
+    let _ = pubs.scan.publish(&msg);
+}
+
+fn publish_camera(pubs: &Publishers, world: &World, frame: RgbdFrame, stamp: &Time) {
+    let cam = &world.robot.camera;
+    let h = header(stamp.clone(), topics::FRAME_CAMERA_OPTICAL);
+    let image = r2r::sensor_msgs::msg::Image {
+        header: h.clone(),
+        height: frame.height,
+        width: frame.width,
+        encoding: "rgb8".into(),
+        is_bigendian: 0,
+        step: frame.width * 3,
+        data: frame.rgb,
+    };
+    let mut depth_bytes = Vec::with_capacity(frame.depth_m.len() * 4);
+    for d in &frame.depth_m {
+        depth_bytes.extend_from_slice(&d.to_le_bytes());
+    }
+    let depth = r2r::sensor_msgs::msg::Image {
+        header: h.clone(),
+        height: frame.height,
+        width: frame.width,
+        encoding: "32FC1".into(),
+        is_bigendian: 0,
+        step: frame.width * 4,
+        data: depth_bytes,
+    };
+    let k = cam.k();
+    let info = r2r::sensor_msgs::msg::CameraInfo {
+        header: h,
+        height: frame.height,
+        width: frame.width,
+        distortion_model: "plumb_bob".into(),
+        d: vec![0.0; 5],
+        k: k.to_vec(),
+        r: vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+        p: vec![
+            k[0], 0.0, k[2], 0.0, 0.0, k[4], k[5], 0.0, 0.0, 0.0, 1.0, 0.0,
+        ],
+        ..Default::default()
+    };
+    let _ = pubs.info.publish(&info);
+    let _ = pubs.image.publish(&image);
+    let _ = pubs.depth.publish(&depth);
+}

@@ -1,0 +1,533 @@
+//! The world's state and its kinematic step. Pure: no ROS, no clock, no I/O.
+
+use rosetta_common::robot::{ArmJoints, RobotDescription};
+use rosetta_common::status::{GroundTruth, GroundTruthObject};
+use rosetta_common::{wrap_angle_rad, Color, ObjectKind, Pose2D};
+
+use crate::geometry::Aabb;
+use crate::scene::Scene;
+
+/// A velocity command older than this stops the base (the sim's own watchdog).
+pub const CMD_TIMEOUT_S: f64 = 0.5;
+/// Wall thickness of the open-topped bins.
+pub const BIN_WALL_M: f64 = 0.02;
+/// How far off the gripper's closing line an object may be and still be grasped.
+pub const GRASP_TOLERANCE_M: f64 = 0.03;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectState {
+    pub id: String,
+    pub kind: ObjectKind,
+    pub color: Color,
+    pub position_m: [f64; 3],
+    pub size_m: [f64; 3],
+    pub held: bool,
+    pub in_container: Option<String>,
+}
+
+impl ObjectState {
+    pub fn aabb(&self) -> Aabb {
+        Aabb::from_center_size(self.position_m, self.size_m)
+    }
+}
+
+/// A coloured, axis-aligned box that the camera sees and maybe the base bumps into.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VisualBox {
+    pub aabb: Aabb,
+    pub rgb: [u8; 3],
+    pub obstacle: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct World {
+    pub scene: Scene,
+    pub robot: RobotDescription,
+    pub time_s: f64,
+    /// Base pose in `map`.
+    pub pose: Pose2D,
+    pub linear_m_s: f64,
+    pub angular_rad_s: f64,
+    cmd: (f64, f64),
+    cmd_time_s: f64,
+    pub arm_q: ArmJoints,
+    arm_target: ArmJoints,
+    pub gripper_opening_m: f64,
+    gripper_target_m: f64,
+    pub objects: Vec<ObjectState>,
+    /// Static boxes (walls, furniture), built once.
+    statics: Vec<VisualBox>,
+    /// Steps in which the base was blocked.
+    pub collisions: u64,
+}
+
+impl World {
+    pub fn new(scene: Scene, robot: RobotDescription) -> Self {
+        let statics = static_boxes(&scene);
+        let objects = scene
+            .objects
+            .iter()
+            .map(|o| ObjectState {
+                id: o.id.clone(),
+                kind: o.kind,
+                color: o.color,
+                position_m: o.position_m,
+                size_m: o.size_m,
+                held: false,
+                in_container: None,
+            })
+            .collect();
+        let stow = robot.arm.stow();
+        let open = robot.arm.gripper_max_opening_m;
+        Self {
+            pose: scene.robot_start,
+            scene,
+            time_s: 0.0,
+            linear_m_s: 0.0,
+            angular_rad_s: 0.0,
+            cmd: (0.0, 0.0),
+            cmd_time_s: f64::NEG_INFINITY,
+            arm_q: stow,
+            arm_target: stow,
+            gripper_opening_m: open,
+            gripper_target_m: open,
+            objects,
+            statics,
+            collisions: 0,
+            robot,
+        }
+    }
+
+    /// A base velocity command (forward m/s, yaw rate rad/s). Non-finite values stop the base.
+    pub fn command_velocity(&mut self, linear_m_s: f64, angular_rad_s: f64) -> Result<(), String> {
+        if !linear_m_s.is_finite() || !angular_rad_s.is_finite() {
+            self.cmd = (0.0, 0.0);
+            self.cmd_time_s = self.time_s;
+            return Err(format!(
+                "non-finite velocity command ({linear_m_s}, {angular_rad_s}); stopping"
+            ));
+        }
+        let r = &self.robot;
+        self.cmd = (
+            linear_m_s.clamp(-r.max_linear_speed_m_s, r.max_linear_speed_m_s),
+            angular_rad_s.clamp(-r.max_angular_speed_rad_s, r.max_angular_speed_rad_s),
+        );
+        self.cmd_time_s = self.time_s;
+        Ok(())
+    }
+
+    /// Sets arm joint targets by name; unknown names and non-finite values are rejected.
+    pub fn command_joints(&mut self, names: &[String], positions: &[f64]) -> Result<(), String> {
+        if names.len() != positions.len() {
+            return Err(format!(
+                "{} joint names but {} positions",
+                names.len(),
+                positions.len()
+            ));
+        }
+        let mut arm = self.arm_target;
+        let mut gripper = self.gripper_target_m;
+        for (n, p) in names.iter().zip(positions) {
+            if !p.is_finite() {
+                return Err(format!("joint {n}: non-finite target {p}"));
+            }
+            if let Some(i) = self.robot.arm.joint_names.iter().position(|j| j == n) {
+                arm[i] = p.clamp(self.robot.arm.lower_rad[i], self.robot.arm.upper_rad[i]);
+            } else if *n == self.robot.arm.gripper_joint {
+                gripper = p.clamp(0.0, self.robot.arm.gripper_max_opening_m);
+            } else {
+                return Err(format!("unknown joint {n}"));
+            }
+        }
+        self.arm_target = arm;
+        self.gripper_target_m = gripper;
+        Ok(())
+    }
+
+    /// The gripper's tool centre point in `map`.
+    pub fn tool_point_map(&self) -> [f64; 3] {
+        let (p, _) = self.robot.arm.tool_point(&self.arm_q);
+        let xy = self.pose.transform_point([p[0], p[1]]);
+        [xy[0], xy[1], p[2]]
+    }
+
+    pub fn statics(&self) -> &[VisualBox] {
+        &self.statics
+    }
+
+    /// Everything the camera can see this instant.
+    pub fn visual_boxes(&self) -> Vec<VisualBox> {
+        let mut v = self.statics.clone();
+        for o in &self.objects {
+            match o.kind {
+                ObjectKind::Cube => v.push(VisualBox {
+                    aabb: o.aabb(),
+                    rgb: o.color.rgb(),
+                    obstacle: false,
+                }),
+                ObjectKind::Bin => {
+                    for part in bin_parts(o) {
+                        v.push(VisualBox {
+                            aabb: part,
+                            rgb: o.color.rgb(),
+                            obstacle: true,
+                        });
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    fn base_blocked(&self, x: f64, y: f64) -> bool {
+        let r = self.robot.base_radius_m;
+        self.statics
+            .iter()
+            .any(|b| b.obstacle && b.aabb.overlaps_disc(x, y, r))
+            || self
+                .objects
+                .iter()
+                .any(|o| o.kind == ObjectKind::Bin && o.aabb().overlaps_disc(x, y, r))
+    }
+
+    /// Advances the world by `dt_s`.
+    pub fn step(&mut self, dt_s: f64) {
+        self.time_s += dt_s;
+        self.step_base(dt_s);
+        self.step_arm(dt_s);
+        self.step_gripper(dt_s);
+        let tool = self.tool_point_map();
+        for o in self.objects.iter_mut().filter(|o| o.held) {
+            o.position_m = tool;
+        }
+    }
+
+    fn step_base(&mut self, dt: f64) {
+        let r = &self.robot;
+        let (v_cmd, w_cmd) = if self.time_s - self.cmd_time_s > CMD_TIMEOUT_S {
+            (0.0, 0.0)
+        } else {
+            self.cmd
+        };
+        let dv = (v_cmd - self.linear_m_s)
+            .clamp(-r.max_linear_accel_m_s2 * dt, r.max_linear_accel_m_s2 * dt);
+        let dw = (w_cmd - self.angular_rad_s).clamp(
+            -r.max_angular_accel_rad_s2 * dt,
+            r.max_angular_accel_rad_s2 * dt,
+        );
+        self.linear_m_s += dv;
+        self.angular_rad_s += dw;
+        let mid_yaw = self.pose.yaw_rad + 0.5 * self.angular_rad_s * dt;
+        let nx = self.pose.x_m + self.linear_m_s * mid_yaw.cos() * dt;
+        let ny = self.pose.y_m + self.linear_m_s * mid_yaw.sin() * dt;
+        let nyaw = wrap_angle_rad(self.pose.yaw_rad + self.angular_rad_s * dt);
+        if self.linear_m_s.abs() > 1e-9 && self.base_blocked(nx, ny) {
+            // Blocked: turning in place is allowed, translating into the obstacle is not.
+            self.collisions += 1;
+            self.linear_m_s = 0.0;
+            self.pose.yaw_rad = nyaw;
+        } else {
+            self.pose = Pose2D::new(nx, ny, nyaw);
+        }
+    }
+
+    fn step_arm(&mut self, dt: f64) {
+        let max = self.robot.arm.max_joint_speed_rad_s * dt;
+        for i in 0..3 {
+            let d = (self.arm_target[i] - self.arm_q[i]).clamp(-max, max);
+            self.arm_q[i] += d;
+        }
+    }
+
+    fn step_gripper(&mut self, dt: f64) {
+        let max = self.robot.arm.gripper_speed_m_s * dt;
+        let target = self.gripper_target_m;
+        let held = self.objects.iter().position(|o| o.held);
+        if target > self.gripper_opening_m + 1e-9 {
+            self.gripper_opening_m += (target - self.gripper_opening_m).min(max);
+            if let Some(i) = held {
+                if self.gripper_opening_m > self.objects[i].size_m[1] + 0.005 {
+                    self.release(i);
+                }
+            }
+            return;
+        }
+        if held.is_some() {
+            return; // closed on the object: the fingers cannot close further
+        }
+        let mut next = self.gripper_opening_m - (self.gripper_opening_m - target).min(max);
+        // Does closing to `next` touch a graspable object between the fingers?
+        let tool = self.tool_point_map();
+        let (s, c) = self.pose.yaw_rad.sin_cos();
+        let mut grasp = None;
+        for (i, o) in self.objects.iter().enumerate() {
+            if !o.kind.is_graspable() {
+                continue;
+            }
+            let dx = o.position_m[0] - tool[0];
+            let dy = o.position_m[1] - tool[1];
+            let along = c * dx + s * dy; // base x: across the fingers' width
+            let across = -s * dx + c * dy; // base y: the fingers close along it
+            let dz = o.position_m[2] - tool[2];
+            let width = o.size_m[1];
+            if along.abs() < GRASP_TOLERANCE_M
+                && dz.abs() < GRASP_TOLERANCE_M
+                // The cube's centre is between the fingers; closing centres it.
+                && across.abs() < self.gripper_opening_m / 2.0
+                && next <= width
+            {
+                grasp = Some(i);
+                next = width;
+                break;
+            }
+        }
+        self.gripper_opening_m = next;
+        if let Some(i) = grasp {
+            let o = &mut self.objects[i];
+            o.held = true;
+            o.in_container = None;
+        }
+    }
+
+    /// Drops a held object onto whatever is below it.
+    fn release(&mut self, i: usize) {
+        let (x, y) = (self.objects[i].position_m[0], self.objects[i].position_m[1]);
+        let half_h = self.objects[i].size_m[2] / 2.0;
+        let mut rest_z = half_h; // the floor
+        let mut container = None;
+        for b in self.objects.iter().filter(|b| b.kind == ObjectKind::Bin) {
+            let outer = b.aabb();
+            if !outer.contains_xy(x, y) {
+                continue;
+            }
+            let inner = Aabb::from_center_size(
+                b.position_m,
+                [
+                    b.size_m[0] - 2.0 * BIN_WALL_M,
+                    b.size_m[1] - 2.0 * BIN_WALL_M,
+                    b.size_m[2],
+                ],
+            );
+            if inner.contains_xy(x, y) {
+                rest_z = outer.min[2] + BIN_WALL_M + half_h;
+                container = Some(b.id.clone());
+            } else {
+                rest_z = outer.max[2] + half_h; // on the rim
+            }
+        }
+        if container.is_none() {
+            for f in self.statics.iter().filter(|f| f.obstacle) {
+                if f.aabb.contains_xy(x, y) && f.aabb.max[2] + half_h > rest_z {
+                    rest_z = f.aabb.max[2] + half_h;
+                }
+            }
+        }
+        let o = &mut self.objects[i];
+        o.held = false;
+        o.position_m[2] = rest_z;
+        o.in_container = container;
+    }
+
+    /// Base pose relative to where it started (what Gazebo's odometry reports).
+    pub fn odom_pose(&self) -> Pose2D {
+        let start = self.scene.robot_start;
+        let p = start.inverse_transform_point([self.pose.x_m, self.pose.y_m]);
+        Pose2D::new(
+            p[0],
+            p[1],
+            wrap_angle_rad(self.pose.yaw_rad - start.yaw_rad),
+        )
+    }
+
+    pub fn ground_truth(&self) -> GroundTruth {
+        GroundTruth {
+            stamp_s: self.time_s,
+            scene: self.scene.name.clone(),
+            robot_pose: self.pose,
+            objects: self
+                .objects
+                .iter()
+                .map(|o| GroundTruthObject {
+                    id: o.id.clone(),
+                    kind: o.kind.name().to_string(),
+                    color: o.color,
+                    position_m: o.position_m,
+                    in_container: o.in_container.clone(),
+                    held: o.held,
+                })
+                .collect(),
+            collisions: self.collisions,
+        }
+    }
+}
+
+/// The four walls and the furniture.
+fn static_boxes(scene: &Scene) -> Vec<VisualBox> {
+    let r = &scene.room;
+    let (hx, hy, t, h) = (
+        r.size_m[0] / 2.0,
+        r.size_m[1] / 2.0,
+        r.wall_thickness_m,
+        r.wall_height_m,
+    );
+    let wall = |c: [f64; 3], s: [f64; 3]| VisualBox {
+        aabb: Aabb::from_center_size(c, s),
+        rgb: r.wall_rgb,
+        obstacle: true,
+    };
+    let mut v = vec![
+        wall([hx + t / 2.0, 0.0, h / 2.0], [t, 2.0 * (hy + t), h]),
+        wall([-hx - t / 2.0, 0.0, h / 2.0], [t, 2.0 * (hy + t), h]),
+        wall([0.0, hy + t / 2.0, h / 2.0], [2.0 * hx, t, h]),
+        wall([0.0, -hy - t / 2.0, h / 2.0], [2.0 * hx, t, h]),
+    ];
+    for f in &scene.furniture {
+        v.push(VisualBox {
+            aabb: Aabb::from_center_size(f.center_m, f.size_m),
+            rgb: f.rgb,
+            obstacle: f.obstacle,
+        });
+    }
+    v
+}
+
+/// An open-topped bin as five thin boxes: floor and four walls.
+pub fn bin_parts(b: &ObjectState) -> [Aabb; 5] {
+    let o = b.aabb();
+    let w = BIN_WALL_M;
+    let mk = |min: [f64; 3], max: [f64; 3]| Aabb { min, max };
+    [
+        mk(o.min, [o.max[0], o.max[1], o.min[2] + w]),
+        mk(o.min, [o.min[0] + w, o.max[1], o.max[2]]),
+        mk([o.max[0] - w, o.min[1], o.min[2]], o.max),
+        mk(o.min, [o.max[0], o.min[1] + w, o.max[2]]),
+        mk([o.min[0], o.max[1] - w, o.min[2]], o.max),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn world() -> World {
+        World::new(Scene::default_scene().unwrap(), RobotDescription::default())
+    }
+
+    fn run(w: &mut World, seconds: f64, mut each: impl FnMut(&mut World)) {
+        let steps = (seconds / 0.01).round() as usize;
+        for _ in 0..steps {
+            each(w);
+            w.step(0.01);
+        }
+    }
+
+    #[test]
+    fn base_integrates_commands_within_limits() {
+        let mut w = world();
+        run(&mut w, 2.0, |w| w.command_velocity(10.0, 0.0).unwrap());
+        // Limited to 0.5 m/s after a 0.5 s ramp: 0.125 + 1.5 * 0.5 = 0.875 m.
+        assert!((w.pose.x_m - 0.875).abs() < 0.02, "x = {}", w.pose.x_m);
+        assert!(w.linear_m_s <= 0.5 + 1e-9);
+        assert!(w.command_velocity(f64::NAN, 0.0).is_err());
+    }
+
+    #[test]
+    fn watchdog_stops_a_base_without_fresh_commands() {
+        let mut w = world();
+        w.command_velocity(0.3, 0.0).unwrap();
+        run(&mut w, 3.0, |_| {});
+        assert_eq!(w.linear_m_s, 0.0);
+        assert!(w.pose.x_m < 0.3);
+    }
+
+    #[test]
+    fn the_table_stops_the_base() {
+        let mut w = world();
+        run(&mut w, 8.0, |w| w.command_velocity(0.5, 0.0).unwrap());
+        // The table's near edge is at x = 1.3; the base radius is 0.22.
+        assert!(w.pose.x_m <= 1.3 - 0.22 + 1e-9, "x = {}", w.pose.x_m);
+        assert!(w.collisions > 0);
+    }
+
+    fn grasp_red_cube(w: &mut World) {
+        // Put the base so that the red cube is 0.45 m straight ahead.
+        let cube = w.objects[0].position_m;
+        w.pose = Pose2D::new(cube[0] - 0.45, cube[1], 0.0);
+        let q = w.robot.arm.solve_top_down(0.45, cube[2]).unwrap();
+        let names = w.robot.arm.joint_names.to_vec();
+        w.command_joints(&names, &q).unwrap();
+        run(w, 4.0, |_| {});
+        let g = vec![w.robot.arm.gripper_joint.clone()];
+        w.command_joints(&g, &[0.0]).unwrap();
+        run(w, 1.5, |_| {});
+    }
+
+    #[test]
+    fn closing_on_a_cube_holds_it_and_opening_over_a_bin_drops_it_in() {
+        let mut w = world();
+        assert_eq!(w.objects[0].id, "red_cube");
+        grasp_red_cube(&mut w);
+        assert!(w.objects[0].held, "cube not grasped");
+        assert!((w.gripper_opening_m - 0.05).abs() < 1e-6);
+        // Lift, drive to the blue bin, open.
+        let names = w.robot.arm.joint_names.to_vec();
+        let q = w.robot.arm.solve_top_down(0.45, 0.45).unwrap();
+        w.command_joints(&names, &q).unwrap();
+        run(&mut w, 2.0, |_| {});
+        let bin = w
+            .objects
+            .iter()
+            .find(|o| o.id == "blue_bin")
+            .unwrap()
+            .position_m;
+        w.pose = Pose2D::new(bin[0], bin[1] - 0.45, std::f64::consts::FRAC_PI_2);
+        run(&mut w, 0.1, |_| {});
+        let g = vec![w.robot.arm.gripper_joint.clone()];
+        w.command_joints(&g, &[0.09]).unwrap();
+        run(&mut w, 1.0, |_| {});
+        let cube = &w.objects[0];
+        assert!(!cube.held);
+        assert_eq!(cube.in_container.as_deref(), Some("blue_bin"));
+        assert!((cube.position_m[2] - (BIN_WALL_M + 0.025)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_off_centre_cube_is_still_grasped() {
+        let mut w = world();
+        let cube = w.objects[0].position_m;
+        // 1.5 cm to the side of the gripper's centre line.
+        w.pose = Pose2D::new(cube[0] - 0.45, cube[1] + 0.015, 0.0);
+        let q = w.robot.arm.solve_top_down(0.45, cube[2]).unwrap();
+        let names = w.robot.arm.joint_names.to_vec();
+        w.command_joints(&names, &q).unwrap();
+        run(&mut w, 4.0, |_| {});
+        let g = vec![w.robot.arm.gripper_joint.clone()];
+        w.command_joints(&g, &[0.0]).unwrap();
+        run(&mut w, 1.5, |_| {});
+        assert!(w.objects[0].held);
+    }
+
+    #[test]
+    fn closing_on_nothing_closes_fully() {
+        let mut w = world();
+        let g = vec![w.robot.arm.gripper_joint.clone()];
+        w.command_joints(&g, &[0.0]).unwrap();
+        run(&mut w, 1.5, |_| {});
+        assert!(w.gripper_opening_m < 1e-9);
+        assert!(w.objects.iter().all(|o| !o.held));
+        assert!(w
+            .command_joints(&["elbow_of_doom".to_string()], &[1.0])
+            .is_err());
+        assert!(w.command_joints(&g, &[f64::INFINITY]).is_err());
+    }
+
+    #[test]
+    fn same_seed_same_world() {
+        let mut a = world();
+        let mut b = world();
+        for w in [&mut a, &mut b] {
+            run(w, 3.0, |w| w.command_velocity(0.4, 0.3).unwrap());
+        }
+        assert_eq!(a.pose, b.pose);
+    }
+}
