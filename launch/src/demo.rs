@@ -1,6 +1,7 @@
 //! `rosetta demo`: the whole stack on the embedded sim, one command, one report.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +14,7 @@ use rosetta_common::{topics, Pose2D, Skill, WorldModel};
 use serde::Serialize;
 
 use crate::procs::{stop_all, NodeProcess};
+
 
 /// Run one command end to end on the embedded simulator.
 ///
@@ -73,13 +75,30 @@ pub struct Report {
     pub episode_dir: PathBuf,
     /// The sim's ground truth at the end (map frame); never read by the stack.
     pub ground_truth: Option<GroundTruth>,
+    /// Every node process the launcher started, and how it ended.
+    pub nodes: Vec<NodeExit>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeExit {
+    pub name: String,
+    pub pid: u32,
+    /// The exit code, or null when it ended by a signal.
+    pub exit_code: Option<i32>,
 }
 
 fn lock(seen: &Arc<Mutex<Seen>>) -> std::sync::MutexGuard<'_, Seen> {
     seen.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Set once by SIGINT/SIGTERM; every wait checks it, so that Ctrl-C tears the stack down.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
+    tokio::spawn(async {
+        ros::shutdown_signal().await;
+        INTERRUPTED.store(true, Ordering::SeqCst);
+    });
     let wall_start = Instant::now();
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -142,6 +161,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             (empty_report(&args, "error", &format!("{e:#}")), 1)
         }
     };
+    report.nodes = nodes.iter_mut().map(|n| n.report()).collect();
     report.wall_time_s = wall_start.elapsed().as_secs_f64();
     report.episode_dir = episode_dir.clone();
     report.rrd_path = merge_recording(&parts, &episode_dir.join("episode.rrd"));
@@ -170,6 +190,7 @@ fn empty_report(args: &DemoArgs, outcome: &str, message: &str) -> Report {
         rrd_path: None,
         episode_dir: PathBuf::new(),
         ground_truth: None,
+        nodes: vec![],
     }
 }
 
@@ -181,10 +202,12 @@ async fn wait_for<T>(
     mut cond: impl FnMut() -> Option<T>,
 ) -> anyhow::Result<Result<T, &'static str>> {
     let start = Instant::now();
-    let mut interrupt = Box::pin(ros::shutdown_signal());
     loop {
         if let Some(v) = cond() {
             return Ok(Ok(v));
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Ok(Err("interrupted"));
         }
         for n in nodes.iter_mut() {
             if let Some(st) = n.exited() {
@@ -197,10 +220,7 @@ async fn wait_for<T>(
         if start.elapsed() > timeout {
             return Ok(Err("timeout"));
         }
-        tokio::select! {
-            _ = &mut interrupt => return Ok(Err("interrupted")),
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -249,6 +269,10 @@ async fn drive(
     .await?;
     if let Err(why) = ready {
         report.outcome = why.into();
+        if why == "interrupted" {
+            collector.abort();
+            return Ok((report, 130));
+        }
         report.message = "the stack did not connect".into();
         collector.abort();
         return Ok((report, 1));
@@ -331,8 +355,12 @@ async fn drive(
         }
     }
     // The final status and a ground truth taken after it.
+    if report.outcome == "interrupted" {
+        eprintln!("rosetta: interrupted; stopping every node");
+        code = 130;
+    }
     let status = lock(&seen).status.clone();
-    if let Some(st) = &status {
+    if let (Some(st), false) = (&status, code == 130) {
         if st.command_id == command_id {
             report.steps = st.steps.clone();
         }

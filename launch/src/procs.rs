@@ -62,6 +62,15 @@ impl NodeProcess {
         self.child.try_wait().ok().flatten()
     }
 
+    /// Name, pid and exit code, for the report.
+    pub fn report(&mut self) -> crate::demo::NodeExit {
+        crate::demo::NodeExit {
+            name: self.name.clone(),
+            pid: self.child.id(),
+            exit_code: self.exited().and_then(|s| s.code()),
+        }
+    }
+
     fn interrupt(&mut self) {
         if self.exited().is_none() {
             let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);

@@ -1,1 +1,82 @@
+//! Helpers for the end-to-end tests: find the built `rosetta` binary, run it on
+//! an isolated ROS 2 domain, and stop what was started.
 
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The `rosetta` binary built next to the test executable (`./rosetta test` builds it first).
+pub fn rosetta_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("ROSETTA_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("rosetta");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `./rosetta test` (it builds the workspace before testing)",
+        bin.display()
+    );
+    bin
+}
+
+/// A `rosetta` command on its own ROS 2 domain, so that tests running side by side never hear each other.
+pub fn rosetta(domain_id: u32) -> Command {
+    let mut c = Command::new(rosetta_bin());
+    c.env("ROS_DOMAIN_ID", domain_id.to_string())
+        .env("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        .env("ROSETTA_QUIET_NODES", "1")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs `rosetta demo <command>` and returns its output and parsed report.
+pub fn run_demo(domain_id: u32, command: &str) -> (Output, serde_json::Value, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report = dir.path().join("report.json");
+    let out = rosetta(domain_id)
+        .args(["demo", command, "--timeout-s", "400", "--report"])
+        .arg(&report)
+        .arg("--episodes")
+        .arg(dir.path().join("episodes"))
+        .output()
+        .expect("run rosetta demo");
+    let text = std::fs::read_to_string(&report).unwrap_or_else(|e| {
+        panic!(
+            "no report ({e}); stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let json: serde_json::Value = serde_json::from_str(&text).expect("report is JSON");
+    (out, json, dir)
+}
+
+/// The ground-truth object with this id in a report.
+pub fn truth_object<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["ground_truth"]["objects"]
+        .as_array()
+        .and_then(|a| a.iter().find(|o| o["id"] == id))
+        .unwrap_or_else(|| panic!("{id} not in ground truth: {report:#}"))
+}
+
+/// A child process that is interrupted (then killed) when dropped.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGINT);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
