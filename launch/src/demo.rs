@@ -15,7 +15,6 @@ use serde::Serialize;
 
 use crate::procs::{stop_all, NodeProcess};
 
-
 /// Run one command end to end on the embedded simulator.
 ///
 /// Starts the sim, perception, planner and control as ROS 2 nodes, waits until
