@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One step of a plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "skill", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Skill {
     /// Drive to where the named object can be manipulated.
@@ -18,7 +18,10 @@ pub enum Skill {
     /// Tell the operator something.
     Say { text: String },
     /// Wait, bounded by [`MAX_WAIT_S`].
-    Wait { seconds: f64 },
+    Wait {
+        #[schemars(range(min = 0.0, max = 60.0))]
+        seconds: f64,
+    },
     /// Stop all motion.
     Stop,
 }
@@ -54,14 +57,14 @@ impl Skill {
 }
 
 /// What the operator (or a program) asks for, on [`crate::topics::COMMAND`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CommandMessage {
     pub command_id: u64,
     pub text: String,
 }
 
 /// The planner's answer to a command, on [`crate::topics::PLAN`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PlanMessage {
     pub command_id: u64,
     pub command: String,
@@ -72,16 +75,33 @@ pub struct PlanMessage {
     pub planning_time_s: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PlanOutcome {
     Plan { steps: Vec<Skill> },
     Rejected { reason: String },
 }
 
+/// The JSON Schema of a [`PlanMessage`] (which contains the skills), as
+/// committed in `common/schema/plan.schema.json`.
+pub fn plan_json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(PlanMessage)).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn committed_schema_is_current() {
+        let committed: serde_json::Value =
+            serde_json::from_str(include_str!("../schema/plan.schema.json")).unwrap();
+        assert_eq!(
+            committed,
+            plan_json_schema(),
+            "regenerate with: ./rosetta schema > common/schema/plan.schema.json"
+        );
+    }
 
     #[test]
     fn skill_json_is_tagged_and_closed() {

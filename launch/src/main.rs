@@ -36,6 +36,8 @@ enum Cmd {
     Planner(rosetta_planner::node::PlannerArgs),
     /// Run the executor (control) node.
     Control(rosetta_control::node::ControlArgs),
+    /// Print the JSON Schema of plans (the closed set of skills) on stdout.
+    Schema,
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,6 +61,12 @@ fn main() -> std::process::ExitCode {
             Cmd::Perception(a) => rosetta_perception::node::run(a).await.map(|_| 0),
             Cmd::Planner(a) => rosetta_planner::node::run(a).await.map(|_| 0),
             Cmd::Control(a) => rosetta_control::node::run(a).await.map(|_| 0),
+            Cmd::Schema => serde_json::to_string_pretty(&rosetta_common::plan::plan_json_schema())
+                .map(|s| {
+                    println!("{s}");
+                    0
+                })
+                .map_err(anyhow::Error::from),
         }
     });
     match result {
