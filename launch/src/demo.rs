@@ -40,6 +40,9 @@ pub struct DemoArgs {
     /// Folder of recorded episodes; each run gets a subfolder with the .rrd, report and logs.
     #[arg(long, default_value = "episodes")]
     pub episodes: PathBuf,
+    /// Planner: `rules` (the stand-in) or `llm` (experimental language model).
+    #[arg(long, default_value = "rules", value_parser = ["rules", "llm"])]
+    pub planner: String,
     /// Give up after this many wall seconds.
     #[arg(long, default_value_t = 300.0)]
     pub timeout_s: f64,
@@ -137,7 +140,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             ]),
         ),
         ("perception", s(&["perception"])),
-        ("planner", s(&["planner", "--min-plan-subscribers", "2"])),
+        (
+            "planner",
+            s(&[
+                "planner",
+                "--min-plan-subscribers",
+                "2",
+                "--planner",
+                &args.planner,
+            ]),
+        ),
         ("control", s(&["control"])),
     ];
     let mut nodes = Vec::new();

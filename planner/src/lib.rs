@@ -6,6 +6,7 @@
 //! parser that handles the walking skeleton's commands and refuses the rest.
 
 pub mod grammar;
+pub mod llm;
 pub mod node;
 pub mod rules;
 

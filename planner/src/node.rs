@@ -15,9 +15,13 @@ use crate::rules::{self, RulesPlanner};
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlannerArgs {
     /// Which planner to run. `rules` is the deterministic stand-in of the walking
-    /// skeleton; the language-model planner replaces it.
-    #[arg(long, default_value = "rules", value_parser = ["rules"])]
+    /// skeleton. `llm` runs a GGUF chat model under constrained decoding; it is
+    /// EXPERIMENTAL (plan accuracy is not benchmarked yet) and will become the default.
+    #[arg(long, default_value = "rules", value_parser = ["rules", "llm"])]
     pub planner: String,
+    /// The GGUF model for `--planner llm` (ChatML chat template).
+    #[arg(long, env = "ROSETTA_LLM_GGUF")]
+    pub model: Option<std::path::PathBuf>,
     /// Before publishing a plan, wait (up to 5 s) until this many nodes subscribe to it.
     #[arg(long, default_value_t = 1)]
     pub min_plan_subscribers: usize,
@@ -35,6 +39,24 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
     let _spinner = Spinner::start(node.clone());
     let rec = rec::open_recording("planner");
     let planner = RulesPlanner;
+    let llm = match args.planner.as_str() {
+        "llm" => {
+            let path = args.model.clone().ok_or_else(|| {
+                anyhow::anyhow!("--planner llm needs --model FILE.gguf (or ROSETTA_LLM_GGUF)")
+            })?;
+            tracing::info!(path = %path.display(), "loading the language model");
+            let loaded =
+                tokio::task::spawn_blocking(move || crate::llm::LlmPlanner::load(&path)).await??;
+            tracing::warn!("the language-model planner is experimental: its plan accuracy is not benchmarked yet");
+            Some(Arc::new(loaded))
+        }
+        _ => None,
+    };
+    let planner_name = if llm.is_some() {
+        "llm-constrained"
+    } else {
+        rules::NAME
+    };
 
     let latest_world: Arc<Mutex<Option<WorldModel>>> = Arc::new(Mutex::new(None));
     let lw = latest_world.clone();
@@ -46,7 +68,7 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
         }
     });
 
-    tracing::info!(planner = rules::NAME, "planner ready");
+    tracing::info!(planner = planner_name, "planner ready");
     let work = async {
         while let Some(cmd) = commands.next().await {
             let current =
@@ -64,17 +86,48 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
             }
             let world = current(&latest_world).unwrap_or_default();
             let t0 = Instant::now();
-            let outcome = match planner.plan(&cmd.text, &world) {
-                Ok(steps) => PlanOutcome::Plan { steps },
-                Err(e) => PlanOutcome::Rejected {
-                    reason: e.to_string(),
+            let outcome = match &llm {
+                Some(_) if cmd.text.trim().is_empty() => PlanOutcome::Rejected {
+                    reason: rules::PlanError::Empty.to_string(),
+                },
+                Some(model) => {
+                    let (model, text, w) = (model.clone(), cmd.text.clone(), world.clone());
+                    match tokio::task::spawn_blocking(move || model.plan(&text, &w)).await {
+                        Ok(Ok(out)) => {
+                            let took_s = out.prefill_s + out.decode_s;
+                            log_text(
+                                &rec,
+                                "planner",
+                                "INFO",
+                                &format!("model output ({took_s:.2} s): {:?}", out.raw),
+                            );
+                            match out.decoded {
+                                crate::grammar::Decoded::Plan(steps) => PlanOutcome::Plan { steps },
+                                crate::grammar::Decoded::Refused => PlanOutcome::Rejected {
+                                    reason: "the language model found no safe plan over the known objects".into(),
+                                },
+                            }
+                        }
+                        Ok(Err(e)) => PlanOutcome::Rejected {
+                            reason: format!("the language model failed: {e}"),
+                        },
+                        Err(e) => PlanOutcome::Rejected {
+                            reason: format!("the language model crashed: {e}"),
+                        },
+                    }
+                }
+                None => match planner.plan(&cmd.text, &world) {
+                    Ok(steps) => PlanOutcome::Plan { steps },
+                    Err(e) => PlanOutcome::Rejected {
+                        reason: e.to_string(),
+                    },
                 },
             };
             let msg = PlanMessage {
                 command_id: cmd.command_id,
                 command: cmd.text.clone(),
                 outcome,
-                planner: rules::NAME.to_string(),
+                planner: planner_name.to_string(),
                 planning_time_s: t0.elapsed().as_secs_f64(),
             };
             rec::set_sim_time(&rec, world.stamp_s);
