@@ -52,3 +52,20 @@ pub fn log_text(rec: &RecordingStream, node: &str, level: &str, text: &str) {
         tracing::debug!(error = %e, "rerun log failed");
     }
 }
+
+/// Logs the robot's base pose in the odom frame as the transform of `world/robot`.
+pub fn log_robot_pose(rec: &RecordingStream, pose: &crate::Pose2D) {
+    let r = rec.log(
+        "world/robot",
+        &rerun::Transform3D::from_translation_rotation(
+            [pose.x_m as f32, pose.y_m as f32, 0.0],
+            rerun::RotationAxisAngle::new(
+                [0.0, 0.0, 1.0],
+                rerun::Angle::from_radians(pose.yaw_rad as f32),
+            ),
+        ),
+    );
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "rerun log failed");
+    }
+}

@@ -104,6 +104,13 @@ pub fn stamp_to_secs(t: &Time) -> f64 {
     t.sec as f64 + t.nanosec as f64 * 1e-9
 }
 
+/// The planar pose (x, y, yaw) in an odometry message.
+pub fn odom_pose(m: &r2r::nav_msgs::msg::Odometry) -> crate::Pose2D {
+    let q = &m.pose.pose.orientation;
+    let yaw = (2.0 * (q.w * q.z + q.x * q.y)).atan2(1.0 - 2.0 * (q.y * q.y + q.z * q.z));
+    crate::Pose2D::new(m.pose.pose.position.x, m.pose.pose.position.y, yaw)
+}
+
 /// Publishes serde values as JSON in `std_msgs/String`.
 pub struct JsonPublisher<T> {
     inner: r2r::Publisher<r2r::std_msgs::msg::String>,
@@ -205,6 +212,17 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn odom_yaw_comes_from_the_quaternion() {
+        let mut m = r2r::nav_msgs::msg::Odometry::default();
+        let yaw: f64 = -2.5;
+        m.pose.pose.orientation.z = (yaw / 2.0).sin();
+        m.pose.pose.orientation.w = (yaw / 2.0).cos();
+        m.pose.pose.position.x = 1.5;
+        let p = odom_pose(&m);
+        assert!((p.yaw_rad - yaw).abs() < 1e-12 && p.x_m == 1.5);
+    }
 
     #[test]
     fn stamps_round_trip() {

@@ -39,7 +39,7 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let qos = ros::sensor_qos();
     let odom = node
         .subscribe::<r2r::nav_msgs::msg::Odometry>(topics::ODOM, qos.clone())?
-        .map(|m| Input::Odom(stamp_to_secs(&m.header.stamp), odom_pose(&m)));
+        .map(|m| Input::Odom(stamp_to_secs(&m.header.stamp), ros::odom_pose(&m)));
     let joints = node
         .subscribe::<r2r::sensor_msgs::msg::JointState>(topics::JOINT_STATES, qos.clone())?
         .map(Input::Joints);
@@ -256,27 +256,12 @@ fn trajectory(names: Vec<String>, positions: Vec<f64>) -> JointTrajectory {
     }
 }
 
-fn odom_pose(m: &r2r::nav_msgs::msg::Odometry) -> Pose2D {
-    let q = &m.pose.pose.orientation;
-    let yaw = (2.0 * (q.w * q.z + q.x * q.y)).atan2(1.0 - 2.0 * (q.y * q.y + q.z * q.z));
-    Pose2D::new(m.pose.pose.position.x, m.pose.pose.position.y, yaw)
-}
-
 fn log_pose(rec: &rerun::RecordingStream, t: f64, pose: &Pose2D, path: &[[f32; 3]]) {
     if !rec.is_enabled() {
         return;
     }
     rec::set_sim_time(rec, t);
-    let _ = rec.log(
-        "world/robot",
-        &rerun::Transform3D::from_translation_rotation(
-            [pose.x_m as f32, pose.y_m as f32, 0.0],
-            rerun::RotationAxisAngle::new(
-                [0.0, 0.0, 1.0],
-                rerun::Angle::from_radians(pose.yaw_rad as f32),
-            ),
-        ),
-    );
+    rec::log_robot_pose(rec, pose);
     let _ = rec.log(
         "world/robot_path",
         &rerun::LineStrips3D::new([path.to_vec()]),

@@ -25,15 +25,9 @@ use crate::procs::{stop_all, NodeProcess};
 pub struct DemoArgs {
     /// What the robot should do, e.g. "put the red cube in the blue bin".
     pub command: String,
-    /// Scene file (TOML) or `default`.
-    #[arg(long, default_value = "default")]
-    pub scene: String,
-    /// Seed of the sim's sensor noise.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Target real-time factor of the sim.
-    #[arg(long, default_value_t = 2.0)]
-    pub rtf: f64,
+    /// The simulator's options (scene, seed, speed, noise).
+    #[command(flatten)]
+    pub sim: rosetta_sim::node::SimArgs,
     /// Write the JSON report here too (it always goes into the episode folder).
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -132,11 +126,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             s(&[
                 "sim",
                 "--scene",
-                &args.scene,
+                &args.sim.scene,
                 "--seed",
-                &args.seed.to_string(),
+                &args.sim.seed.to_string(),
                 "--rtf",
-                &args.rtf.to_string(),
+                &args.sim.rtf.to_string(),
+                "--lidar-noise-m",
+                &args.sim.lidar_noise_m.to_string(),
             ]),
         ),
         ("perception", s(&["perception"])),
@@ -196,8 +192,8 @@ fn empty_report(args: &DemoArgs, outcome: &str, message: &str) -> Report {
         wall_time_s: 0.0,
         sim_time_s: 0.0,
         real_time_factor: None,
-        scene: args.scene.clone(),
-        seed: args.seed,
+        scene: args.sim.scene.clone(),
+        seed: args.sim.seed,
         rrd_path: None,
         episode_dir: PathBuf::new(),
         ground_truth: None,

@@ -46,7 +46,7 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
         .map(Input::Info);
     let odoms = node
         .subscribe::<r2r::nav_msgs::msg::Odometry>(topics::ODOM, qos.clone())?
-        .map(|m| Input::Odom(stamp_to_secs(&m.header.stamp), odom_pose(&m)));
+        .map(|m| Input::Odom(stamp_to_secs(&m.header.stamp), ros::odom_pose(&m)));
     let objects = JsonPublisher::<WorldModel>::new(&mut node, topics::OBJECTS)?;
     let node = Arc::new(Mutex::new(node));
     let _spinner = Spinner::start(node.clone());
@@ -141,12 +141,6 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn odom_pose(m: &r2r::nav_msgs::msg::Odometry) -> Pose2D {
-    let q = &m.pose.pose.orientation;
-    let yaw = (2.0 * (q.w * q.z + q.x * q.y)).atan2(1.0 - 2.0 * (q.y * q.y + q.z * q.z));
-    Pose2D::new(m.pose.pose.position.x, m.pose.pose.position.y, yaw)
-}
-
 /// The odometry pose nearest to `stamp`, if one is within 60 ms.
 fn pose_at(history: &VecDeque<(f64, Pose2D)>, stamp: f64) -> Option<Pose2D> {
     history
@@ -238,16 +232,7 @@ fn log_frame(
         return;
     }
     rec::set_sim_time(rec, stamp);
-    let _ = rec.log(
-        "world/robot",
-        &rerun::Transform3D::from_translation_rotation(
-            [pose.x_m as f32, pose.y_m as f32, 0.0],
-            rerun::RotationAxisAngle::new(
-                [0.0, 0.0, 1.0],
-                rerun::Angle::from_radians(pose.yaw_rad as f32),
-            ),
-        ),
-    );
+    rec::log_robot_pose(rec, pose);
     // JPEG keeps a 5 Hz camera at tens of kB per frame instead of 900 kB.
     if let Some(jpeg) = encode_jpeg(img) {
         let _ = rec.log(
