@@ -18,6 +18,8 @@ pub const LOOK_FOR_TIMEOUT_S: f64 = 30.0;
 /// `PROGRESS_M` within `PROGRESS_WINDOW_S`.
 pub const PROGRESS_WINDOW_S: f64 = 8.0;
 pub const PROGRESS_M: f64 = 0.05;
+/// How long a step waits for an object it names to appear in the world model.
+pub const WORLD_GRACE_S: f64 = 3.0;
 const JOINT_TOLERANCE_RAD: f64 = 0.01;
 /// A closed gripper narrower than this holds nothing.
 const GRIPPER_EMPTY_M: f64 = 0.01;
@@ -280,9 +282,19 @@ impl Executor {
         self.ctx.stage_started_s = now_s;
     }
 
+    /// An object the plan names is not (yet) in this node's world model: the
+    /// planner may have seen a newer map than ours, so wait a little for it.
+    fn missing(&self, inp: &Inputs, id: &str) -> Progress {
+        if inp.time_s - self.ctx.started_s < WORLD_GRACE_S {
+            Progress::Continue(stop_outputs())
+        } else {
+            Progress::Failed(format!("{id} is not in the world model"))
+        }
+    }
+
     fn navigate(&mut self, inp: &Inputs, target: &str) -> Progress {
         let Some(obj) = inp.world.get(target) else {
-            return Progress::Failed(format!("{target} is not in the world model"));
+            return self.missing(inp, target);
         };
         let p = obj.position_m;
         let robot = [inp.pose.x_m, inp.pose.y_m];
@@ -372,7 +384,7 @@ impl Executor {
 
     fn pick(&mut self, inp: &Inputs, object: &str) -> Progress {
         let Some(obj) = inp.world.get(object).cloned() else {
-            return Progress::Failed(format!("{object} is not in the world model"));
+            return self.missing(inp, object);
         };
         let arm = self.robot.arm.clone();
         let open = arm.gripper_max_opening_m;
@@ -476,7 +488,7 @@ impl Executor {
 
     fn place(&mut self, inp: &Inputs, object: &str, target: &str) -> Progress {
         let Some(bin) = inp.world.get(target).cloned() else {
-            return Progress::Failed(format!("{target} is not in the world model"));
+            return self.missing(inp, target);
         };
         let arm = self.robot.arm.clone();
         let open = arm.gripper_max_opening_m;
@@ -571,5 +583,108 @@ fn stop_outputs() -> Outputs {
     Outputs {
         cmd_vel: Some(Twist2D::default()),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rosetta_common::{Color, ObjectKind, ObservedObject};
+
+    fn world_with_cube() -> WorldModel {
+        WorldModel {
+            stamp_s: 0.0,
+            frame_id: "odom".into(),
+            objects: vec![ObservedObject {
+                id: "red_cube".into(),
+                kind: ObjectKind::Cube,
+                color: Color::Red,
+                position_m: [2.0, 0.0, 0.425],
+                last_seen_s: 0.0,
+                observations: 1,
+            }],
+        }
+    }
+
+    fn tick(e: &mut Executor, t: f64, world: &WorldModel) -> Outputs {
+        e.tick(&Inputs {
+            time_s: t,
+            pose: Pose2D::default(),
+            arm_q: None,
+            gripper_m: None,
+            world,
+        })
+    }
+
+    #[test]
+    fn a_step_waits_briefly_for_an_object_the_map_does_not_have_yet() {
+        let mut e = Executor::new(RobotDescription::default());
+        e.start(
+            1,
+            vec![Skill::NavigateTo {
+                target: "red_cube".into(),
+            }],
+            0.0,
+        );
+        let empty = WorldModel::default();
+        for i in 0..100 {
+            let out = tick(&mut e, i as f64 * 0.02, &empty);
+            assert_eq!(
+                out.cmd_vel,
+                Some(Twist2D::default()),
+                "must hold still while waiting"
+            );
+        }
+        assert_eq!(e.task(), TaskState::Running);
+        // The map catches up: the robot starts driving towards the cube.
+        let out = tick(&mut e, 2.1, &world_with_cube());
+        assert!(out
+            .cmd_vel
+            .is_some_and(|t| t.linear_m_s > 0.0 || t.angular_rad_s != 0.0));
+        assert_eq!(e.task(), TaskState::Running);
+    }
+
+    #[test]
+    fn an_object_that_never_appears_fails_the_step_with_a_reason() {
+        let mut e = Executor::new(RobotDescription::default());
+        e.start(
+            1,
+            vec![Skill::Pick {
+                object: "red_cube".into(),
+            }],
+            0.0,
+        );
+        let empty = WorldModel::default();
+        let mut t = 0.0;
+        while e.task() == TaskState::Running && t < 10.0 {
+            tick(&mut e, t, &empty);
+            t += 0.02;
+        }
+        assert_eq!(e.task(), TaskState::Failed);
+        assert!((WORLD_GRACE_S..WORLD_GRACE_S + 0.1).contains(&t));
+        assert!(e
+            .status()
+            .message
+            .contains("red_cube is not in the world model"));
+    }
+
+    #[test]
+    fn stop_preempts_a_running_plan() {
+        let mut e = Executor::new(RobotDescription::default());
+        let w = world_with_cube();
+        e.start(
+            1,
+            vec![Skill::NavigateTo {
+                target: "red_cube".into(),
+            }],
+            0.0,
+        );
+        tick(&mut e, 0.0, &w);
+        let out = e.stop("operator stop");
+        assert_eq!(out.cmd_vel, Some(Twist2D::default()));
+        assert_eq!(e.task(), TaskState::Stopped);
+        assert_eq!(e.status().steps[0].state, StepState::Cancelled);
+        // Nothing more is commanded after a stop.
+        assert_eq!(tick(&mut e, 0.1, &w), Outputs::default());
     }
 }
