@@ -117,7 +117,10 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
                 continue;
             };
             let odom_from_optical = pose.to_isometry() * base_from_optical;
-            match process(&img, &dep, &cam, &odom_from_optical) {
+            // Detection is CPU-bound (about 10 ms a frame): keep it off the async workers.
+            let detected =
+                tokio::task::block_in_place(|| process(&img, &dep, &cam, &odom_from_optical));
+            match detected {
                 Ok(dets) => {
                     tracker.update(&dets, stamp);
                     let world = tracker.world_model(stamp, topics::FRAME_ODOM);
