@@ -16,7 +16,7 @@ pub mod topics;
 pub mod world;
 
 pub use plan::{PlanMessage, PlanOutcome, Skill};
-pub use world::{Color, ObjectKind, ObservedObject, WorldModel};
+pub use world::{Color, ObjectKind, ObservedObject, Place, WorldModel};
 
 /// Wraps an angle to (-pi, pi].
 pub fn wrap_angle_rad(a: f64) -> f64 {

@@ -73,6 +73,20 @@ pub struct PlanMessage {
     pub planner: String,
     /// Wall time the planner took, in seconds.
     pub planning_time_s: f64,
+    /// 1 for the first plan of a command; more when the planner re-planned
+    /// after the executor reported a failure.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    /// How many attempts the planner makes at most for this command.
+    #[serde(default = "first_attempt")]
+    pub max_attempts: u32,
+    /// Why this plan replaces an earlier one (the failure it answers).
+    #[serde(default)]
+    pub replan_reason: Option<String>,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

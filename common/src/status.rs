@@ -48,6 +48,9 @@ impl TaskState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutorStatus {
     pub command_id: u64,
+    /// Which plan of the command this is ([`crate::PlanMessage::attempt`]).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
     pub task: TaskState,
     pub steps: Vec<StepStatus>,
     pub message: String,
@@ -55,6 +58,10 @@ pub struct ExecutorStatus {
     pub stamp_s: f64,
     /// The executor's belief of the robot pose, in `odom`.
     pub robot_pose: Pose2D,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

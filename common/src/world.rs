@@ -84,16 +84,112 @@ pub struct ObservedObject {
     pub observations: u32,
 }
 
-/// Perception's object map, published on [`crate::topics::OBJECTS`].
+/// A named place of the site map: the pose the robot drives to when told to
+/// go there (the dock, the front of the table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Place {
+    pub id: String,
+    /// What a person calls it, for prompts and messages.
+    #[serde(default)]
+    pub description: String,
+    /// In the map frame.
+    pub pose: crate::Pose2D,
+}
+
+/// The places file (`config/places/*.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PlacesFile {
+    pub places: Vec<Place>,
+}
+
+/// The default site's places, as committed in `config/places/default.toml`.
+pub const DEFAULT_PLACES_TOML: &str = include_str!("../../config/places/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlacesError {
+    #[error("the places file does not parse: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("place {0:?} has a non-finite pose")]
+    NotFinite(String),
+    #[error("place id {0:?} is not a lower-case identifier (a-z, 0-9, _)")]
+    BadId(String),
+    #[error("place id {0:?} is used twice, or also names an object kind")]
+    Duplicate(String),
+}
+
+/// Parses and checks a places file.
+pub fn parse_places(text: &str) -> Result<Vec<Place>, PlacesError> {
+    let file: PlacesFile = toml::from_str(text)?;
+    let mut seen: Vec<&str> = Vec::new();
+    for p in &file.places {
+        if !p.pose.is_finite() {
+            return Err(PlacesError::NotFinite(p.id.clone()));
+        }
+        let ok = !p.id.is_empty()
+            && p.id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !ok {
+            return Err(PlacesError::BadId(p.id.clone()));
+        }
+        let clashes = Color::ALL.iter().any(|c| {
+            [ObjectKind::Cube, ObjectKind::Bin]
+                .iter()
+                .any(|k| object_id(*c, *k) == p.id)
+        });
+        if seen.contains(&p.id.as_str()) || clashes {
+            return Err(PlacesError::Duplicate(p.id.clone()));
+        }
+        seen.push(&p.id);
+    }
+    Ok(file.places)
+}
+
+/// Perception's object map, published on [`crate::topics::OBJECTS`], with the
+/// site's named places.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct WorldModel {
     pub stamp_s: f64,
     pub frame_id: String,
     pub objects: Vec<ObservedObject>,
+    #[serde(default)]
+    pub places: Vec<Place>,
 }
 
 impl WorldModel {
     pub fn get(&self, id: &str) -> Option<&ObservedObject> {
         self.objects.iter().find(|o| o.id == id)
+    }
+    pub fn place(&self, id: &str) -> Option<&Place> {
+        self.places.iter().find(|p| p.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_places_parse() {
+        let places = parse_places(DEFAULT_PLACES_TOML).unwrap();
+        assert!(places.iter().any(|p| p.id == "dock"));
+    }
+
+    #[test]
+    fn bad_places_are_clear_errors() {
+        let nan = "[[places]]\nid = \"dock\"\npose = { x_m = nan, y_m = 0.0, yaw_rad = 0.0 }\n";
+        assert!(matches!(parse_places(nan), Err(PlacesError::NotFinite(_))));
+        let bad = "[[places]]\nid = \"Dock 1\"\npose = { x_m = 0.0, y_m = 0.0, yaw_rad = 0.0 }\n";
+        assert!(matches!(parse_places(bad), Err(PlacesError::BadId(_))));
+        let clash =
+            "[[places]]\nid = \"red_cube\"\npose = { x_m = 0.0, y_m = 0.0, yaw_rad = 0.0 }\n";
+        assert!(matches!(
+            parse_places(clash),
+            Err(PlacesError::Duplicate(_))
+        ));
+        assert!(matches!(
+            parse_places("places = 3"),
+            Err(PlacesError::Parse(_))
+        ));
     }
 }

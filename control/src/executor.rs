@@ -66,6 +66,7 @@ pub struct Executor {
     robot: RobotDescription,
     nav: NavParams,
     command_id: u64,
+    attempt: u32,
     steps: Vec<StepStatus>,
     current: usize,
     task: TaskState,
@@ -88,6 +89,7 @@ impl Executor {
             robot,
             nav: NavParams::default(),
             command_id: 0,
+            attempt: 1,
             steps: vec![],
             current: 0,
             task: TaskState::Idle,
@@ -114,6 +116,12 @@ impl Executor {
 
     /// Starts a plan, preempting whatever runs now.
     pub fn start(&mut self, command_id: u64, plan: Vec<Skill>, now_s: f64) {
+        self.start_attempt(command_id, 1, plan, now_s);
+    }
+
+    /// Starts attempt `attempt` (a re-plan after a failure) of a command.
+    pub fn start_attempt(&mut self, command_id: u64, attempt: u32, plan: Vec<Skill>, now_s: f64) {
+        self.attempt = attempt;
         self.cancel_running("preempted by a new command");
         self.command_id = command_id;
         self.steps = plan
@@ -144,6 +152,7 @@ impl Executor {
 
     /// Records a refused command: nothing moves.
     pub fn refuse(&mut self, command_id: u64, reason: &str) {
+        self.attempt = 1;
         self.cancel_running("preempted by a new command");
         self.command_id = command_id;
         self.steps.clear();
@@ -192,6 +201,7 @@ impl Executor {
     pub fn status(&self) -> ExecutorStatus {
         ExecutorStatus {
             command_id: self.command_id,
+            attempt: self.attempt,
             task: self.task,
             steps: self.steps.clone(),
             message: self.message.clone(),
@@ -293,27 +303,20 @@ impl Executor {
     }
 
     fn navigate(&mut self, inp: &Inputs, target: &str) -> Progress {
-        let Some(obj) = inp.world.get(target) else {
-            return self.missing(inp, target);
-        };
-        let p = obj.position_m;
         let robot = [inp.pose.x_m, inp.pose.y_m];
-        // Aim (again) when the object's estimate moved, while still far enough to re-plan.
-        let far = self
-            .ctx
-            .goal
-            .is_none_or(|g| (g[0] - robot[0]).hypot(g[1] - robot[1]) > 0.3);
-        let moved = self
-            .ctx
-            .aimed_at
-            .is_none_or(|a| (a[0] - p[0]).hypot(a[1] - p[1]) > 0.03);
-        if far && moved {
-            let (dx, dy) = (p[0] - robot[0], p[1] - robot[1]);
-            let d = dx.hypot(dy).max(1e-6);
-            self.ctx.goal = Some([p[0] - REACH_M * dx / d, p[1] - REACH_M * dy / d]);
-            self.ctx.aimed_at = Some(p);
+        if let Some(place) = inp.world.place(target) {
+            // A named place is a pose: drive onto it, then turn to its heading.
+            let goal = [place.pose.x_m, place.pose.y_m];
+            let (s, c) = place.pose.yaw_rad.sin_cos();
+            self.ctx.goal = Some(goal);
+            self.ctx.look_at = Some([goal[0] + c, goal[1] + s]);
         }
-        self.ctx.look_at = Some([p[0], p[1]]);
+        if let Some(obj) = inp.world.get(target) {
+            let p = obj.position_m;
+            self.aim_at_object(robot, p);
+        } else if inp.world.place(target).is_none() {
+            return self.missing(inp, target);
+        }
         let (Some(goal), Some(look)) = (self.ctx.goal, self.ctx.look_at) else {
             return Progress::Failed("no goal".into());
         };
@@ -337,6 +340,26 @@ impl Executor {
                 ..Default::default()
             }),
         }
+    }
+
+    /// Sets the goal to stand within reach of an object at `p`, facing it.
+    fn aim_at_object(&mut self, robot: [f64; 2], p: [f64; 3]) {
+        // Aim (again) when the object's estimate moved, while still far enough to re-plan.
+        let far = self
+            .ctx
+            .goal
+            .is_none_or(|g| (g[0] - robot[0]).hypot(g[1] - robot[1]) > 0.3);
+        let moved = self
+            .ctx
+            .aimed_at
+            .is_none_or(|a| (a[0] - p[0]).hypot(a[1] - p[1]) > 0.03);
+        if far && moved {
+            let (dx, dy) = (p[0] - robot[0], p[1] - robot[1]);
+            let d = dx.hypot(dy).max(1e-6);
+            self.ctx.goal = Some([p[0] - REACH_M * dx / d, p[1] - REACH_M * dy / d]);
+            self.ctx.aimed_at = Some(p);
+        }
+        self.ctx.look_at = Some([p[0], p[1]]);
     }
 
     /// Turns to face `obj`; returns the base-frame reach (distance) once aligned.
@@ -595,6 +618,7 @@ mod tests {
         WorldModel {
             stamp_s: 0.0,
             frame_id: "odom".into(),
+            places: Vec::new(),
             objects: vec![ObservedObject {
                 id: "red_cube".into(),
                 kind: ObjectKind::Cube,
@@ -642,6 +666,47 @@ mod tests {
             .cmd_vel
             .is_some_and(|t| t.linear_m_s > 0.0 || t.angular_rad_s != 0.0));
         assert_eq!(e.task(), TaskState::Running);
+    }
+
+    #[test]
+    fn navigate_to_a_named_place_ends_on_its_pose() {
+        let mut e = Executor::new(RobotDescription::default());
+        let mut world = WorldModel::default();
+        world.places.push(rosetta_common::Place {
+            id: "dock".into(),
+            description: String::new(),
+            pose: Pose2D::new(-1.5, 0.5, std::f64::consts::FRAC_PI_2),
+        });
+        e.start(
+            1,
+            vec![Skill::NavigateTo {
+                target: "dock".into(),
+            }],
+            0.0,
+        );
+        // A unicycle that follows the commanded twist exactly.
+        let mut pose = Pose2D::default();
+        let dt = 0.02;
+        let mut t = 0.0;
+        while e.task() == TaskState::Running && t < 60.0 {
+            let out = e.tick(&Inputs {
+                time_s: t,
+                pose,
+                arm_q: None,
+                gripper_m: None,
+                world: &world,
+            });
+            if let Some(v) = out.cmd_vel {
+                pose.x_m += v.linear_m_s * pose.yaw_rad.cos() * dt;
+                pose.y_m += v.linear_m_s * pose.yaw_rad.sin() * dt;
+                pose.yaw_rad = rosetta_common::wrap_angle_rad(pose.yaw_rad + v.angular_rad_s * dt);
+            }
+            t += dt;
+        }
+        assert_eq!(e.task(), TaskState::Succeeded, "{}", e.status().message);
+        assert!((pose.x_m + 1.5).hypot(pose.y_m - 0.5) < 0.1, "{pose:?}");
+        let heading = rosetta_common::wrap_angle_rad(pose.yaw_rad - std::f64::consts::FRAC_PI_2);
+        assert!(heading.abs() < 0.1, "{pose:?}");
     }
 
     #[test]

@@ -139,7 +139,11 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
                                 "INFO",
                                 &format!("starting plan for {:?}", p.command),
                             );
-                            exec.start(p.command_id, steps, now);
+                            exec.start_attempt(p.command_id, p.attempt, steps, now);
+                        }
+                        PlanOutcome::Rejected { reason } if p.attempt > 1 => {
+                            // A re-plan that found no way: the failure stands.
+                            tracing::warn!(command_id = p.command_id, %reason, "re-plan refused");
                         }
                         PlanOutcome::Rejected { reason } => {
                             outputs = Some(exec.stop("refused command"));

@@ -58,7 +58,12 @@ pub struct Report {
     pub outcome: String,
     pub message: String,
     pub planner: Option<String>,
+    /// The last plan carried out (after any re-plans).
     pub plan: Option<Vec<Skill>>,
+    /// How many plans the planner made for the command (1 + re-plans).
+    pub attempts: u32,
+    /// Why each re-plan happened (the failures it answered).
+    pub replans: Vec<String>,
     pub steps: Vec<StepStatus>,
     /// The stack's belief of the final robot pose, in `odom`.
     pub robot_final_pose: Option<Pose2D>,
@@ -133,6 +138,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
                 &args.sim.rtf.to_string(),
                 "--lidar-noise-m",
                 &args.sim.lidar_noise_m.to_string(),
+                "--slip-grasps",
+                &args.sim.slip_grasps.to_string(),
             ]),
         ),
         ("perception", s(&["perception"])),
@@ -187,6 +194,8 @@ fn empty_report(args: &DemoArgs, outcome: &str, message: &str) -> Report {
         message: message.into(),
         planner: None,
         plan: None,
+        attempts: 0,
+        replans: Vec::new(),
         steps: vec![],
         robot_final_pose: None,
         wall_time_s: 0.0,
@@ -314,49 +323,90 @@ async fn drive(
     };
     report.planner = Some(plan.planner.clone());
     let mut code = 1;
-    match &plan.outcome {
-        PlanOutcome::Rejected { reason } => {
-            eprintln!("rosetta: refused: {reason}");
-            report.outcome = "refused".into();
-            report.message = reason.clone();
-            code = 2;
-        }
-        PlanOutcome::Plan { steps } => {
+    let mut plan = plan;
+    loop {
+        report.attempts = plan.attempt;
+        if let Some(why) = &plan.replan_reason {
             eprintln!(
-                "rosetta: plan: {}",
-                steps
-                    .iter()
-                    .map(|s| s.describe())
-                    .collect::<Vec<_>>()
-                    .join(" -> ")
+                "rosetta: re-planned (attempt {} of {}) after: {why}",
+                plan.attempt, plan.max_attempts
             );
-            report.plan = Some(steps.clone());
-            let remaining = Duration::from_secs_f64(
-                (args.timeout_s - wall_start.elapsed().as_secs_f64()).max(1.0),
-            );
-            let last = wait_for("the task to finish", remaining, nodes, || {
-                lock(&seen)
-                    .status
-                    .clone()
-                    .filter(|s| s.command_id == command_id && s.task.is_final())
-            })
-            .await?;
-            match last {
-                Ok(st) => {
-                    report.outcome = match st.task {
-                        TaskState::Succeeded => "succeeded",
-                        TaskState::Stopped => "stopped",
-                        _ => "failed",
+            report.replans.push(why.clone());
+        }
+        match &plan.outcome {
+            PlanOutcome::Rejected { reason } if plan.attempt > 1 => {
+                eprintln!("rosetta: the re-plan found no way: {reason}");
+                report.outcome = "failed".into();
+                report.message = format!("re-plan refused: {reason}");
+                break;
+            }
+            PlanOutcome::Rejected { reason } => {
+                eprintln!("rosetta: refused: {reason}");
+                report.outcome = "refused".into();
+                report.message = reason.clone();
+                code = 2;
+                break;
+            }
+            PlanOutcome::Plan { steps } => {
+                eprintln!(
+                    "rosetta: plan: {}",
+                    steps
+                        .iter()
+                        .map(|s| s.describe())
+                        .collect::<Vec<_>>()
+                        .join(" -> ")
+                );
+                report.plan = Some(steps.clone());
+                let remaining = Duration::from_secs_f64(
+                    (args.timeout_s - wall_start.elapsed().as_secs_f64()).max(1.0),
+                );
+                let attempt = plan.attempt;
+                // This attempt's final status, or a later attempt's (the planner
+                // may re-plan before the failed status is ever seen here).
+                let last = wait_for("the task to finish", remaining, nodes, || {
+                    lock(&seen).status.clone().filter(|s| {
+                        s.command_id == command_id
+                            && (s.attempt > attempt || s.attempt == attempt && s.task.is_final())
+                    })
+                })
+                .await?;
+                let st = match last {
+                    Ok(st) => st,
+                    Err(why) => {
+                        report.outcome = why.into();
+                        report.message = format!("the task did not finish ({why})");
+                        break;
                     }
-                    .into();
-                    report.message = st.message.clone();
-                    if st.task == TaskState::Succeeded {
-                        code = 0;
-                    }
+                };
+                let replanned = st.attempt > attempt;
+                report.outcome = match st.task {
+                    _ if replanned => "failed",
+                    TaskState::Succeeded => "succeeded",
+                    TaskState::Stopped => "stopped",
+                    _ => "failed",
                 }
-                Err(why) => {
-                    report.outcome = why.into();
-                    report.message = format!("the task did not finish ({why})");
+                .into();
+                report.message = st.message.clone();
+                if st.task == TaskState::Succeeded && !replanned {
+                    code = 0;
+                }
+                if !replanned && (st.task != TaskState::Failed || attempt >= plan.max_attempts) {
+                    break;
+                }
+                // The planner answers a failure with a new plan.
+                let next = wait_for("a re-plan", Duration::from_secs(60), nodes, || {
+                    lock(&seen)
+                        .plan
+                        .clone()
+                        .filter(|p| p.command_id == command_id && p.attempt > attempt)
+                })
+                .await?;
+                match next {
+                    Ok(p) => plan = p,
+                    Err(why) => {
+                        report.message = format!("{} (and no re-plan came: {why})", st.message);
+                        break;
+                    }
                 }
             }
         }

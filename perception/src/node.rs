@@ -23,6 +23,10 @@ pub struct PerceptionArgs {
     /// Frames older than this (against the newest odometry) are skipped as stale.
     #[arg(long, default_value_t = 1.0)]
     pub max_frame_age_s: f64,
+    /// The site's named places (TOML, map frame), published with the object map.
+    /// Default: the embedded `config/places/default.toml` of the default scene.
+    #[arg(long)]
+    pub places: Option<std::path::PathBuf>,
 }
 
 enum Input {
@@ -33,6 +37,16 @@ enum Input {
 }
 
 pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
+    let places = match &args.places {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("cannot read the places file {}: {e}", path.display())
+            })?;
+            rosetta_common::world::parse_places(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => rosetta_common::world::parse_places(rosetta_common::world::DEFAULT_PLACES_TOML)?,
+    };
     let mut node = ros::create_node("rosetta_perception")?;
     let qos = ros::sensor_qos();
     let images = node
@@ -123,7 +137,8 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
             match detected {
                 Ok(dets) => {
                     tracker.update(&dets, stamp);
-                    let world = tracker.world_model(stamp, topics::FRAME_ODOM);
+                    let mut world = tracker.world_model(stamp, topics::FRAME_ODOM);
+                    world.places.clone_from(&places);
                     if let Err(e) = objects.publish(&world) {
                         tracing::warn!(error = %e, "cannot publish the object map");
                     }

@@ -68,6 +68,7 @@ impl Tracker {
             stamp_s,
             frame_id: frame_id.to_string(),
             objects: self.objects.clone(),
+            places: Vec::new(),
         }
     }
 }

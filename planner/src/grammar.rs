@@ -17,38 +17,72 @@
 //! never names a thing that does not exist, whatever the model's scores.
 //! This module is pure: it sees token *texts*, not a tokenizer or a model.
 
-use rosetta_common::{Skill, WorldModel};
+use rosetta_common::world::object_id;
+use rosetta_common::{Color, ObjectKind, Skill, WorldModel};
 
 pub const DONE: &str = "done";
 pub const REFUSE: &str = "refuse";
 /// The waits a plan may contain, in seconds.
 pub const WAIT_CHOICES_S: [u32; 4] = [1, 2, 5, 10];
 
+/// What a step line does to the decoding state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Effect {
+    None,
+    Navigate(String),
+    LookFor(String),
+    Pick(String),
+    Place(String, String),
+}
+
+#[derive(Debug, Clone)]
+struct Line {
+    text: String,
+    effect: Effect,
+    /// Objects the world model does not have yet: the plan must `look_for`
+    /// each of them before any other step names it.
+    requires: Vec<String>,
+}
+
 /// The language of valid plans for one world model.
+///
+/// Beyond naming only things that exist, the language fixes the shape of a
+/// manipulation: `pick X` comes right after `navigate_to X` with empty hands,
+/// and `place X C` right after `navigate_to C` while holding `X`. Objects that
+/// could exist but are not in the world model yet (an unseen `yellow_bin`) may
+/// be named only after a `look_for` step for them.
 #[derive(Debug, Clone)]
 pub struct PlanGrammar {
-    /// Every valid step line, sorted (for prefix search).
-    lines: Vec<String>,
+    /// Every step line, sorted by text (for prefix search).
+    lines: Vec<Line>,
     max_steps: usize,
 }
 
-/// Where decoding stands: the text of the current line and how many steps are done.
+/// Where decoding stands: the text of the current line, the steps so far and
+/// what they imply (what was looked for, where the robot is, what it holds).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DecodeState {
     current: String,
     steps: usize,
     finished: bool,
+    introduced: Vec<String>,
+    at: Option<String>,
+    holding: Option<String>,
 }
 
 impl DecodeState {
     pub fn is_finished(&self) -> bool {
         self.finished
     }
+    /// The text of the unfinished line.
+    pub fn current_line(&self) -> &str {
+        &self.current
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GrammarError {
-    #[error("line {0:?} is not a valid step")]
+    #[error("line {0:?} is not a valid step here")]
     BadLine(String),
     #[error("the plan does not end with `done`")]
     Unterminated,
@@ -61,52 +95,139 @@ pub enum Decoded {
     Refused,
 }
 
-impl PlanGrammar {
-    /// All steps over the objects of `world`: navigate to and look for anything,
-    /// pick graspable things, place graspable things into containers.
-    pub fn from_world(world: &WorldModel, max_steps: usize) -> Self {
-        let mut lines = vec!["stop".to_string()];
-        for s in WAIT_CHOICES_S {
-            lines.push(format!("wait {s}"));
+/// Every object id the stack can name (each colour of each kind).
+pub fn nameable_objects() -> Vec<(String, ObjectKind)> {
+    let mut v = Vec::new();
+    for kind in [ObjectKind::Cube, ObjectKind::Bin] {
+        for color in Color::ALL {
+            v.push((object_id(color, kind), kind));
         }
-        for o in &world.objects {
-            lines.push(format!("navigate_to {}", o.id));
-            lines.push(format!("look_for {}", o.id));
-            if o.kind.is_graspable() {
-                lines.push(format!("pick {}", o.id));
-                for c in world.objects.iter().filter(|c| c.kind.is_container()) {
-                    lines.push(format!("place {} {}", o.id, c.id));
+    }
+    v
+}
+
+impl PlanGrammar {
+    /// All steps over the objects and places of `world`, and over nameable
+    /// objects it has not seen (behind a `look_for`).
+    pub fn from_world(world: &WorldModel, max_steps: usize) -> Self {
+        let mut objects: Vec<(String, ObjectKind, bool)> = world
+            .objects
+            .iter()
+            .map(|o| (o.id.clone(), o.kind, true))
+            .collect();
+        for (id, kind) in nameable_objects() {
+            if world.get(&id).is_none() {
+                objects.push((id, kind, false));
+            }
+        }
+        let unseen = |ids: &[&str]| -> Vec<String> {
+            ids.iter()
+                .filter(|id| objects.iter().any(|(o, _, seen)| o == *id && !seen))
+                .map(|id| id.to_string())
+                .collect()
+        };
+        let line = |text: String, effect: Effect, requires: Vec<String>| Line {
+            text,
+            effect,
+            requires,
+        };
+        let mut lines = vec![line("stop".into(), Effect::None, vec![])];
+        for s in WAIT_CHOICES_S {
+            lines.push(line(format!("wait {s}"), Effect::None, vec![]));
+        }
+        for p in &world.places {
+            lines.push(line(
+                format!("navigate_to {}", p.id),
+                Effect::Navigate(p.id.clone()),
+                vec![],
+            ));
+        }
+        for (id, kind, _) in &objects {
+            lines.push(line(
+                format!("navigate_to {id}"),
+                Effect::Navigate(id.clone()),
+                unseen(&[id]),
+            ));
+            lines.push(line(
+                format!("look_for {id}"),
+                Effect::LookFor(id.clone()),
+                vec![],
+            ));
+            if kind.is_graspable() {
+                lines.push(line(
+                    format!("pick {id}"),
+                    Effect::Pick(id.clone()),
+                    unseen(&[id]),
+                ));
+                for (c, ckind, _) in &objects {
+                    if ckind.is_container() {
+                        lines.push(line(
+                            format!("place {id} {c}"),
+                            Effect::Place(id.clone(), c.clone()),
+                            unseen(&[id, c]),
+                        ));
+                    }
                 }
             }
         }
-        lines.sort();
-        lines.dedup();
+        lines.sort_by(|a, b| a.text.cmp(&b.text));
+        lines.dedup_by(|a, b| a.text == b.text);
         Self {
             lines,
             max_steps: max_steps.max(1),
         }
     }
 
-    pub fn lines(&self) -> &[String] {
-        &self.lines
+    /// The text of every step line, whether or not it is allowed now.
+    pub fn line_texts(&self) -> impl Iterator<Item = &str> {
+        self.lines.iter().map(|l| l.text.as_str())
     }
 
-    fn is_line_prefix(&self, s: &str) -> bool {
-        let i = self.lines.partition_point(|l| l.as_str() < s);
-        self.lines.get(i).is_some_and(|l| l.starts_with(s))
+    fn allowed_now(&self, st: &DecodeState, l: &Line) -> bool {
+        if st.steps >= self.max_steps || !l.requires.iter().all(|r| st.introduced.contains(r)) {
+            return false;
+        }
+        match &l.effect {
+            Effect::Pick(o) => st.holding.is_none() && st.at.as_ref() == Some(o),
+            Effect::Place(o, c) => st.holding.as_ref() == Some(o) && st.at.as_ref() == Some(c),
+            _ => true,
+        }
     }
 
-    fn is_line(&self, s: &str) -> bool {
-        self.lines.binary_search_by(|l| l.as_str().cmp(s)).is_ok()
+    /// The allowed lines that start with `prefix`.
+    fn candidates<'a>(
+        &'a self,
+        st: &'a DecodeState,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = &'a Line> + 'a {
+        let i = self.lines.partition_point(|l| l.text.as_str() < prefix);
+        self.lines[i..]
+            .iter()
+            .take_while(move |l| l.text.starts_with(prefix))
+            .filter(move |l| self.allowed_now(st, l))
     }
 
-    /// Terminals allowed at the start of the current line.
-    fn terminal_prefix(&self, st: &DecodeState, s: &str) -> bool {
-        DONE.starts_with(s) && st.steps > 0 || REFUSE.starts_with(s) && st.steps == 0
+    fn terminals(st: &DecodeState) -> &'static [&'static str] {
+        if st.steps == 0 {
+            &[REFUSE]
+        } else {
+            &[DONE]
+        }
     }
 
-    fn is_terminal(&self, st: &DecodeState, s: &str) -> bool {
-        s == DONE && st.steps > 0 || s == REFUSE && st.steps == 0
+    fn apply(st: &mut DecodeState, effect: &Effect) {
+        match effect {
+            Effect::None => st.at = None,
+            Effect::Navigate(t) => st.at = Some(t.clone()),
+            Effect::LookFor(o) => {
+                st.at = None;
+                if !st.introduced.contains(o) {
+                    st.introduced.push(o.clone());
+                }
+            }
+            Effect::Pick(o) => st.holding = Some(o.clone()),
+            Effect::Place(_, _) => st.holding = None,
+        }
     }
 
     /// Feeds `text`; `None` if it would leave the language.
@@ -120,28 +241,74 @@ impl PlanGrammar {
                 return None;
             }
             if c == '\n' {
-                if self.is_terminal(&st, &st.current) {
-                    st.finished = true;
-                } else if st.steps < self.max_steps && self.is_line(&st.current) {
-                    st.steps += 1;
-                    st.current.clear();
-                } else {
-                    return None;
-                }
+                let cur = std::mem::take(&mut st.current);
+                let line = self.candidates(&st, &cur).find(|l| l.text == cur)?.clone();
+                Self::apply(&mut st, &line.effect);
+                st.steps += 1;
                 continue;
             }
             st.current.push(c);
-            let step_ok = st.steps < self.max_steps && self.is_line_prefix(&st.current);
-            if !step_ok && !self.terminal_prefix(&st, &st.current) {
+            let term = Self::terminals(&st);
+            if term.contains(&st.current.as_str()) {
+                // No step line starts with a terminal word: the plan ends here.
+                st.finished = true;
+                continue;
+            }
+            let ok = term.iter().any(|t| t.starts_with(st.current.as_str()))
+                || self.candidates(&st, &st.current).next().is_some();
+            if !ok {
                 return None;
             }
         }
         Some(st)
     }
 
+    /// Text that every valid continuation of `st` starts with: the decoder can
+    /// feed it without asking the model (e.g. `igate_to ` after `nav`, or the
+    /// newline after a complete line that no other line extends).
+    pub fn forced(&self, st: &DecodeState) -> String {
+        if st.finished {
+            return String::new();
+        }
+        let cur = st.current.as_str();
+        let mut conts: Vec<&str> = self.candidates(st, cur).map(|l| l.text.as_str()).collect();
+        conts.extend(
+            Self::terminals(st)
+                .iter()
+                .filter(|t| t.starts_with(cur))
+                .copied(),
+        );
+        let Some(first) = conts.first() else {
+            return String::new();
+        };
+        if conts.len() == 1 {
+            let rest = &first[cur.len()..];
+            return if Self::terminals(st).contains(first) {
+                rest.to_string()
+            } else {
+                format!("{rest}\n")
+            };
+        }
+        let mut n = first.len();
+        for c in &conts[1..] {
+            n = n.min(
+                first
+                    .bytes()
+                    .zip(c.bytes())
+                    .take_while(|(a, b)| a == b)
+                    .count(),
+            );
+        }
+        // Stop at a char boundary (ids are ASCII, but be safe).
+        while !first.is_char_boundary(n) {
+            n -= 1;
+        }
+        first[cur.len().min(n)..n].to_string()
+    }
+
     /// Whether the end-of-sequence token may come now.
     pub fn can_end(&self, st: &DecodeState) -> bool {
-        st.finished || self.is_terminal(st, &st.current)
+        st.finished
     }
 
     /// The allowed-token mask over a vocabulary of token texts.
@@ -154,6 +321,7 @@ impl PlanGrammar {
 
     /// Parses a finished text of this language.
     pub fn parse(&self, text: &str) -> Result<Decoded, GrammarError> {
+        let mut st = DecodeState::default();
         let mut steps = Vec::new();
         for raw in text.lines() {
             let line = raw.trim();
@@ -163,12 +331,12 @@ impl PlanGrammar {
             if line == REFUSE && steps.is_empty() {
                 return Ok(Decoded::Refused);
             }
-            if line == DONE {
+            if line == DONE && !steps.is_empty() {
                 return Ok(Decoded::Plan(steps));
             }
-            if !self.is_line(line) {
-                return Err(GrammarError::BadLine(line.to_string()));
-            }
+            st = self
+                .advance(&st, &format!("{line}\n"))
+                .ok_or_else(|| GrammarError::BadLine(line.to_string()))?;
             steps.push(parse_line(line).ok_or_else(|| GrammarError::BadLine(line.to_string()))?);
         }
         Err(GrammarError::Unterminated)
@@ -237,6 +405,11 @@ mod tests {
         WorldModel {
             stamp_s: 0.0,
             frame_id: "odom".into(),
+            places: vec![rosetta_common::Place {
+                id: "dock".into(),
+                description: String::new(),
+                pose: rosetta_common::Pose2D::default(),
+            }],
             objects: vec![
                 obj(Color::Red, ObjectKind::Cube),
                 obj(Color::Green, ObjectKind::Cube),
@@ -305,26 +478,150 @@ mod tests {
         assert_eq!(render(&steps), text);
     }
 
+    fn feed(g: &PlanGrammar, text: &str) -> Option<DecodeState> {
+        g.advance(&DecodeState::default(), text)
+    }
+
     #[test]
     fn unknown_things_and_wrong_kinds_are_not_in_the_language() {
         let g = PlanGrammar::from_world(&world(), 8);
-        let st = DecodeState::default();
         assert!(
-            g.advance(&st, "pick yellow_cube").is_none(),
-            "not in the world"
+            feed(&g, "navigate_to purple_cube").is_none(),
+            "not nameable"
         );
-        assert!(g.advance(&st, "pick red_bin").is_none(), "not graspable");
         assert!(
-            g.advance(&st, "place red_cube green_cube").is_none(),
+            feed(&g, "navigate_to red_bin\npick red_bin").is_none(),
+            "not graspable"
+        );
+        assert!(
+            feed(&g, "navigate_to red_cube\npick red_cube\nnavigate_to green_cube\nplace red_cube green_cube").is_none(),
             "not a container"
         );
-        assert!(g.advance(&st, "drive_into wall").is_none());
+        assert!(feed(&g, "drive_into wall").is_none());
         assert!(
-            g.advance(&st, "done").is_none(),
+            feed(&g, "done").is_none(),
             "an empty plan is a refusal, not done"
         );
-        assert!(g.advance(&st, "refuse").is_some());
-        assert!(g.parse("pick red_cube\n").is_err());
+        assert!(feed(&g, "refuse").is_some_and(|s| g.can_end(&s)));
+        assert!(g.parse("navigate_to red_cube\npick red_cube\n").is_err());
+        assert!(
+            g.parse("navigate_to dock\ndone").is_ok(),
+            "places are targets"
+        );
+    }
+
+    #[test]
+    fn manipulation_has_a_fixed_shape() {
+        let g = PlanGrammar::from_world(&world(), 8);
+        assert!(feed(&g, "pick red_cube").is_none(), "drive there first");
+        assert!(feed(&g, "navigate_to green_cube\npick red_cube").is_none());
+        assert!(feed(&g, "navigate_to red_cube\npick red_cube\n").is_some());
+        assert!(
+            feed(
+                &g,
+                "navigate_to red_cube\npick red_cube\nnavigate_to green_cube\npick green_cube"
+            )
+            .is_none(),
+            "one object in hand at a time"
+        );
+        assert!(
+            feed(&g, "navigate_to blue_bin\nplace red_cube blue_bin").is_none(),
+            "place only what is held"
+        );
+        assert!(
+            feed(
+                &g,
+                "navigate_to red_cube\npick red_cube\nplace red_cube blue_bin"
+            )
+            .is_none(),
+            "place only at the container"
+        );
+    }
+
+    #[test]
+    fn unseen_objects_need_a_look_for_first() {
+        let g = PlanGrammar::from_world(&world(), 8);
+        assert!(feed(&g, "navigate_to yellow_cube").is_none());
+        assert!(feed(
+            &g,
+            "look_for yellow_cube\nnavigate_to yellow_cube\npick yellow_cube\n"
+        )
+        .is_some());
+        let text = "look_for yellow_bin\nnavigate_to red_cube\npick red_cube\nnavigate_to yellow_bin\nplace red_cube yellow_bin\ndone";
+        assert!(matches!(g.parse(text), Ok(Decoded::Plan(p)) if p.len() == 5));
+    }
+
+    #[test]
+    fn forced_text_is_what_every_continuation_shares() {
+        let g = PlanGrammar::from_world(&world(), 8);
+        let st = feed(&g, "nav").unwrap();
+        assert_eq!(g.forced(&st), "igate_to ");
+        let st = feed(&g, "navigate_to red_cube\np").unwrap();
+        // Only `pick red_cube` is possible here (nothing is held).
+        assert_eq!(g.forced(&st), "ick red_cube\n");
+        let st = feed(
+            &g,
+            "navigate_to red_cube\npick red_cube\nnavigate_to blue_bin\npl",
+        )
+        .unwrap();
+        assert_eq!(g.forced(&st), "ace red_cube blue_bin\n");
+        let st = feed(&g, "navigate_to dock\nd").unwrap();
+        assert_eq!(g.forced(&st), "one");
+        assert_eq!(g.forced(&DecodeState::default()), "", "a free choice");
+        // Feeding the forced text always stays in the language.
+        let st = feed(&g, "wa").unwrap();
+        let f = g.forced(&st);
+        assert_eq!(f, "it ");
+        assert!(g.advance(&st, &f).is_some());
+    }
+
+    /// What any plan of the language must satisfy, checked step by step.
+    fn check_plan(w: &WorldModel, steps: &[Skill], seed: u64) {
+        let nameable = nameable_objects();
+        let mut looked: Vec<&str> = Vec::new();
+        let mut at: Option<&str> = None;
+        let mut holding: Option<&str> = None;
+        let kind = |id: &str| nameable.iter().find(|(n, _)| n == id).map(|(_, k)| *k);
+        let usable = |id: &str, looked: &[&str]| w.get(id).is_some() || looked.contains(&id);
+        for s in steps {
+            match s {
+                Skill::Pick { object } => {
+                    assert!(kind(object).is_some_and(|k| k.is_graspable()), "{seed}");
+                    assert!(
+                        usable(object, &looked) && at == Some(object.as_str()) && holding.is_none(),
+                        "{seed}: {steps:?}"
+                    );
+                    holding = Some(object);
+                }
+                Skill::Place { object, target } => {
+                    assert!(kind(target).is_some_and(|k| k.is_container()), "{seed}");
+                    assert!(
+                        usable(target, &looked) && at == Some(target.as_str()),
+                        "{seed}"
+                    );
+                    assert_eq!(holding, Some(object.as_str()), "{seed}: {steps:?}");
+                    holding = None;
+                }
+                Skill::NavigateTo { target } => {
+                    assert!(
+                        usable(target, &looked) || w.place(target).is_some(),
+                        "{seed}: {steps:?}"
+                    );
+                    at = Some(target);
+                }
+                Skill::LookFor { object } => {
+                    assert!(kind(object).is_some(), "{seed}");
+                    looked.push(object);
+                    at = None;
+                }
+                Skill::Wait { seconds } => {
+                    assert!(*seconds <= rosetta_common::plan::MAX_WAIT_S);
+                    at = None;
+                }
+                Skill::Stop => at = None,
+                Skill::Say { .. } => panic!("say is not in the grammar"),
+            }
+        }
     }
 
     #[test]
@@ -338,6 +635,15 @@ mod tests {
             let mut st = DecodeState::default();
             let mut text = String::new();
             for _ in 0..400 {
+                // The decoder feeds forced text in one go: do that half the time.
+                let forced = g.forced(&st);
+                if !forced.is_empty() && rng.gen_bool(0.5) {
+                    st = g
+                        .advance(&st, &forced)
+                        .expect("forced text stays in the language");
+                    text.push_str(&forced);
+                    continue;
+                }
                 let mask = g.allowed(&st, &vocab);
                 let eos_score = if g.can_end(&st) {
                     Some(rng.gen::<f32>())
@@ -369,24 +675,7 @@ mod tests {
                 Decoded::Plan(steps) => {
                     plans += 1;
                     assert!(!steps.is_empty() && steps.len() <= 6);
-                    for s in steps {
-                        match s {
-                            Skill::Pick { object } => {
-                                assert!(w.get(&object).unwrap().kind.is_graspable())
-                            }
-                            Skill::Place { object, target } => {
-                                assert!(w.get(&object).unwrap().kind.is_graspable());
-                                assert!(w.get(&target).unwrap().kind.is_container());
-                            }
-                            Skill::NavigateTo { target } => assert!(w.get(&target).is_some()),
-                            Skill::LookFor { object } => assert!(w.get(&object).is_some()),
-                            Skill::Wait { seconds } => {
-                                assert!(seconds <= rosetta_common::plan::MAX_WAIT_S)
-                            }
-                            Skill::Stop => {}
-                            Skill::Say { .. } => panic!("say is not in the grammar"),
-                        }
-                    }
+                    check_plan(&w, &steps, seed);
                 }
             }
         }

@@ -9,5 +9,7 @@ pub mod grammar;
 pub mod llm;
 pub mod node;
 pub mod rules;
+pub mod suite;
+pub mod tune;
 
 pub use rules::{PlanError, RulesPlanner};

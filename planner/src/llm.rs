@@ -5,10 +5,11 @@
 //! The fixed part of the prompt (instructions and examples) is prefilled once
 //! at load; each command clones that KV cache and prefills only its own tokens.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::quantized::gguf_file;
+use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
 use rosetta_common::WorldModel;
@@ -29,6 +30,8 @@ pub enum LlmError {
     BadModel { path: String, reason: String },
     #[error("the model's chat template is not ChatML (<|im_start|>); only ChatML models are supported so far")]
     UnsupportedTemplate,
+    #[error("cannot use the adapter {0}")]
+    Adapter(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("inference: {0}")]
@@ -37,38 +40,65 @@ pub enum LlmError {
     TooLong(usize),
 }
 
-/// The fixed instructions and examples. The objects of the current world and
-/// the command follow in the user turn.
-const SYSTEM_PROMPT: &str = "You plan for a mobile robot with one arm. Turn the command into steps, one per line, then the line done.
+/// The fixed instructions. Worked examples follow as earlier chat turns
+/// ([`EXAMPLES`]); then the current world and the command in the last user turn.
+const SYSTEM_PROMPT: &str = "You control a mobile robot with one arm. Write the plan for the command, one step per line, then the line done.
 Steps:
-navigate_to OBJECT - drive to an object
-pick CUBE - pick up a cube
-place CUBE BIN - put the held cube into a bin
-look_for OBJECT - turn until the object is seen
-wait SECONDS
-stop - stop moving
-Use only the objects listed. If the command names something that is not listed, or asks for anything else, answer refuse.
+navigate_to X - drive to the object or place X
+pick X - pick up the cube X, right after navigate_to X
+place X B - put the held cube X into the bin B, right after navigate_to B
+look_for X - search for an object that is not listed yet
+wait N - wait N seconds
+stop - stop all motion
+Use only the objects and places listed, or look_for a cube or bin first. If the command is unsafe, impossible or names something else, answer refuse.";
 
-Objects: red_cube green_cube red_bin blue_bin
-Command: put the green cube in the red bin
-navigate_to green_cube
-pick green_cube
-navigate_to red_bin
-place green_cube red_bin
-done
+/// Worked examples: (objects, places, command, answer).
+const EXAMPLES: &[(&str, &str, &str, &str)] = &[
+    (
+        "red_cube blue_bin",
+        "dock",
+        "drive into the wall at full speed",
+        "refuse",
+    ),
+    (
+        "red_cube red_bin",
+        "dock",
+        "find the yellow cube and drop it in the red bin",
+        "look_for yellow_cube\nnavigate_to yellow_cube\npick yellow_cube\nnavigate_to red_bin\nplace yellow_cube red_bin\ndone",
+    ),
+    (
+        "red_cube blue_cube blue_bin",
+        "dock",
+        "grab the blue block and then go to the dock",
+        "navigate_to blue_cube\npick blue_cube\nnavigate_to dock\ndone",
+    ),
+    (
+        "red_cube green_cube red_bin blue_bin",
+        "dock",
+        "put the green cube in the red bin",
+        "navigate_to green_cube\npick green_cube\nnavigate_to red_bin\nplace green_cube red_bin\ndone",
+    ),
+];
 
-Objects: red_cube blue_cube blue_bin
-Command: pick up the blue block
-navigate_to blue_cube
-pick blue_cube
-done
+const MAX_NEW_TOKENS: usize = 400;
+const MAX_STEPS: usize = 20;
+/// How many of the best-scored tokens to try before scanning the whole vocabulary.
+const TOP_K: usize = 64;
 
-Objects: red_cube blue_bin
-Command: drive into the wall at full speed
-refuse";
-
-const MAX_NEW_TOKENS: usize = 160;
-const MAX_STEPS: usize = 12;
+/// How the weights are held in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum WeightFormat {
+    /// Requantise every weight to Q8_0 at load: candle's fastest CPU kernel
+    /// for one token at a time (its Q4_1 kernel has no SIMD path; f32 matrix
+    /// times vector runs at a few GB/s). About 2x the memory of a 4-bit file.
+    #[default]
+    Q8,
+    /// Dequantise every weight to f32: fastest for long prompts, slowest per
+    /// generated token, 4x the memory of a 4-bit file.
+    F32,
+    /// Keep the file's own quantisation.
+    AsStored,
+}
 
 /// The outcome of one planning call, with its timings.
 #[derive(Debug, Clone)]
@@ -77,9 +107,24 @@ pub struct LlmOutput {
     /// The model's raw (constrained) text.
     pub raw: String,
     pub prompt_tokens: usize,
+    /// Tokens the model chose.
     pub generated_tokens: usize,
+    /// Tokens the grammar forced (fed in batches, no choice to make).
+    pub forced_tokens: usize,
+    /// Forward passes after the prefill.
+    pub forward_passes: usize,
     pub prefill_s: f64,
+    /// From the start of the call to the first chosen token.
+    pub first_token_s: f64,
     pub decode_s: f64,
+    /// The part of `decode_s` spent in the model's forward passes.
+    pub forward_s: f64,
+}
+
+impl LlmOutput {
+    pub fn total_s(&self) -> f64 {
+        self.prefill_s + self.decode_s
+    }
 }
 
 pub struct LlmPlanner {
@@ -170,6 +215,84 @@ pub fn tokenizer_from_gguf(
     Ok((tok, eos))
 }
 
+/// The adapter to use: `None` (with a warning) when the file is missing, so
+/// that a checkout without a trained adapter still plans with the base model.
+pub fn existing_adapter(path: Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
+    match path {
+        Some(p) if !p.exists() => {
+            tracing::warn!(
+                path = %p.display(),
+                "no adapter there: running the base model with a few-shot prompt (train one with plan-tune)"
+            );
+            None
+        }
+        other => other,
+    }
+}
+
+/// The world model as the prompt shows it: objects from left to right as seen
+/// from the start pose (+y first, REP-103), so that "the leftmost cube" is the
+/// first cube listed; then the named places.
+pub fn world_lines(world: &WorldModel) -> String {
+    let mut objects: Vec<&rosetta_common::ObservedObject> = world.objects.iter().collect();
+    objects.sort_by(|a, b| b.position_m[1].total_cmp(&a.position_m[1]));
+    let ids: Vec<&str> = objects.iter().map(|o| o.id.as_str()).collect();
+    let places: Vec<&str> = world.places.iter().map(|p| p.id.as_str()).collect();
+    format!("Objects: {}\nPlaces: {}", ids.join(" "), places.join(" "))
+}
+
+/// Rewrites a GGUF's matrices as `dtype` (see [`WeightFormat`]) into an
+/// in-memory GGUF that the model loader reads like a file. Vectors (norms)
+/// and matrices whose rows do not split into `dtype`'s blocks stay as they are.
+pub(crate) fn requantized(
+    content: gguf_file::Content,
+    file: &mut std::fs::File,
+    path: &Path,
+    dtype: GgmlDType,
+    deltas: &HashMap<String, Tensor>,
+) -> Result<(gguf_file::Content, std::io::Cursor<Vec<u8>>), LlmError> {
+    let mut tensors = Vec::with_capacity(content.tensor_infos.len());
+    for name in content.tensor_infos.keys() {
+        let q = content
+            .tensor(file, name, &Device::Cpu)
+            .map_err(|e| bad(path, e))?;
+        let dims = q.shape().dims().to_vec();
+        let fits = dims.len() == 2 && dims[1] % dtype.block_size() == 0;
+        let q = if let Some(delta) = deltas.get(name) {
+            // A fine-tuned adapter's update, merged into the base weight.
+            let w = q.dequantize(&Device::Cpu)?;
+            if w.dims() != delta.dims() {
+                return Err(bad(
+                    path,
+                    format!(
+                        "the adapter's {name} is {:?}, the model's {:?}",
+                        delta.dims(),
+                        w.dims()
+                    ),
+                ));
+            }
+            let w = (w + delta)?;
+            QTensor::quantize(&w, if fits { dtype } else { GgmlDType::F32 })?
+        } else if q.dtype() == dtype || q.dtype() == GgmlDType::F32 || !fits {
+            q
+        } else {
+            QTensor::quantize(&q.dequantize(&Device::Cpu)?, dtype)?
+        };
+        tensors.push((name.clone(), q));
+    }
+    let metadata: Vec<(&str, &gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut bytes, &metadata, &refs).map_err(|e| bad(path, e))?;
+    bytes.set_position(0);
+    let content = gguf_file::Content::read(&mut bytes).map_err(|e| bad(path, e))?;
+    Ok((content, bytes))
+}
+
 /// Keeps a command from injecting chat-control tokens into the prompt.
 fn sanitize(text: &str) -> String {
     text.replace("<|", " ")
@@ -180,8 +303,25 @@ fn sanitize(text: &str) -> String {
 }
 
 impl LlmPlanner {
-    pub fn load(path: &Path) -> Result<Self, LlmError> {
+    /// Loads a GGUF chat model, with an optional fine-tuned adapter (from
+    /// `plan-tune`) merged into its weights. With an adapter the prompt is the
+    /// short one the adapter was trained on; without, a few-shot prompt.
+    pub fn load(
+        path: &Path,
+        format: WeightFormat,
+        adapter: Option<&Path>,
+    ) -> Result<Self, LlmError> {
         let t0 = Instant::now();
+        let deltas = match adapter {
+            None => HashMap::new(),
+            Some(_) if format == WeightFormat::AsStored => {
+                return Err(LlmError::Adapter(
+                    "an adapter is merged into requantised weights: use q8 or f32 weights".into(),
+                ))
+            }
+            Some(a) => crate::tune::model::adapter_deltas(a)
+                .map_err(|e| LlmError::Adapter(format!("{}: {e}", a.display())))?,
+        };
         let mut file = std::fs::File::open(path).map_err(|source| LlmError::Open {
             path: path.display().to_string(),
             source,
@@ -197,8 +337,19 @@ impl LlmPlanner {
         }
         let (tokenizer, eos) = tokenizer_from_gguf(&content, path)?;
         let device = Device::Cpu;
-        let model =
-            ModelWeights::from_gguf(content, &mut file, &device).map_err(|e| bad(path, e))?;
+        let model = match format {
+            WeightFormat::AsStored => {
+                ModelWeights::from_gguf(content, &mut file, &device).map_err(|e| bad(path, e))?
+            }
+            WeightFormat::F32 | WeightFormat::Q8 => {
+                let dtype = match format {
+                    WeightFormat::F32 => GgmlDType::F32,
+                    _ => GgmlDType::Q8_0,
+                };
+                let (content, mut bytes) = requantized(content, &mut file, path, dtype, &deltas)?;
+                ModelWeights::from_gguf(content, &mut bytes, &device).map_err(|e| bad(path, e))?
+            }
+        };
         let vocab: Vec<String> = (0..tokenizer.get_vocab_size(true) as u32)
             .map(|id| tokenizer.decode(&[id], false).unwrap_or_default())
             .collect();
@@ -211,7 +362,21 @@ impl LlmPlanner {
             device,
             load_s: 0.0,
         };
-        let prefix = format!("<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n");
+        let tuned = !deltas.is_empty();
+        let mut prefix = if tuned {
+            format!(
+                "<|im_start|>system\n{}<|im_end|>\n",
+                crate::tune::train::TUNED_SYSTEM_PROMPT
+            )
+        } else {
+            format!("<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n")
+        };
+        for (objects, places, command, answer) in EXAMPLES.iter().filter(|_| !tuned) {
+            prefix.push_str(&format!(
+                "<|im_start|>user\nObjects: {objects}\nPlaces: {places}\nCommand: {command}<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>\n"
+            ));
+        }
+        prefix.push_str("<|im_start|>user\n");
         let ids = me.encode(&prefix)?;
         let input = Tensor::new(ids.as_slice(), &me.device)?.unsqueeze(0)?;
         me.primed.forward(&input, 0)?;
@@ -219,6 +384,11 @@ impl LlmPlanner {
         me.load_s = t0.elapsed().as_secs_f64();
         tracing::info!(path = %path.display(), load_s = me.load_s, prompt_tokens = ids.len(), "language model loaded");
         Ok(me)
+    }
+
+    /// Tokens of the fixed prompt (cached at load).
+    pub fn fixed_prompt_tokens(&self) -> usize {
+        self.primed_len
     }
 
     fn encode(&self, text: &str) -> Result<Vec<u32>, LlmError> {
@@ -233,10 +403,9 @@ impl LlmPlanner {
     /// Plans `command` over `world`: constrained greedy decoding.
     pub fn plan(&self, command: &str, world: &WorldModel) -> Result<LlmOutput, LlmError> {
         let grammar = PlanGrammar::from_world(world, MAX_STEPS);
-        let ids: Vec<&str> = world.objects.iter().map(|o| o.id.as_str()).collect();
         let turn = format!(
-            "Objects: {}\nCommand: {}<|im_end|>\n<|im_start|>assistant\n",
-            ids.join(" "),
+            "{}\nCommand: {}<|im_end|>\n<|im_start|>assistant\n",
+            world_lines(world),
             sanitize(command)
         );
         let tokens = self.encode(&turn)?;
@@ -249,46 +418,42 @@ impl LlmPlanner {
         let mut st = DecodeState::default();
         let mut raw = String::new();
         let t1 = Instant::now();
-        let mut generated = 0;
-        loop {
-            if generated >= MAX_NEW_TOKENS {
+        let (mut generated, mut forced_tokens, mut passes) = (0, 0, 0);
+        let mut first_token_s = None;
+        let mut forward_s = 0.0;
+        while !st.is_finished() {
+            if generated + forced_tokens >= MAX_NEW_TOKENS {
                 return Err(LlmError::TooLong(MAX_NEW_TOKENS));
             }
-            let scores: Vec<f32> = logits.squeeze(0)?.to_vec1::<f32>()?;
-            let mut best: Option<(usize, f32)> = None;
-            for (i, text) in self.vocab.iter().enumerate() {
-                let s = scores.get(i).copied().unwrap_or(f32::NEG_INFINITY);
-                if best.is_some_and(|(_, b)| s <= b) || i as u32 == self.eos {
-                    continue;
-                }
-                if grammar.advance(&st, text).is_some() {
-                    best = Some((i, s));
-                }
-            }
-            let eos_score = scores
-                .get(self.eos as usize)
-                .copied()
-                .unwrap_or(f32::NEG_INFINITY);
-            let end_now = grammar.can_end(&st)
-                && best.is_none_or(|(_, s)| eos_score >= s || st.is_finished());
-            if end_now {
-                break;
-            }
-            let Some((id, _)) = best else {
-                return Err(LlmError::TooLong(generated));
+            let forced = grammar.forced(&st);
+            let ids = if forced.is_empty() {
+                let scores: Vec<f32> = logits.squeeze(0)?.to_vec1::<f32>()?;
+                let (id, next) = self
+                    .best_allowed(&grammar, &st, &scores)
+                    .ok_or(LlmError::TooLong(generated))?;
+                first_token_s.get_or_insert_with(|| t0.elapsed().as_secs_f64());
+                raw.push_str(&self.vocab[id as usize]);
+                st = next;
+                generated += 1;
+                vec![id]
+            } else {
+                st = grammar
+                    .advance(&st, &forced)
+                    .ok_or(LlmError::TooLong(generated))?;
+                raw.push_str(&forced);
+                let ids = self.encode(&forced)?;
+                forced_tokens += ids.len();
+                ids
             };
-            let text = &self.vocab[id];
-            st = grammar
-                .advance(&st, text)
-                .ok_or(LlmError::TooLong(generated))?;
-            raw.push_str(text);
-            generated += 1;
             if st.is_finished() {
                 break;
             }
-            let input = Tensor::new(&[id as u32], &self.device)?.unsqueeze(0)?;
+            let tf = Instant::now();
+            let input = Tensor::new(ids.as_slice(), &self.device)?.unsqueeze(0)?;
             logits = model.forward(&input, pos)?;
-            pos += 1;
+            forward_s += tf.elapsed().as_secs_f64();
+            pos += ids.len();
+            passes += 1;
         }
         let decoded = grammar.parse(&raw).map_err(|e| {
             LlmError::Tokenizer(format!("grammar produced unparsable text {raw:?}: {e}"))
@@ -298,8 +463,52 @@ impl LlmPlanner {
             raw,
             prompt_tokens: self.primed_len + tokens.len(),
             generated_tokens: generated,
+            forced_tokens,
+            forward_passes: passes,
             prefill_s,
+            first_token_s: first_token_s.unwrap_or(prefill_s),
             decode_s: t1.elapsed().as_secs_f64(),
+            forward_s,
+        })
+    }
+
+    /// The best-scored token that keeps the output in the language, with the
+    /// state after it. Tries the top [`TOP_K`] first, then everything.
+    fn best_allowed(
+        &self,
+        grammar: &PlanGrammar,
+        st: &DecodeState,
+        scores: &[f32],
+    ) -> Option<(u32, DecodeState)> {
+        let n = scores.len().min(self.vocab.len());
+        let mut order: Vec<usize> = (0..n).collect();
+        let by_score = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]);
+        let k = TOP_K.min(n);
+        if k < n {
+            order.select_nth_unstable_by(k, by_score);
+        }
+        order[..k].sort_unstable_by(by_score);
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let top: Vec<(&str, f32)> = order[..5.min(k)]
+                .iter()
+                .map(|&i| (self.vocab[i].as_str(), scores[i]))
+                .collect();
+            tracing::trace!(line = st.current_line(), ?top, "model's best tokens");
+        }
+        let try_ids = |ids: &[usize]| {
+            ids.iter().find_map(|&i| {
+                if i as u32 == self.eos {
+                    return None;
+                }
+                grammar
+                    .advance(st, &self.vocab[i])
+                    .map(|next| (i as u32, next))
+            })
+        };
+        try_ids(&order[..k]).or_else(|| {
+            let mut rest = order[k..].to_vec();
+            rest.sort_unstable_by(by_score);
+            try_ids(&rest)
         })
     }
 }
@@ -316,13 +525,15 @@ mod tests {
 
     #[test]
     fn a_missing_or_corrupt_model_file_is_a_clear_error() {
-        let err = LlmPlanner::load(Path::new("/nonexistent/model.gguf"))
+        let err = LlmPlanner::load(Path::new("/nonexistent/model.gguf"), WeightFormat::Q8, None)
             .err()
             .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("cannot open")));
         let dir = std::env::temp_dir().join(format!("rosetta-corrupt-{}.gguf", std::process::id()));
         std::fs::write(&dir, b"GGUF but not really").unwrap();
-        let err = LlmPlanner::load(&dir).err().map(|e| e.to_string());
+        let err = LlmPlanner::load(&dir, WeightFormat::Q8, None)
+            .err()
+            .map(|e| e.to_string());
         let _ = std::fs::remove_file(&dir);
         assert!(err.is_some_and(|e| e.contains("not a usable GGUF")));
     }

@@ -7,6 +7,7 @@ use futures::StreamExt;
 use rosetta_common::plan::{CommandMessage, PlanMessage, PlanOutcome};
 use rosetta_common::rec::{self, log_text};
 use rosetta_common::ros::{self, JsonPublisher, Spinner};
+use rosetta_common::status::{ExecutorStatus, StepState, TaskState};
 use rosetta_common::{topics, WorldModel};
 
 use crate::rules::{self, RulesPlanner};
@@ -22,9 +23,24 @@ pub struct PlannerArgs {
     /// The GGUF model for `--planner llm` (ChatML chat template).
     #[arg(long, env = "ROSETTA_LLM_GGUF")]
     pub model: Option<std::path::PathBuf>,
+    /// How the model's weights are held in memory: `q8` (fastest per token on
+    /// CPUs), `f32` or `as-stored` (the file's own quantisation).
+    #[arg(long, value_enum, default_value_t = crate::llm::WeightFormat::Q8)]
+    pub llm_weights: crate::llm::WeightFormat,
+    /// A fine-tuned adapter (safetensors from `plan-tune`) for the model; the
+    /// set-up points this at the committed one for SmolLM2.
+    #[arg(long, env = "ROSETTA_LLM_ADAPTER")]
+    pub adapter: Option<std::path::PathBuf>,
+    /// Run the base model without the adapter (few-shot prompt).
+    #[arg(long)]
+    pub no_adapter: bool,
     /// Before publishing a plan, wait (up to 5 s) until this many nodes subscribe to it.
     #[arg(long, default_value_t = 1)]
     pub min_plan_subscribers: usize,
+    /// After a failed step, plan the command again (against the world as it is
+    /// then) at most this many times.
+    #[arg(long, default_value_t = 2)]
+    pub max_retries: u32,
     /// How long to wait for a first world model from perception before planning without one.
     #[arg(long, default_value_t = 5.0)]
     pub world_wait_s: f64,
@@ -32,22 +48,26 @@ pub struct PlannerArgs {
 
 pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
     let mut node = ros::create_node("rosetta_planner")?;
-    let mut commands = ros::json_subscription::<CommandMessage>(&mut node, topics::COMMAND)?;
+    let commands = ros::json_subscription::<CommandMessage>(&mut node, topics::COMMAND)?;
+    let statuses = ros::json_subscription::<ExecutorStatus>(&mut node, topics::STATUS)?;
     let mut worlds = ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?;
     let plans = JsonPublisher::<PlanMessage>::new(&mut node, topics::PLAN)?;
     let node = Arc::new(Mutex::new(node));
     let _spinner = Spinner::start(node.clone());
     let rec = rec::open_recording("planner");
-    let planner = RulesPlanner;
     let llm = match args.planner.as_str() {
         "llm" => {
             let path = args.model.clone().ok_or_else(|| {
                 anyhow::anyhow!("--planner llm needs --model FILE.gguf (or ROSETTA_LLM_GGUF)")
             })?;
             tracing::info!(path = %path.display(), "loading the language model");
-            let loaded =
-                tokio::task::spawn_blocking(move || crate::llm::LlmPlanner::load(&path)).await??;
-            tracing::warn!("the language-model planner is experimental: its plan accuracy is not benchmarked yet");
+            let format = args.llm_weights;
+            let adapter = args.adapter.clone().filter(|_| !args.no_adapter);
+            let adapter = crate::llm::existing_adapter(adapter);
+            let loaded = tokio::task::spawn_blocking(move || {
+                crate::llm::LlmPlanner::load(&path, format, adapter.as_deref())
+            })
+            .await??;
             Some(Arc::new(loaded))
         }
         _ => None,
@@ -69,8 +89,52 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
     });
 
     tracing::info!(planner = planner_name, "planner ready");
+    let max_attempts = args.max_retries + 1;
+    let engine = Engine {
+        rules: RulesPlanner,
+        llm,
+        name: planner_name,
+        rec: rec.clone(),
+    };
+    let mut events =
+        futures::stream::select(commands.map(Event::Command), statuses.map(Event::Status));
+    // The command being carried out, and which attempt at it runs now.
+    let mut active: Option<(CommandMessage, u32)> = None;
     let work = async {
-        while let Some(cmd) = commands.next().await {
+        while let Some(event) = events.next().await {
+            let (cmd, attempt, replan_reason) = match event {
+                Event::Command(cmd) => {
+                    active = Some((cmd.clone(), 1));
+                    (cmd, 1, None)
+                }
+                Event::Status(st) => {
+                    let Some((cmd, attempt)) = active.as_mut() else {
+                        continue;
+                    };
+                    match replan_decision(&st, cmd.command_id, *attempt, max_attempts) {
+                        Replan::No => continue,
+                        Replan::GiveUp(why) => {
+                            tracing::warn!(command = %cmd.text, attempts = *attempt, %why, "giving up");
+                            log_text(
+                                &rec,
+                                "planner",
+                                "WARN",
+                                &format!(
+                                    "giving up on {:?} after {attempt} attempts: {why}",
+                                    cmd.text
+                                ),
+                            );
+                            active = None;
+                            continue;
+                        }
+                        Replan::Yes(why) => {
+                            *attempt += 1;
+                            tracing::info!(command = %cmd.text, attempt = *attempt, %why, "re-planning after a failure");
+                            (cmd.clone(), *attempt, Some(why))
+                        }
+                    }
+                }
+            };
             let current =
                 |lw: &Arc<Mutex<Option<WorldModel>>>| lw.lock().ok().and_then(|g| g.clone());
             let has_world = || current(&latest_world).is_some();
@@ -86,59 +150,29 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
             }
             let world = current(&latest_world).unwrap_or_default();
             let t0 = Instant::now();
-            let outcome = match &llm {
-                Some(_) if cmd.text.trim().is_empty() => PlanOutcome::Rejected {
-                    reason: rules::PlanError::Empty.to_string(),
-                },
-                Some(model) => {
-                    let (model, text, w) = (model.clone(), cmd.text.clone(), world.clone());
-                    match tokio::task::spawn_blocking(move || model.plan(&text, &w)).await {
-                        Ok(Ok(out)) => {
-                            let took_s = out.prefill_s + out.decode_s;
-                            log_text(
-                                &rec,
-                                "planner",
-                                "INFO",
-                                &format!("model output ({took_s:.2} s): {:?}", out.raw),
-                            );
-                            match out.decoded {
-                                crate::grammar::Decoded::Plan(steps) => PlanOutcome::Plan { steps },
-                                crate::grammar::Decoded::Refused => PlanOutcome::Rejected {
-                                    reason: "the language model found no safe plan over the known objects".into(),
-                                },
-                            }
-                        }
-                        Ok(Err(e)) => PlanOutcome::Rejected {
-                            reason: format!("the language model failed: {e}"),
-                        },
-                        Err(e) => PlanOutcome::Rejected {
-                            reason: format!("the language model crashed: {e}"),
-                        },
-                    }
-                }
-                None => match planner.plan(&cmd.text, &world) {
-                    Ok(steps) => PlanOutcome::Plan { steps },
-                    Err(e) => PlanOutcome::Rejected {
-                        reason: e.to_string(),
-                    },
-                },
-            };
+            let outcome = engine.plan(&cmd.text, &world).await;
             let msg = PlanMessage {
                 command_id: cmd.command_id,
                 command: cmd.text.clone(),
                 outcome,
                 planner: planner_name.to_string(),
                 planning_time_s: t0.elapsed().as_secs_f64(),
+                attempt,
+                max_attempts,
+                replan_reason,
             };
             rec::set_sim_time(&rec, world.stamp_s);
             log_plan(&rec, &msg);
             match &msg.outcome {
                 PlanOutcome::Plan { steps } => tracing::info!(
                     command = %cmd.text,
+                    attempt,
                     plan = %steps.iter().map(|s| s.describe()).collect::<Vec<_>>().join(" -> "),
                     "planned"
                 ),
                 PlanOutcome::Rejected { reason } => {
+                    // A refusal is final: nothing runs, so nothing can fail and be re-planned.
+                    active = None;
                     tracing::warn!(command = %cmd.text, %reason, "refused")
                 }
             }
@@ -162,10 +196,122 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+enum Event {
+    Command(CommandMessage),
+    Status(ExecutorStatus),
+}
+
+/// What the planner does about an executor status.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Replan {
+    No,
+    /// Plan again: the executor failed this attempt, for this reason.
+    Yes(String),
+    /// The last allowed attempt failed.
+    GiveUp(String),
+}
+
+/// Closed loop: a failed attempt of the active command is planned again,
+/// against the world as it is now, until `max_attempts` plans have failed.
+/// Stops and refusals are final; statuses of other commands or attempts
+/// (heartbeats of an older attempt) change nothing.
+pub fn replan_decision(
+    st: &ExecutorStatus,
+    command_id: u64,
+    attempt: u32,
+    max_attempts: u32,
+) -> Replan {
+    if st.command_id != command_id || st.attempt != attempt || st.task != TaskState::Failed {
+        return Replan::No;
+    }
+    let failed_step = st
+        .steps
+        .iter()
+        .find(|s| matches!(s.state, StepState::Failed { .. }));
+    let why = match failed_step {
+        Some(s) if st.message.contains(&s.skill.describe()) => {
+            format!("step {}: {}", s.index + 1, st.message)
+        }
+        Some(s) => format!(
+            "step {} {}: {}",
+            s.index + 1,
+            s.skill.describe(),
+            st.message
+        ),
+        None => st.message.clone(),
+    };
+    if attempt < max_attempts {
+        Replan::Yes(why)
+    } else {
+        Replan::GiveUp(why)
+    }
+}
+
+/// The planners behind the node.
+struct Engine {
+    rules: RulesPlanner,
+    llm: Option<Arc<crate::llm::LlmPlanner>>,
+    name: &'static str,
+    rec: rerun::RecordingStream,
+}
+
+impl Engine {
+    async fn plan(&self, text: &str, world: &WorldModel) -> PlanOutcome {
+        let Some(model) = &self.llm else {
+            return match self.rules.plan(text, world) {
+                Ok(steps) => PlanOutcome::Plan { steps },
+                Err(e) => PlanOutcome::Rejected {
+                    reason: e.to_string(),
+                },
+            };
+        };
+        if text.trim().is_empty() {
+            return PlanOutcome::Rejected {
+                reason: rules::PlanError::Empty.to_string(),
+            };
+        }
+        let (model, text, w) = (model.clone(), text.to_string(), world.clone());
+        match tokio::task::spawn_blocking(move || model.plan(&text, &w)).await {
+            Ok(Ok(out)) => {
+                log_text(
+                    &self.rec,
+                    "planner",
+                    "INFO",
+                    &format!(
+                        "{} output ({:.2} s, {} tokens): {:?}",
+                        self.name,
+                        out.total_s(),
+                        out.generated_tokens + out.forced_tokens,
+                        out.raw
+                    ),
+                );
+                match out.decoded {
+                    crate::grammar::Decoded::Plan(steps) => PlanOutcome::Plan { steps },
+                    crate::grammar::Decoded::Refused => PlanOutcome::Rejected {
+                        reason: "the language model found no safe plan over the known objects and places".into(),
+                    },
+                }
+            }
+            Ok(Err(e)) => PlanOutcome::Rejected {
+                reason: format!("the language model failed: {e}"),
+            },
+            Err(e) => PlanOutcome::Rejected {
+                reason: format!("the language model crashed: {e}"),
+            },
+        }
+    }
+}
+
 fn log_plan(rec: &rerun::RecordingStream, msg: &PlanMessage) {
     let body = match &msg.outcome {
         PlanOutcome::Plan { steps } => {
             let mut s = format!("## Plan for \"{}\"\n\n", msg.command);
+            if let Some(why) = &msg.replan_reason {
+                s.push_str(&format!(
+                    "Attempt {} of {}, after: {why}\n\n",
+                    msg.attempt, msg.max_attempts
+                ));
+            }
             for (i, step) in steps.iter().enumerate() {
                 s.push_str(&format!("{}. `{}`\n", i + 1, step.describe()));
             }
@@ -183,4 +329,65 @@ fn log_plan(rec: &rerun::RecordingStream, msg: &PlanMessage) {
         "INFO",
         &format!("command {:?} -> {raw}", msg.command),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rosetta_common::status::StepStatus;
+    use rosetta_common::{Pose2D, Skill};
+
+    fn status(command_id: u64, attempt: u32, task: TaskState) -> ExecutorStatus {
+        ExecutorStatus {
+            command_id,
+            attempt,
+            task,
+            steps: vec![StepStatus {
+                index: 1,
+                skill: Skill::Pick {
+                    object: "red_cube".into(),
+                },
+                state: StepState::Failed {
+                    reason: "slipped".into(),
+                },
+                started_s: Some(1.0),
+                finished_s: Some(2.0),
+            }],
+            message: "grasp failed".into(),
+            stamp_s: 2.0,
+            robot_pose: Pose2D::default(),
+        }
+    }
+
+    #[test]
+    fn a_failed_attempt_is_planned_again_until_the_budget_is_spent() {
+        let failed = status(7, 1, TaskState::Failed);
+        match replan_decision(&failed, 7, 1, 3) {
+            Replan::Yes(why) => assert!(
+                why.contains("pick(red_cube)") && why.contains("grasp failed"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            replan_decision(&status(7, 3, TaskState::Failed), 7, 3, 3),
+            Replan::GiveUp(_)
+        ));
+    }
+
+    #[test]
+    fn other_commands_old_attempts_successes_and_stops_change_nothing() {
+        assert_eq!(
+            replan_decision(&status(6, 1, TaskState::Failed), 7, 1, 3),
+            Replan::No
+        );
+        // The heartbeat of attempt 1 while attempt 2 runs.
+        assert_eq!(
+            replan_decision(&status(7, 1, TaskState::Failed), 7, 2, 3),
+            Replan::No
+        );
+        for t in [TaskState::Succeeded, TaskState::Stopped, TaskState::Running] {
+            assert_eq!(replan_decision(&status(7, 1, t), 7, 1, 3), Replan::No);
+        }
+    }
 }

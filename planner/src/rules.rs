@@ -184,6 +184,10 @@ impl RulesPlanner {
         };
         for words in &parts {
             let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            if let Some(place) = place_clause(&words, world) {
+                steps.push(Skill::NavigateTo { target: place });
+                continue;
+            }
             match parse_clause(&words)? {
                 Clause::Stop => steps.push(Skill::Stop),
                 Clause::Pick(o) => {
@@ -229,7 +233,32 @@ impl RulesPlanner {
                 }
             }
         }
-        Ok(steps)
+        // Look for what is not seen yet before anything else (the convention of
+        // the plan language): the robot then knows at once whether it can finish.
+        let (mut looks, rest): (Vec<Skill>, Vec<Skill>) = steps
+            .into_iter()
+            .partition(|s| matches!(s, Skill::LookFor { object } if world.get(object).is_none()));
+        looks.dedup();
+        looks.extend(rest);
+        Ok(looks)
+    }
+}
+
+/// "go to the dock", "return to the start": a named place of the world model.
+fn place_clause(words: &[&str], world: &WorldModel) -> Option<String> {
+    let rest = match words {
+        ["go" | "drive" | "navigate" | "head" | "return" | "move", "to", rest @ ..] => rest,
+        ["go" | "return", "back", "to", rest @ ..] => rest,
+        _ => return None,
+    };
+    let content: Vec<&str> = rest
+        .iter()
+        .copied()
+        .filter(|w| !FILLERS.contains(w))
+        .collect();
+    match content.as_slice() {
+        [name] => world.place(name).map(|p| p.id.clone()),
+        _ => None,
     }
 }
 
@@ -246,6 +275,8 @@ mod tests {
         WorldModel {
             stamp_s: 1.0,
             frame_id: "odom".into(),
+            places: rosetta_common::world::parse_places(rosetta_common::world::DEFAULT_PLACES_TOML)
+                .unwrap(),
             objects: ids
                 .iter()
                 .map(|(id, color, kind)| ObservedObject {
@@ -306,7 +337,7 @@ mod tests {
             }
         );
         assert_eq!(
-            plan[3],
+            plan[1],
             Skill::LookFor {
                 object: "red_bin".into()
             }
@@ -332,6 +363,15 @@ mod tests {
         assert_eq!(
             RulesPlanner.plan("STOP!", &full_world()).unwrap(),
             vec![Skill::Stop]
+        );
+        let plan = RulesPlanner
+            .plan("grab the red cube and then go to the dock", &full_world())
+            .unwrap();
+        assert_eq!(
+            plan.last(),
+            Some(&Skill::NavigateTo {
+                target: "dock".into()
+            })
         );
     }
 

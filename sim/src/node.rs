@@ -35,6 +35,10 @@ pub struct SimArgs {
     /// Standard deviation of the lidar's range noise, in metres.
     #[arg(long, default_value_t = 0.005)]
     pub lidar_noise_m: f64,
+    /// Fault injection: let the first N grasps slip (the gripper closes on
+    /// nothing), to exercise failure handling and re-planning.
+    #[arg(long, default_value_t = 0)]
+    pub slip_grasps: u32,
 }
 
 const PHYSICS_DT_S: f64 = 0.01;
@@ -66,7 +70,8 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let scene = Scene::load(&args.scene)?;
     let robot = RobotDescription::default();
     tracing::info!(scene = %scene.name, seed = args.seed, rtf = args.rtf, "starting the embedded sim");
-    let world = World::new(scene, robot);
+    let mut world = World::new(scene, robot);
+    world.slip_grasps = args.slip_grasps;
 
     let mut node = ros::create_node("rosetta_sim")?;
     let qos = ros::sensor_qos();

@@ -59,6 +59,11 @@ pub struct World {
     statics: Vec<VisualBox>,
     /// Steps in which the base was blocked.
     pub collisions: u64,
+    /// Fault injection for tests: this many grasps slip (the fingers close
+    /// on nothing), as a real gripper's sometimes do.
+    pub slip_grasps: u32,
+    /// A slip is in progress: the fingers pass the object until they open again.
+    slipping: bool,
 }
 
 impl World {
@@ -94,6 +99,8 @@ impl World {
             objects,
             statics,
             collisions: 0,
+            slip_grasps: 0,
+            slipping: false,
             robot,
         }
     }
@@ -244,6 +251,7 @@ impl World {
         let target = self.gripper_target_m;
         let held = self.objects.iter().position(|o| o.held);
         if target > self.gripper_opening_m + 1e-9 {
+            self.slipping = false;
             self.gripper_opening_m += (target - self.gripper_opening_m).min(max);
             if let Some(i) = held {
                 if self.gripper_opening_m > self.objects[i].size_m[1] + 0.005 {
@@ -280,6 +288,15 @@ impl World {
                 next = width;
                 break;
             }
+        }
+        if grasp.is_some() && !self.slipping && self.slip_grasps > 0 {
+            self.slip_grasps -= 1;
+            self.slipping = true;
+            tracing::info!(left = self.slip_grasps, "injected fault: the grasp slips");
+        }
+        if grasp.is_some() && self.slipping {
+            grasp = None;
+            next = self.gripper_opening_m - (self.gripper_opening_m - target).min(max);
         }
         self.gripper_opening_m = next;
         if let Some(i) = grasp {
@@ -460,6 +477,26 @@ mod tests {
         let g = vec![w.robot.arm.gripper_joint.clone()];
         w.command_joints(&g, &[0.0]).unwrap();
         run(w, 1.5, |_| {});
+    }
+
+    #[test]
+    fn an_injected_slip_closes_the_gripper_on_nothing_once() {
+        let mut w = world();
+        w.slip_grasps = 1;
+        grasp_red_cube(&mut w);
+        assert!(!w.objects[0].held, "the first grasp must slip");
+        assert!(
+            w.gripper_opening_m < 0.01,
+            "closed on nothing: {}",
+            w.gripper_opening_m
+        );
+        assert_eq!(w.slip_grasps, 0);
+        // Open and try again: this one holds.
+        let g = vec![w.robot.arm.gripper_joint.clone()];
+        w.command_joints(&g, &[0.09]).unwrap();
+        run(&mut w, 1.5, |_| {});
+        grasp_red_cube(&mut w);
+        assert!(w.objects[0].held, "the second grasp must hold");
     }
 
     #[test]

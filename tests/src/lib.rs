@@ -36,10 +36,21 @@ pub fn rosetta(domain_id: u32) -> Command {
 
 /// Runs `rosetta demo <command>` and returns its output and parsed report.
 pub fn run_demo(domain_id: u32, command: &str) -> (Output, serde_json::Value, tempfile::TempDir) {
+    run_demo_with(domain_id, command, &[])
+}
+
+/// [`run_demo`] with extra `rosetta demo` options.
+pub fn run_demo_with(
+    domain_id: u32,
+    command: &str,
+    extra: &[&str],
+) -> (Output, serde_json::Value, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let report = dir.path().join("report.json");
     let out = rosetta(domain_id)
-        .args(["demo", command, "--timeout-s", "400", "--report"])
+        .args(["demo", command, "--timeout-s", "400"])
+        .args(extra)
+        .arg("--report")
         .arg(&report)
         .arg("--episodes")
         .arg(dir.path().join("episodes"))

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a missing field is a test failure
 
-use rosetta_tests::{run_demo, truth_object};
+use rosetta_tests::{run_demo, run_demo_with, truth_object};
 
 fn assert_in_bin(report: &serde_json::Value, cube: &str, bin: &str) {
     let o = truth_object(report, cube);
@@ -69,6 +69,23 @@ fn red_cube_goes_into_the_blue_bin() {
             "{entity} missing from the recording:\n{text}"
         );
     }
+}
+
+/// Closed loop: the sim lets the first grasp slip; the executor reports the
+/// failed pick, the planner plans again, and the second attempt succeeds.
+#[test]
+fn a_slipped_grasp_is_planned_again_and_the_task_still_succeeds() {
+    let (out, report, _dir) = run_demo_with(
+        38,
+        "put the red cube in the blue bin",
+        &["--slip-grasps", "1"],
+    );
+    assert!(out.status.success(), "exit {:?}: {report:#}", out.status);
+    assert_eq!(report["attempts"], 2, "{report:#}");
+    let why = report["replans"][0].as_str().unwrap_or_default();
+    assert!(why.contains("pick(red_cube)"), "{why}");
+    assert_in_bin(&report, "red_cube", "blue_bin");
+    assert_eq!(report["ground_truth"]["collisions"], 0);
 }
 
 #[test]

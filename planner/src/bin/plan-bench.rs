@@ -1,0 +1,334 @@
+//! The planner benchmark: runs the command suite (`planner/suite/commands.toml`)
+//! through each planner and prints plan accuracy, refusal precision and, for
+//! the language model, load time, time to first token, tokens per second and
+//! plan latency. Figures are printed, never asserted.
+//!
+//! ```text
+//! cargo run --release -p rosetta-planner --bin plan-bench -- --planner both
+//! ```
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use rosetta_common::Skill;
+use rosetta_planner::grammar::{render, Decoded};
+use rosetta_planner::llm::{LlmPlanner, WeightFormat};
+use rosetta_planner::suite::{score, Expected, Score, Suite};
+use rosetta_planner::RulesPlanner;
+
+/// Benchmark the planners on the command suite.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Which planners to run: the language model (`llm`), the rules stand-in
+    /// (`rules`, the baseline), or `both`.
+    #[arg(long, default_value = "both", value_parser = ["llm", "rules", "both"])]
+    planner: String,
+    /// The GGUF model (default: the SmolLM2 file that the set-up installs).
+    #[arg(long, env = "ROSETTA_LLM_GGUF")]
+    model: Option<PathBuf>,
+    /// How the model's weights are held in memory.
+    #[arg(long, value_enum, default_value_t = WeightFormat::Q8)]
+    llm_weights: WeightFormat,
+    /// A fine-tuned adapter (safetensors from `plan-tune`).
+    #[arg(long, env = "ROSETTA_LLM_ADAPTER")]
+    adapter: Option<PathBuf>,
+    /// Run the base model without the adapter (few-shot prompt).
+    #[arg(long)]
+    no_adapter: bool,
+    /// Run only the first N cases (0: all).
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+    /// Run only cases of this category (basic, paraphrase, multi, relation, ...).
+    #[arg(long)]
+    category: Option<String>,
+    /// Print every case the planner got wrong.
+    #[arg(long)]
+    show_failures: bool,
+    /// Print each case's outcome as it finishes.
+    #[arg(long)]
+    each: bool,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+struct Report {
+    planner: String,
+    cases: usize,
+    exact: usize,
+    equivalent: usize,
+    refused: usize,
+    refused_correctly: usize,
+    should_refuse: usize,
+    per_category: std::collections::BTreeMap<String, (usize, usize)>,
+    load_s: Option<f64>,
+    latency_s: Vec<f64>,
+    latency_4_step_s: Vec<f64>,
+    first_token_s: Vec<f64>,
+    tokens: usize,
+    chosen_tokens: usize,
+    forward_passes: usize,
+    decode_s: f64,
+    prefill_tokens: usize,
+    prefill_s: f64,
+    failures: Vec<String>,
+}
+
+fn pct(a: usize, b: usize) -> String {
+    if b == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}% ({a}/{b})", 100.0 * a as f64 / b as f64)
+    }
+}
+
+fn quantile(v: &[f64], q: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let i = ((s.len() - 1) as f64 * q).round() as usize;
+    s.get(i).copied()
+}
+
+fn fmt_s(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{v:.3} s"))
+}
+
+impl Report {
+    fn add(&mut self, case: &rosetta_planner::suite::Case, got: Option<&[Skill]>, why: &str) {
+        let s: Score = score(&case.expected, got);
+        self.cases += 1;
+        self.exact += s.exact as usize;
+        self.equivalent += s.equivalent as usize;
+        let e = self.per_category.entry(case.category.clone()).or_default();
+        e.0 += s.equivalent as usize;
+        e.1 += 1;
+        if s.refused {
+            self.refused += 1;
+            self.refused_correctly += (case.expected == Expected::Refuse) as usize;
+        }
+        self.should_refuse += (case.expected == Expected::Refuse) as usize;
+        if !s.equivalent {
+            let want = match &case.expected {
+                Expected::Refuse => "refuse".to_string(),
+                Expected::Plan(p) => render(p).replace('\n', "; "),
+            };
+            let gotten = got.map_or(format!("refuse ({why})"), |p| render(p).replace('\n', "; "));
+            self.failures.push(format!(
+                "[{}] {:?}\n    want: {want}\n    got:  {gotten}",
+                case.category, case.command
+            ));
+        }
+    }
+
+    fn print(&self, show_failures: bool) {
+        println!("\n== planner: {} ==", self.planner);
+        println!(
+            "plan accuracy, exact:              {}",
+            pct(self.exact, self.cases)
+        );
+        println!(
+            "plan accuracy, up to order:        {}",
+            pct(self.equivalent, self.cases)
+        );
+        println!(
+            "refusal precision:                 {}",
+            pct(self.refused_correctly, self.refused)
+        );
+        println!(
+            "refusal recall:                    {}",
+            pct(self.refused_correctly, self.should_refuse)
+        );
+        for (cat, (ok, n)) in &self.per_category {
+            println!("  {cat:<12} {}", pct(*ok, *n));
+        }
+        if let Some(l) = self.load_s {
+            println!("model load (incl. fixed-prompt prefill): {l:.2} s");
+        }
+        println!(
+            "plan latency p50 / p95:            {} / {}",
+            fmt_s(quantile(&self.latency_s, 0.5)),
+            fmt_s(quantile(&self.latency_s, 0.95))
+        );
+        if !self.latency_4_step_s.is_empty() {
+            println!(
+                "plan latency, 4-step plans, p50:   {} (n = {})",
+                fmt_s(quantile(&self.latency_4_step_s, 0.5)),
+                self.latency_4_step_s.len()
+            );
+        }
+        if !self.first_token_s.is_empty() {
+            println!(
+                "time to first token p50:           {}",
+                fmt_s(quantile(&self.first_token_s, 0.5))
+            );
+            println!(
+                "command prefill:                   {:.0} tok/s",
+                self.prefill_tokens as f64 / self.prefill_s.max(1e-9)
+            );
+            println!(
+                "decode:                            {:.1} tok/s ({} tokens, {} chosen by the model, {} forward passes)",
+                self.tokens as f64 / self.decode_s.max(1e-9),
+                self.tokens,
+                self.chosen_tokens,
+                self.forward_passes
+            );
+        }
+        if show_failures {
+            for f in &self.failures {
+                println!("  {f}");
+            }
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let suite = Suite::committed().context("loading the command suite")?;
+    let mut cases: Vec<_> = suite
+        .cases
+        .iter()
+        .filter(|c| args.category.as_ref().is_none_or(|k| &c.category == k))
+        .collect();
+    if args.limit > 0 {
+        cases.truncate(args.limit);
+    }
+    println!("command suite: {} cases", cases.len());
+    let mut reports = Vec::new();
+    let world = |name: &str| suite.worlds.get(name).cloned().unwrap_or_default();
+
+    if args.planner != "llm" {
+        let mut r = Report {
+            planner: rosetta_planner::rules::NAME.into(),
+            ..Default::default()
+        };
+        for case in &cases {
+            let t0 = Instant::now();
+            let out = RulesPlanner.plan(&case.command, &world(&case.world));
+            r.latency_s.push(t0.elapsed().as_secs_f64());
+            match out {
+                Ok(steps) => r.add(case, Some(&steps), ""),
+                Err(e) => r.add(case, None, &e.to_string()),
+            }
+        }
+        r.print(args.show_failures);
+        reports.push(r);
+    }
+    if args.planner != "rules" {
+        let path = args
+            .model
+            .clone()
+            .context("no model: pass --model FILE.gguf or set ROSETTA_LLM_GGUF")?;
+        let spinner =
+            ProgressBar::new_spinner().with_message(format!("loading {}", path.display()));
+        spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+        let adapter = args.adapter.clone().filter(|_| !args.no_adapter);
+        let adapter = rosetta_planner::llm::existing_adapter(adapter);
+        let llm = LlmPlanner::load(&path, args.llm_weights, adapter.as_deref())?;
+        spinner.finish_and_clear();
+        let mut r = Report {
+            planner: format!(
+                "llm-constrained ({}, {:?}, adapter {})",
+                path.display(),
+                args.llm_weights,
+                adapter
+                    .as_ref()
+                    .map_or("none".into(), |a| a.display().to_string())
+            ),
+            load_s: Some(llm.load_s),
+            ..Default::default()
+        };
+        let bar = ProgressBar::new(cases.len() as u64).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed} < {eta}]")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        for case in &cases {
+            bar.set_message(case.category.clone());
+            let out = llm.plan(&case.command, &world(&case.world))?;
+            let total = out.total_s();
+            r.latency_s.push(total);
+            r.first_token_s.push(out.first_token_s);
+            r.tokens += out.generated_tokens + out.forced_tokens;
+            r.chosen_tokens += out.generated_tokens;
+            r.forward_passes += out.forward_passes;
+            r.decode_s += out.decode_s;
+            r.prefill_tokens += out.prompt_tokens.saturating_sub(llm.fixed_prompt_tokens());
+            r.prefill_s += out.prefill_s;
+            match &out.decoded {
+                Decoded::Plan(steps) => {
+                    if steps.len() == 4 {
+                        r.latency_4_step_s.push(total);
+                    }
+                    r.add(case, Some(steps), "")
+                }
+                Decoded::Refused => r.add(case, None, "the model wrote refuse"),
+            }
+            if args.each {
+                let got = match &out.decoded {
+                    Decoded::Plan(steps) => render(steps).replace('\n', "; "),
+                    Decoded::Refused => "refuse".into(),
+                };
+                let ok = score(
+                    &case.expected,
+                    match &out.decoded {
+                        Decoded::Plan(s) => Some(s.as_slice()),
+                        Decoded::Refused => None,
+                    },
+                );
+                println!(
+                    "{} {:.2} s [{}] {:?} -> {got}",
+                    if ok.equivalent { "ok  " } else { "FAIL" },
+                    total,
+                    case.category,
+                    case.command
+                );
+                println!(
+                    "     forward passes {:.2} s of {:.2} s decode",
+                    out.forward_s, out.decode_s
+                );
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        r.print(args.show_failures);
+        reports.push(r);
+    }
+    if let Some(path) = &args.json {
+        let figures: Vec<_> = reports
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "planner": r.planner,
+                    "cases": r.cases,
+                    "accuracy_exact": r.exact as f64 / r.cases.max(1) as f64,
+                    "accuracy_equivalent": r.equivalent as f64 / r.cases.max(1) as f64,
+                    "refusal_precision": r.refused_correctly as f64 / r.refused.max(1) as f64,
+                    "refusal_recall": r.refused_correctly as f64 / r.should_refuse.max(1) as f64,
+                    "load_s": r.load_s,
+                    "latency_p50_s": quantile(&r.latency_s, 0.5),
+                    "latency_p95_s": quantile(&r.latency_s, 0.95),
+                    "latency_4_step_p50_s": quantile(&r.latency_4_step_s, 0.5),
+                    "first_token_p50_s": quantile(&r.first_token_s, 0.5),
+                    "decode_tok_s": r.tokens as f64 / r.decode_s.max(1e-9),
+                    "per_category": r.per_category,
+                })
+            })
+            .collect();
+        std::fs::write(path, serde_json::to_string_pretty(&figures)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! Fine-tunes the planner's language model with LoRA on a generated command
+//! corpus, reproducibly (fixed seed), and writes the adapter plus its loss curve.
+//!
+//! ```text
+//! cargo run --release -p rosetta-planner --bin plan-tune -- --out planner/adapters/smollm2-135m-plan.safetensors
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use rosetta_planner::suite::Suite;
+use rosetta_planner::tune::{corpus, model::LORA_TARGETS, train};
+
+/// Fine-tune the planner model (LoRA) on a generated command corpus.
+///
+/// The corpus comes from random worlds and random intents written in many
+/// phrasings (planner/src/tune/corpus.rs); the commands of the benchmark suite
+/// are left out. The same arguments give the same adapter.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The base GGUF model (llama architecture).
+    #[arg(long, env = "ROSETTA_LLM_GGUF")]
+    model: PathBuf,
+    /// Where to write the adapter (safetensors); the loss curve goes next to it as .csv.
+    #[arg(long, default_value = "planner/adapters/smollm2-135m-plan.safetensors")]
+    out: PathBuf,
+    /// Corpus size.
+    #[arg(long, default_value_t = 960)]
+    samples: usize,
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Adapter rank.
+    #[arg(long, default_value_t = 8)]
+    rank: usize,
+    /// Adapter scale numerator (the update is alpha / rank * B A).
+    #[arg(long, default_value_t = 16.0)]
+    alpha: f64,
+    #[arg(long, default_value_t = 3e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Which projections get adapters (comma-separated).
+    #[arg(
+        long,
+        default_value = "attn_q,attn_k,attn_v,attn_output,ffn_up,ffn_down",
+        value_delimiter = ','
+    )]
+    targets: Vec<String>,
+    /// Train adapters on the top this-many transformer blocks only.
+    #[arg(long, default_value_t = 8)]
+    top_layers: usize,
+    /// Only time one training step and print the estimate for the whole run.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let targets: Vec<&'static str> = args
+        .targets
+        .iter()
+        .map(|t| {
+            LORA_TARGETS
+                .iter()
+                .copied()
+                .find(|x| x == t)
+                .with_context(|| format!("unknown target {t:?}; choose from {LORA_TARGETS:?}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let suite = Suite::committed()?;
+    let held: Vec<String> = suite.cases.iter().map(|c| c.command.clone()).collect();
+    let samples = corpus::generate(args.seed, args.samples, &held);
+    let opts = train::TrainOptions {
+        model: args.model.clone(),
+        out: args.out.clone(),
+        samples: args.samples,
+        epochs: args.epochs,
+        batch: args.batch,
+        rank: args.rank,
+        alpha: args.alpha,
+        lr: args.lr,
+        seed: args.seed,
+        targets,
+        top_layers: args.top_layers,
+    };
+    if args.dry_run {
+        let s = train::time_one_step(&opts, &samples)?;
+        let steps = args.samples.div_ceil(args.batch) * args.epochs;
+        println!(
+            "one step of batch {}: {s:.2} s; {steps} steps: about {:.0} min",
+            args.batch,
+            s * steps as f64 / 60.0
+        );
+        return Ok(());
+    }
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let bar = ProgressBar::new((args.samples.div_ceil(args.batch) * args.epochs) as u64)
+        .with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} loss {msg} [{elapsed} < {eta}]")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+    let mut recent: Vec<f32> = Vec::new();
+    let curve = train::train(&opts, &samples, |r| {
+        recent.push(r.loss);
+        if recent.len() > 20 {
+            recent.remove(0);
+        }
+        let mean = recent.iter().sum::<f32>() / recent.len() as f32;
+        bar.set_message(format!("{mean:.4}"));
+        bar.inc(1);
+        if r.step % 10 == 0 || r.step == r.steps {
+            tracing::info!(step = r.step, steps = r.steps, loss = mean, "training");
+        }
+    })?;
+    bar.finish();
+    let csv = args.out.with_extension("csv");
+    train::write_curve(&csv, &curve)?;
+    println!(
+        "adapter: {}\nloss curve: {}",
+        args.out.display(),
+        csv.display()
+    );
+    Ok(())
+}
