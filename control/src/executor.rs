@@ -9,7 +9,7 @@ use rosetta_common::{wrap_angle_rad, ObservedObject, Pose2D, Skill, WorldModel};
 use crate::nav::{drive_to, face, NavOutcome, NavParams, Twist2D};
 
 /// Where the arm reaches objects: this far ahead of the base centre.
-pub const REACH_M: f64 = 0.45;
+pub const REACH_M: f64 = rosetta_common::robot::NOMINAL_REACH_M;
 /// Per-step limits, in sim seconds.
 pub const NAVIGATE_TIMEOUT_S: f64 = 90.0;
 pub const ARM_STAGE_TIMEOUT_S: f64 = 10.0;

@@ -11,5 +11,6 @@ pub mod node;
 pub mod rules;
 pub mod suite;
 pub mod tune;
+pub mod validate;
 
 pub use rules::{PlanError, RulesPlanner};

@@ -215,6 +215,30 @@ pub fn tokenizer_from_gguf(
     Ok((tok, eos))
 }
 
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DeviceChoice {
+    /// The GPU when this build has the `cuda` feature and one is present, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    /// CUDA GPU 0 (needs a build with `--features cuda`).
+    Cuda,
+}
+
+/// The candle device for a choice.
+pub fn select_device(choice: DeviceChoice) -> Result<Device, LlmError> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Auto if !candle_core::utils::cuda_is_available() => Ok(Device::Cpu),
+        DeviceChoice::Auto | DeviceChoice::Cuda => Device::new_cuda(0).map_err(|e| {
+            LlmError::Candle(candle_core::Error::Msg(format!(
+                "no CUDA device (build with --features cuda on a machine with an NVIDIA GPU): {e}"
+            )))
+        }),
+    }
+}
+
 /// The adapter to use: `None` (with a warning) when the file is missing, so
 /// that a checkout without a trained adapter still plans with the base model.
 pub fn existing_adapter(path: Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
@@ -311,6 +335,16 @@ impl LlmPlanner {
         format: WeightFormat,
         adapter: Option<&Path>,
     ) -> Result<Self, LlmError> {
+        Self::load_on(path, format, adapter, Device::Cpu)
+    }
+
+    /// [`Self::load`] onto a device (a CUDA GPU with the `cuda` feature).
+    pub fn load_on(
+        path: &Path,
+        format: WeightFormat,
+        adapter: Option<&Path>,
+        device: Device,
+    ) -> Result<Self, LlmError> {
         let t0 = Instant::now();
         let deltas = match adapter {
             None => HashMap::new(),
@@ -336,7 +370,6 @@ impl LlmPlanner {
             return Err(LlmError::UnsupportedTemplate);
         }
         let (tokenizer, eos) = tokenizer_from_gguf(&content, path)?;
-        let device = Device::Cpu;
         let model = match format {
             WeightFormat::AsStored => {
                 ModelWeights::from_gguf(content, &mut file, &device).map_err(|e| bad(path, e))?

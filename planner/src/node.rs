@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use rosetta_common::plan::{CommandMessage, PlanMessage, PlanOutcome};
 use rosetta_common::rec::{self, log_text};
+use rosetta_common::robot::RobotDescription;
 use rosetta_common::ros::{self, JsonPublisher, Spinner};
 use rosetta_common::status::{ExecutorStatus, StepState, TaskState};
 use rosetta_common::{topics, WorldModel};
@@ -34,6 +35,10 @@ pub struct PlannerArgs {
     /// Run the base model without the adapter (few-shot prompt).
     #[arg(long)]
     pub no_adapter: bool,
+    /// Where the model runs: `auto` takes the GPU when the build has the
+    /// `cuda` feature and one is present.
+    #[arg(long, value_enum, default_value_t = crate::llm::DeviceChoice::Auto)]
+    pub device: crate::llm::DeviceChoice,
     /// Before publishing a plan, wait (up to 5 s) until this many nodes subscribe to it.
     #[arg(long, default_value_t = 1)]
     pub min_plan_subscribers: usize,
@@ -64,8 +69,10 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
             let format = args.llm_weights;
             let adapter = args.adapter.clone().filter(|_| !args.no_adapter);
             let adapter = crate::llm::existing_adapter(adapter);
+            let device = crate::llm::select_device(args.device)?;
+            tracing::info!(?device, "model device");
             let loaded = tokio::task::spawn_blocking(move || {
-                crate::llm::LlmPlanner::load(&path, format, adapter.as_deref())
+                crate::llm::LlmPlanner::load_on(&path, format, adapter.as_deref(), device)
             })
             .await??;
             Some(Arc::new(loaded))
@@ -256,7 +263,35 @@ struct Engine {
 }
 
 impl Engine {
+    /// Plans, then checks the plan's preconditions (`validate`): a plan that
+    /// fails them is refused with the reason, whichever planner made it.
     async fn plan(&self, text: &str, world: &WorldModel) -> PlanOutcome {
+        let outcome = match self.raw_plan(text, world).await {
+            // The model only says "refuse"; the rules parser can often say why.
+            PlanOutcome::Rejected { reason } if self.llm.is_some() => {
+                match self.rules.plan(text, world) {
+                    Err(e) => PlanOutcome::Rejected {
+                        reason: e.to_string(),
+                    },
+                    Ok(_) => PlanOutcome::Rejected { reason },
+                }
+            }
+            other => other,
+        };
+        match outcome {
+            PlanOutcome::Plan { steps } => {
+                match crate::validate::validate(&steps, world, &RobotDescription::default()) {
+                    Ok(()) => PlanOutcome::Plan { steps },
+                    Err(e) => PlanOutcome::Rejected {
+                        reason: format!("the plan is not safe to run: {e}"),
+                    },
+                }
+            }
+            refused => refused,
+        }
+    }
+
+    async fn raw_plan(&self, text: &str, world: &WorldModel) -> PlanOutcome {
         let Some(model) = &self.llm else {
             return match self.rules.plan(text, world) {
                 Ok(steps) => PlanOutcome::Plan { steps },

@@ -39,6 +39,9 @@ struct Args {
     /// Run the base model without the adapter (few-shot prompt).
     #[arg(long)]
     no_adapter: bool,
+    /// Where the model runs (`cuda` needs a build with `--features cuda`).
+    #[arg(long, value_enum, default_value_t = rosetta_planner::llm::DeviceChoice::Auto)]
+    device: rosetta_planner::llm::DeviceChoice,
     /// Run only the first N cases (0: all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
@@ -237,7 +240,9 @@ fn main() -> anyhow::Result<()> {
         spinner.enable_steady_tick(std::time::Duration::from_millis(200));
         let adapter = args.adapter.clone().filter(|_| !args.no_adapter);
         let adapter = rosetta_planner::llm::existing_adapter(adapter);
-        let llm = LlmPlanner::load(&path, args.llm_weights, adapter.as_deref())?;
+        let device = rosetta_planner::llm::select_device(args.device)?;
+        println!("device: {device:?}");
+        let llm = LlmPlanner::load_on(&path, args.llm_weights, adapter.as_deref(), device)?;
         spinner.finish_and_clear();
         let mut r = Report {
             planner: format!(
