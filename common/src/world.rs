@@ -70,6 +70,16 @@ pub fn object_id(color: Color, kind: ObjectKind) -> String {
     format!("{}_{}", color.name(), kind.name())
 }
 
+/// The colour and kind an object id names (`red_cube`), if it is `<colour>_<kind>`.
+pub fn parse_object_id(id: &str) -> Option<(Color, ObjectKind)> {
+    let (c, k) = id.split_once('_')?;
+    let color = Color::ALL.into_iter().find(|x| x.name() == c)?;
+    let kind = [ObjectKind::Cube, ObjectKind::Bin]
+        .into_iter()
+        .find(|x| x.name() == k)?;
+    Some((color, kind))
+}
+
 /// One object in perception's map.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObservedObject {

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use rosetta_common::world::{parse_places, DEFAULT_PLACES_TOML};
-use rosetta_common::{Color, ObjectKind, ObservedObject, Skill, WorldModel};
+use rosetta_common::world::{parse_object_id, parse_places, DEFAULT_PLACES_TOML};
+use rosetta_common::{ObservedObject, Skill, WorldModel};
 use serde::Deserialize;
 
 use crate::grammar::{render, Decoded, PlanGrammar};
@@ -83,15 +83,6 @@ pub struct Case {
 pub struct Suite {
     pub worlds: BTreeMap<String, WorldModel>,
     pub cases: Vec<Case>,
-}
-
-fn parse_object_id(id: &str) -> Option<(Color, ObjectKind)> {
-    let (c, k) = id.split_once('_')?;
-    let color = Color::ALL.into_iter().find(|x| x.name() == c)?;
-    let kind = [ObjectKind::Cube, ObjectKind::Bin]
-        .into_iter()
-        .find(|x| x.name() == k)?;
-    Some((color, kind))
 }
 
 impl Suite {

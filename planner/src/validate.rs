@@ -26,11 +26,7 @@ pub enum Invalid {
 
 /// The kind of an object id, for objects not seen yet (`<colour>_<kind>`).
 fn kind_of_id(id: &str) -> Option<ObjectKind> {
-    match id.rsplit_once('_')?.1 {
-        "cube" => Some(ObjectKind::Cube),
-        "bin" => Some(ObjectKind::Bin),
-        _ => None,
-    }
+    rosetta_common::world::parse_object_id(id).map(|(_, k)| k)
 }
 
 /// Checks `steps` against `world` and the robot's arm.

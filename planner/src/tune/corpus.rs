@@ -7,7 +7,7 @@
 
 use rand::seq::SliceRandom;
 use rand::Rng;
-use rosetta_common::world::{object_id, parse_places, DEFAULT_PLACES_TOML};
+use rosetta_common::world::{object_id, parse_object_id, parse_places, DEFAULT_PLACES_TOML};
 use rosetta_common::{Color, ObjectKind, ObservedObject, Skill, WorldModel};
 
 use crate::grammar::{render, Decoded, PlanGrammar};
@@ -111,18 +111,9 @@ fn pick_one<'a, R: Rng>(rng: &mut R, v: &[&'a str]) -> &'a str {
     v.choose(rng).copied().unwrap_or("")
 }
 
-fn parse_id(id: &str) -> Option<(Color, ObjectKind)> {
-    let (c, k) = id.split_once('_')?;
-    let color = Color::ALL.into_iter().find(|x| x.name() == c)?;
-    let kind = [ObjectKind::Cube, ObjectKind::Bin]
-        .into_iter()
-        .find(|x| x.name() == k)?;
-    Some((color, kind))
-}
-
 /// A noun phrase for an object id, by colour and kind.
 fn np<R: Rng>(rng: &mut R, id: &str) -> String {
-    match parse_id(id) {
+    match parse_object_id(id) {
         Some((c, k)) => format!(
             "the {} {}",
             pick_one(rng, color_words(c)),
@@ -171,7 +162,7 @@ fn random_world<R: Rng>(rng: &mut R) -> (WorldModel, Vec<String>) {
             unseen.push(id);
             continue;
         }
-        let Some((color, kind)) = parse_id(&id) else {
+        let Some((color, kind)) = parse_object_id(&id) else {
             continue;
         };
         objects.push(ObservedObject {
@@ -203,7 +194,7 @@ fn plan_of(clauses: &[Clause], world: &WorldModel) -> Vec<Skill> {
     let mut looks: Vec<Skill> = Vec::new();
     let mut steps = Vec::new();
     let need = |id: &str, looks: &mut Vec<Skill>| {
-        let nameable = parse_id(id).is_some();
+        let nameable = parse_object_id(id).is_some();
         if nameable && world.get(id).is_none() {
             let s = Skill::LookFor { object: id.into() };
             if !looks.contains(&s) {
@@ -310,7 +301,7 @@ fn say<R: Rng>(rng: &mut R, c: &Clause) -> String {
             }
         }
         Clause::Go(t) => {
-            let place = parse_id(t).is_none();
+            let place = parse_object_id(t).is_none();
             let w = np(rng, t);
             let v = if place {
                 pick_one(
@@ -713,7 +704,7 @@ fn try_sample<R: Rng>(rng: &mut R, world: WorldModel, unseen: &[String]) -> Opti
                     let chosen: Vec<String> = pool[..k].to_vec();
                     let names: Vec<&str> = chosen
                         .iter()
-                        .filter_map(|c| parse_id(c))
+                        .filter_map(|c| parse_object_id(c))
                         .map(|(c, _)| c.name())
                         .collect();
                     let list = match names.as_slice() {
@@ -746,7 +737,7 @@ fn try_sample<R: Rng>(rng: &mut R, world: WorldModel, unseen: &[String]) -> Opti
                         .filter(|o| o.kind == ObjectKind::Cube && o.id != except)
                         .map(|o| o.id.clone())
                         .collect();
-                    let (c, _) = parse_id(&except)?;
+                    let (c, _) = parse_object_id(&except)?;
                     (
                         format!("put all cubes except the {} one in {bw}", c.name()),
                         rest.into_iter()
@@ -756,7 +747,7 @@ fn try_sample<R: Rng>(rng: &mut R, world: WorldModel, unseen: &[String]) -> Opti
                 }
                 _ => {
                     let b2 = bin(rng)?;
-                    let (c2, _) = parse_id(&pool[1])?;
+                    let (c2, _) = parse_object_id(&pool[1])?;
                     let text = format!(
                         "put {} in {bw} and the {} one in {}",
                         np(rng, &pool[0]),
