@@ -20,6 +20,10 @@ pub const COMMAND: &str = "/rosetta/command";
 pub const PLAN: &str = "/rosetta/plan";
 /// std_msgs/String, JSON [`crate::status::ExecutorStatus`]: every step's state.
 pub const STATUS: &str = "/rosetta/status";
+/// rosetta_interfaces/action/ExecuteCommand: the command interface for other
+/// programs (goal: the words; feedback: the plan and the current step; result:
+/// the outcome and the report). Served by the planner.
+pub const EXECUTE: &str = "/rosetta/execute";
 /// std_msgs/String, JSON [`crate::world::WorldModel`]: perception's object map.
 pub const OBJECTS: &str = "/perception/objects";
 /// std_msgs/String, JSON [`crate::status::GroundTruth`]. Only tests and reports read it.

@@ -93,7 +93,7 @@ fn lock(seen: &Arc<Mutex<Seen>>) -> std::sync::MutexGuard<'_, Seen> {
 }
 
 /// Set once by SIGINT/SIGTERM; every wait checks it, so that Ctrl-C tears the stack down.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     tokio::spawn(async {
@@ -124,47 +124,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             format!("rosetta-{run_id}"),
         ),
     ];
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let specs: Vec<(&str, Vec<String>)> = vec![
-        (
-            "sim",
-            s(&[
-                "sim",
-                "--scene",
-                &args.sim.scene,
-                "--seed",
-                &args.sim.seed.to_string(),
-                "--rtf",
-                &args.sim.rtf.to_string(),
-                "--lidar-noise-m",
-                &args.sim.lidar_noise_m.to_string(),
-                "--slip-grasps",
-                &args.sim.slip_grasps.to_string(),
-            ]),
-        ),
-        ("perception", s(&["perception"])),
-        (
-            "planner",
-            s(&[
-                "planner",
-                "--min-plan-subscribers",
-                "2",
-                "--planner",
-                &args.planner,
-            ]),
-        ),
-        ("control", s(&["control"])),
-    ];
-    let mut nodes = Vec::new();
-    for (name, a) in &specs {
-        match NodeProcess::spawn(name, a, &envs, &logs) {
-            Ok(n) => nodes.push(n),
-            Err(e) => {
-                stop_all(&mut nodes, Duration::from_secs(5));
-                return Err(e);
-            }
-        }
-    }
+    let specs = stack_specs(&args.sim, &args.planner, 2);
+    let mut nodes = spawn_all(&specs, &envs, &logs)?;
     let result = drive(&args, &mut nodes, wall_start).await;
     // Stop every node; control leaves the base stopped on the way out.
     stop_all(&mut nodes, Duration::from_secs(5));
@@ -185,6 +146,65 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     }
     print_summary(&report);
     Ok(code)
+}
+
+/// The stack's nodes on the embedded sim, as `rosetta` subcommands. The
+/// planner waits for `min_plan_subscribers` before it publishes a plan.
+pub fn stack_specs(
+    sim: &rosetta_sim::node::SimArgs,
+    planner: &str,
+    min_plan_subscribers: usize,
+) -> Vec<(&'static str, Vec<String>)> {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    vec![
+        (
+            "sim",
+            s(&[
+                "sim",
+                "--scene",
+                &sim.scene,
+                "--seed",
+                &sim.seed.to_string(),
+                "--rtf",
+                &sim.rtf.to_string(),
+                "--lidar-noise-m",
+                &sim.lidar_noise_m.to_string(),
+                "--slip-grasps",
+                &sim.slip_grasps.to_string(),
+            ]),
+        ),
+        ("perception", s(&["perception"])),
+        (
+            "planner",
+            s(&[
+                "planner",
+                "--min-plan-subscribers",
+                &min_plan_subscribers.to_string(),
+                "--planner",
+                planner,
+            ]),
+        ),
+        ("control", s(&["control"])),
+    ]
+}
+
+/// Starts every node; on a failure, stops the ones already started.
+pub fn spawn_all(
+    specs: &[(&'static str, Vec<String>)],
+    envs: &[(String, String)],
+    logs: &Path,
+) -> anyhow::Result<Vec<NodeProcess>> {
+    let mut nodes = Vec::new();
+    for (name, a) in specs {
+        match NodeProcess::spawn(name, a, envs, logs) {
+            Ok(n) => nodes.push(n),
+            Err(e) => {
+                stop_all(&mut nodes, Duration::from_secs(5));
+                return Err(e);
+            }
+        }
+    }
+    Ok(nodes)
 }
 
 fn empty_report(args: &DemoArgs, outcome: &str, message: &str) -> Report {
@@ -211,7 +231,7 @@ fn empty_report(args: &DemoArgs, outcome: &str, message: &str) -> Report {
 }
 
 /// Waits for `cond` while watching the nodes and Ctrl-C.
-async fn wait_for<T>(
+pub async fn wait_for<T>(
     what: &str,
     timeout: Duration,
     nodes: &mut [NodeProcess],
@@ -445,7 +465,7 @@ async fn drive(
 }
 
 /// Merges the nodes' parts into one `.rrd` with the rerun CLI of the matching version.
-fn merge_recording(parts: &Path, out: &Path) -> Option<PathBuf> {
+pub fn merge_recording(parts: &Path, out: &Path) -> Option<PathBuf> {
     let inputs: Vec<PathBuf> = std::fs::read_dir(parts)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))

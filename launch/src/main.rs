@@ -2,11 +2,13 @@
 //!
 //! ```text
 //! rosetta demo "put the red cube in the blue bin"   # sim + every node, one task, a report
+//! rosetta up                                        # sim + every node until Ctrl-C; command it over ROS 2
 //! rosetta sim | perception | planner | control      # one node, for custom launches
 //! ```
 
 mod demo;
 mod procs;
+mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +30,8 @@ struct Cli {
 enum Cmd {
     /// Run one command end to end on the embedded simulator.
     Demo(demo::DemoArgs),
+    /// Run the whole stack on the embedded simulator until Ctrl-C, commanded over ROS 2.
+    Up(up::UpArgs),
     /// Run the embedded simulator node.
     Sim(rosetta_sim::node::SimArgs),
     /// Run the perception node.
@@ -57,6 +61,7 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Cmd::Demo(a) => demo::run(a).await,
+            Cmd::Up(a) => up::run(a).await,
             Cmd::Sim(a) => rosetta_sim::node::run(a).await.map(|_| 0),
             Cmd::Perception(a) => rosetta_perception::node::run(a).await.map(|_| 0),
             Cmd::Planner(a) => rosetta_planner::node::run(a).await.map(|_| 0),

@@ -5,6 +5,7 @@
 //! [`rules::RulesPlanner`] is an explicit **stand-in**: a small deterministic
 //! parser that handles the walking skeleton's commands and refuses the rest.
 
+pub mod command_action;
 pub mod grammar;
 pub mod llm;
 pub mod node;

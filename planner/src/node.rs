@@ -1,9 +1,11 @@
 //! The planner as an r2r node: commands in, plans out, grounded in the latest world model.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use r2r::rosetta_interfaces::action::ExecuteCommand;
 use rosetta_common::plan::{CommandMessage, PlanMessage, PlanOutcome};
 use rosetta_common::rec::{self, log_text};
 use rosetta_common::robot::RobotDescription;
@@ -11,6 +13,7 @@ use rosetta_common::ros::{self, JsonPublisher, Spinner};
 use rosetta_common::status::{ExecutorStatus, StepState, TaskState};
 use rosetta_common::{topics, WorldModel};
 
+use crate::command_action::{self, GoalTracker, Progress};
 use crate::rules::{self, RulesPlanner};
 
 /// Turn command text into action plans.
@@ -57,6 +60,7 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
     let statuses = ros::json_subscription::<ExecutorStatus>(&mut node, topics::STATUS)?;
     let mut worlds = ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?;
     let plans = JsonPublisher::<PlanMessage>::new(&mut node, topics::PLAN)?;
+    let goal_requests = node.create_action_server::<ExecuteCommand::Action>(topics::EXECUTE)?;
     let node = Arc::new(Mutex::new(node));
     let _spinner = Spinner::start(node.clone());
     let rec = rec::open_recording("planner");
@@ -103,10 +107,28 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
         name: planner_name,
         rec: rec.clone(),
     };
-    let mut events =
-        futures::stream::select(commands.map(Event::Command), statuses.map(Event::Status));
+    // Action goals enter the same loop as topic commands; goals follow what
+    // the loop publishes and hears through `observed`.
+    let (to_loop, from_goals) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let (observed, _) = tokio::sync::broadcast::channel::<Observed>(256);
+    let cancelled: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    tokio::spawn(serve_goals(
+        goal_requests,
+        to_loop,
+        observed.clone(),
+        cancelled.clone(),
+    ));
+    let goal_events = futures::stream::unfold(from_goals, |mut rx| async move {
+        rx.recv().await.map(|e| (e, rx))
+    });
+    let mut events = futures::stream::select_all(vec![
+        commands.map(Event::Command).boxed(),
+        statuses.map(Event::Status).boxed(),
+        goal_events.boxed(),
+    ]);
     // The command being carried out, and which attempt at it runs now.
     let mut active: Option<(CommandMessage, u32)> = None;
+    let mut stop_ids = 0u64;
     let work = async {
         while let Some(event) = events.next().await {
             let (cmd, attempt, replan_reason) = match event {
@@ -114,7 +136,32 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
                     active = Some((cmd.clone(), 1));
                     (cmd, 1, None)
                 }
+                Event::Cancel(id) => {
+                    if active.as_ref().is_some_and(|(c, _)| c.command_id == id) {
+                        active = None;
+                        stop_ids += 1;
+                        let stop = PlanMessage {
+                            command_id: (1 << 62) + stop_ids,
+                            command: format!("stop (goal {id} canceled)"),
+                            outcome: PlanOutcome::Plan {
+                                steps: vec![rosetta_common::Skill::Stop],
+                            },
+                            planner: "cancel".into(),
+                            planning_time_s: 0.0,
+                            attempt: 1,
+                            max_attempts: 1,
+                            replan_reason: None,
+                        };
+                        tracing::info!(command_id = id, "goal canceled: stopping the robot");
+                        if let Err(e) = plans.publish(&stop) {
+                            tracing::error!(error = %e, "cannot publish the stop plan");
+                        }
+                        let _ = observed.send(Observed::Plan(stop));
+                    }
+                    continue;
+                }
                 Event::Status(st) => {
+                    let _ = observed.send(Observed::Status(st.clone()));
                     let Some((cmd, attempt)) = active.as_mut() else {
                         continue;
                     };
@@ -183,6 +230,15 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
                     tracing::warn!(command = %cmd.text, %reason, "refused")
                 }
             }
+            let was_cancelled = cancelled
+                .lock()
+                .map(|mut c| c.remove(&cmd.command_id))
+                .unwrap_or(false);
+            if was_cancelled {
+                tracing::info!(command = %cmd.text, "canceled while planning; the plan is dropped");
+                active = None;
+                continue;
+            }
             let enough = || plans.subscribers() >= args.min_plan_subscribers;
             if ros::wait_until("plan subscribers", Duration::from_secs(5), enough)
                 .await
@@ -193,6 +249,7 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
             if let Err(e) = plans.publish(&msg) {
                 tracing::error!(error = %e, "cannot publish the plan");
             }
+            let _ = observed.send(Observed::Plan(msg));
         }
     };
     tokio::select! {
@@ -206,6 +263,130 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
 enum Event {
     Command(CommandMessage),
     Status(ExecutorStatus),
+    /// An action goal's client canceled it.
+    Cancel(u64),
+}
+
+/// What the planner loop publishes or hears, for the action goals to follow.
+#[derive(Debug, Clone)]
+enum Observed {
+    Plan(PlanMessage),
+    Status(ExecutorStatus),
+}
+
+/// The `ExecuteCommand` action server: each accepted goal becomes a command
+/// of the planner loop, and a task that turns plans and statuses into the
+/// goal's feedback and result. A newer command (goal or topic) preempts it.
+async fn serve_goals(
+    mut requests: impl futures::Stream<Item = r2r::ActionServerGoalRequest<ExecuteCommand::Action>>
+        + Unpin,
+    to_loop: tokio::sync::mpsc::UnboundedSender<Event>,
+    observed: tokio::sync::broadcast::Sender<Observed>,
+    cancelled: Arc<Mutex<HashSet<u64>>>,
+) {
+    while let Some(req) = requests.next().await {
+        let command_id = command_action::command_id_from_uuid(req.uuid.as_bytes());
+        let text = req.goal.command.clone();
+        let (goal, cancel) = match req.accept() {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot accept an action goal");
+                continue;
+            }
+        };
+        tracing::info!(command = %text, command_id, "action goal accepted");
+        // Follow before the command enters the loop, so that no plan is missed.
+        let rx = observed.subscribe();
+        if to_loop
+            .send(Event::Command(CommandMessage { command_id, text }))
+            .is_err()
+        {
+            return;
+        }
+        tokio::spawn(serve_goal(
+            goal,
+            cancel,
+            GoalTracker::new(command_id),
+            rx,
+            to_loop.clone(),
+            cancelled.clone(),
+        ));
+    }
+}
+
+fn result_msg(r: &command_action::GoalResult) -> ExecuteCommand::Result {
+    ExecuteCommand::Result {
+        success: r.success(),
+        outcome: r.outcome.as_str().into(),
+        message: r.message.clone(),
+        attempts: r.attempts,
+        plan_json: r.plan_json.clone(),
+        report_json: r.report_json.clone(),
+    }
+}
+
+fn feedback_msg(f: command_action::Feedback) -> ExecuteCommand::Feedback {
+    ExecuteCommand::Feedback {
+        command_id: f.command_id,
+        attempt: f.attempt,
+        steps: f.steps,
+        current_step: f.current_step,
+        task_state: f.task_state,
+        message: f.message,
+    }
+}
+
+async fn serve_goal(
+    mut goal: r2r::ActionServerGoal<ExecuteCommand::Action>,
+    mut cancel: impl futures::Stream<Item = r2r::ActionServerCancelRequest> + Unpin,
+    mut tracker: GoalTracker,
+    mut observed: tokio::sync::broadcast::Receiver<Observed>,
+    to_loop: tokio::sync::mpsc::UnboundedSender<Event>,
+    cancelled: Arc<Mutex<HashSet<u64>>>,
+) {
+    let id = tracker.command_id();
+    if let Err(e) = goal.publish_feedback(feedback_msg(tracker.planning())) {
+        tracing::warn!(error = %e, "cannot publish goal feedback");
+    }
+    let end = loop {
+        let progress = tokio::select! {
+            req = cancel.next() => {
+                let Some(req) = req else { continue };
+                req.accept();
+                if let Ok(mut c) = cancelled.lock() {
+                    c.insert(id);
+                }
+                let _ = to_loop.send(Event::Cancel(id));
+                break Err(tracker.canceled());
+            }
+            ev = observed.recv() => match ev {
+                Ok(Observed::Plan(p)) => tracker.on_plan(&p),
+                Ok(Observed::Status(s)) => tracker.on_status(&s),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "goal fell behind the planner's events");
+                    Progress::Nothing
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        match progress {
+            Progress::Nothing => {}
+            Progress::Feedback(f) => {
+                if let Err(e) = goal.publish_feedback(feedback_msg(f)) {
+                    tracing::warn!(error = %e, "cannot publish goal feedback");
+                }
+            }
+            Progress::Done(r) => break Ok(r),
+        }
+    };
+    let sent = match end {
+        Ok(r) if r.success() => goal.succeed(result_msg(&r)),
+        Ok(r) => goal.abort(result_msg(&r)),
+        Err(r) => goal.cancel(result_msg(&r)),
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, command_id = id, "cannot send the goal's result");
+    }
 }
 
 /// What the planner does about an executor status.

@@ -1,0 +1,135 @@
+//! `rosetta up`: the whole stack on the embedded sim, running until Ctrl-C,
+//! commanded by other programs through the `/rosetta/execute` action.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use rosetta_common::ros::{self, Spinner};
+use rosetta_common::status::{ExecutorStatus, GroundTruth};
+use rosetta_common::{topics, WorldModel};
+
+use crate::demo::{merge_recording, spawn_all, stack_specs, wait_for, INTERRUPTED};
+use crate::procs::stop_all;
+
+/// Start the sim and every node, and keep them running until Ctrl-C.
+///
+/// Once every node is connected it prints `ready` on stdout. Then command the
+/// robot from any ROS 2 program through the action `/rosetta/execute`
+/// (`rosetta_interfaces/action/ExecuteCommand`: goal = the words, feedback =
+/// the plan and the current step, result = the outcome and the report), or
+/// publish JSON `{"command_id": 1, "text": "..."}` on `/rosetta/command`.
+/// Ctrl-C stops every node and leaves the robot stopped; the episode's
+/// recording goes into the episodes folder.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// The simulator's options (scene, seed, speed, noise).
+    #[command(flatten)]
+    pub sim: rosetta_sim::node::SimArgs,
+    /// Planner: `rules` (the stand-in) or `llm` (experimental language model).
+    #[arg(long, default_value = "rules", value_parser = ["rules", "llm"])]
+    pub planner: String,
+    /// Folder of recorded episodes; this run gets a subfolder with the .rrd and logs.
+    #[arg(long, default_value = "episodes")]
+    pub episodes: PathBuf,
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
+    tokio::spawn(async {
+        ros::shutdown_signal().await;
+        INTERRUPTED.store(true, Ordering::SeqCst);
+    });
+    let started = Instant::now();
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let run_id = format!("{stamp}-{}", std::process::id());
+    let episode_dir = args.episodes.join(&run_id);
+    let parts = episode_dir.join("parts");
+    let logs = episode_dir.join("logs");
+    for d in [&parts, &logs] {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    let envs = vec![
+        ("ROSETTA_RRD_DIR".to_string(), parts.display().to_string()),
+        (
+            "ROSETTA_RECORDING_ID".to_string(),
+            format!("rosetta-{run_id}"),
+        ),
+    ];
+    let specs = stack_specs(&args.sim, &args.planner, 1);
+    let mut nodes = spawn_all(&specs, &envs, &logs)?;
+    let code = watch(&mut nodes, started).await;
+    stop_all(&mut nodes, Duration::from_secs(5));
+    let rrd = merge_recording(&parts, &episode_dir.join("episode.rrd"));
+    eprintln!(
+        "rosetta: stopped after {:.1} s; episode {}",
+        started.elapsed().as_secs_f64(),
+        rrd.unwrap_or(episode_dir).display()
+    );
+    code
+}
+
+/// Waits until the stack is connected, says so, then until Ctrl-C or a node dies.
+async fn watch(nodes: &mut [crate::procs::NodeProcess], started: Instant) -> anyhow::Result<u8> {
+    let mut node = ros::create_node("rosetta_up")?;
+    let mut truths = ros::json_subscription::<GroundTruth>(&mut node, topics::GROUND_TRUTH)?;
+    let mut statuses = ros::json_subscription::<ExecutorStatus>(&mut node, topics::STATUS)?;
+    let mut worlds = ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?;
+    let node = Arc::new(Mutex::new(node));
+    let spinner = Spinner::start(node.clone());
+    let seen = Arc::new(Mutex::new([false; 3]));
+    let s = seen.clone();
+    let collector = tokio::spawn(async move {
+        let mark = |i: usize| {
+            if let Ok(mut g) = s.lock() {
+                g[i] = true;
+            }
+        };
+        loop {
+            tokio::select! {
+                Some(_) = truths.next() => mark(0),
+                Some(_) = statuses.next() => mark(1),
+                Some(_) = worlds.next() => mark(2),
+                else => break,
+            }
+        }
+    });
+    eprintln!("rosetta: starting the stack and waiting until every node is connected");
+    let ready = wait_for(
+        "the stack to connect",
+        Duration::from_secs(90),
+        nodes,
+        || {
+            seen.lock()
+                .ok()
+                .filter(|g| g.iter().all(|&b| b))
+                .map(|_| ())
+        },
+    )
+    .await?;
+    collector.abort();
+    // Only the readiness check needed this node.
+    drop(spinner);
+    match ready {
+        Err("interrupted") => return Ok(130),
+        Err(why) => anyhow::bail!("the stack did not connect ({why})"),
+        Ok(()) => {}
+    }
+    eprintln!(
+        "rosetta: connected after {:.1} s; command it through the action {} \
+         (rosetta_interfaces/action/ExecuteCommand); Ctrl-C stops everything",
+        started.elapsed().as_secs_f64(),
+        topics::EXECUTE
+    );
+    println!("ready");
+    let end = wait_for("Ctrl-C", Duration::MAX, nodes, || None::<()>).await?;
+    match end {
+        Err("interrupted") => Ok(0),
+        _ => Ok(1),
+    }
+}

@@ -1,0 +1,111 @@
+"""An rclpy program that commands the stack through its action interface,
+/rosetta/execute (rosetta_interfaces/action/ExecuteCommand), the way an
+operator's tool or another robot program would.
+
+  execute_client.py TIMEOUT_S COMMAND [cancel]
+
+Sends COMMAND as a goal and collects every feedback. With `cancel`, it cancels
+the goal as soon as a step runs, then waits until the sim's ground truth shows
+the robot standing still. Prints one JSON object with what it saw. Every wait
+is on a condition, bounded by the deadline."""
+import json
+import math
+import sys
+import time
+
+import rclpy
+from action_msgs.msg import GoalStatus
+from rclpy.action import ActionClient
+from rosetta_interfaces.action import ExecuteCommand
+from std_msgs.msg import String
+
+
+def main() -> int:
+    deadline = time.monotonic() + float(sys.argv[1])
+    command = sys.argv[2]
+    cancel = len(sys.argv) > 3 and sys.argv[3] == "cancel"
+    rclpy.init()
+    node = rclpy.create_node("execute_client")
+    truths = []
+    node.create_subscription(String, "/sim/ground_truth", lambda m: truths.append(json.loads(m.data)), 10)
+    client = ActionClient(node, ExecuteCommand, "/rosetta/execute")
+    out = {"command": command, "feedback": [], "error": None}
+
+    def spin_until(cond) -> bool:
+        while time.monotonic() < deadline:
+            if cond():
+                return True
+            rclpy.spin_once(node, timeout_sec=0.05)
+        return cond()
+
+    if not client.wait_for_server(timeout_sec=max(1.0, deadline - time.monotonic())):
+        out["error"] = "no action server on /rosetta/execute"
+        print(json.dumps(out))
+        return 1
+
+    def on_feedback(msg) -> None:
+        f = msg.feedback
+        out["feedback"].append(
+            {
+                "attempt": f.attempt,
+                "steps": list(f.steps),
+                "current_step": f.current_step,
+                "task_state": f.task_state,
+                "message": f.message,
+            }
+        )
+
+    sent = client.send_goal_async(ExecuteCommand.Goal(command=command), feedback_callback=on_feedback)
+    if not spin_until(sent.done) or not sent.result().accepted:
+        out["error"] = "the goal was not accepted"
+        print(json.dumps(out))
+        return 1
+    handle = sent.result()
+    if cancel:
+        running = lambda: any(f["current_step"] >= 0 for f in out["feedback"])
+        if not spin_until(running):
+            out["error"] = "no step ran before the deadline"
+            print(json.dumps(out))
+            return 1
+        canceling = handle.cancel_goal_async()
+        spin_until(canceling.done)
+        out["cancel_accepted"] = canceling.done() and len(canceling.result().goals_canceling) == 1
+    result = handle.get_result_async()
+    if not spin_until(result.done):
+        out["error"] = "no result before the deadline"
+        print(json.dumps(out))
+        return 1
+    r = result.result()
+    out["status"] = {
+        GoalStatus.STATUS_SUCCEEDED: "succeeded",
+        GoalStatus.STATUS_ABORTED: "aborted",
+        GoalStatus.STATUS_CANCELED: "canceled",
+    }.get(r.status, str(r.status))
+    res = r.result
+    out["result"] = {
+        "success": res.success,
+        "outcome": res.outcome,
+        "message": res.message,
+        "attempts": res.attempts,
+        "plan": json.loads(res.plan_json) if res.plan_json else None,
+        "report": json.loads(res.report_json) if res.report_json else None,
+    }
+    # The sim's truth after the result: two samples at least 0.5 s of sim time
+    # apart, so that a robot still moving shows.
+    n0 = len(truths)
+    spin_until(lambda: len(truths) > n0)
+    if len(truths) > n0:
+        first = truths[n0]
+        spin_until(lambda: truths[-1]["stamp_s"] >= first["stamp_s"] + 0.5)
+        last = truths[-1]
+        a, b = first["robot_pose"], last["robot_pose"]
+        out["truth"] = last
+        out["moved_after_result_m"] = math.hypot(b["x_m"] - a["x_m"], b["y_m"] - a["y_m"])
+    print(json.dumps(out))
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
