@@ -6,7 +6,13 @@ use rosetta_common::robot::{ArmJoints, RobotDescription};
 use rosetta_common::status::{ExecutorStatus, StepState, StepStatus, TaskState};
 use rosetta_common::{wrap_angle_rad, ObservedObject, Pose2D, Skill, WorldModel};
 
-use crate::nav::{drive_to, face, NavOutcome, NavParams, Twist2D};
+use rosetta_common::grid::OccupancyGrid;
+
+use crate::nav::{
+    drive_to, face, free_distance_m, pursue, remaining_length_m, speed_for_clearance, NavOutcome,
+    NavParams, Twist2D,
+};
+use crate::path::{plan_path, Costmap, PathError};
 
 /// Where the arm reaches objects: this far ahead of the base centre.
 pub const REACH_M: f64 = rosetta_common::robot::NOMINAL_REACH_M;
@@ -18,6 +24,20 @@ pub const LOOK_FOR_TIMEOUT_S: f64 = 30.0;
 /// `PROGRESS_M` within `PROGRESS_WINDOW_S`.
 pub const PROGRESS_WINDOW_S: f64 = 8.0;
 pub const PROGRESS_M: f64 = 0.05;
+/// Global path: re-planned this often while driving, and after this long blocked.
+pub const REPLAN_PERIOD_S: f64 = 2.0;
+pub const REPLAN_WHEN_BLOCKED_S: f64 = 1.0;
+/// Recovery: after this long blocked the base backs up a little, once.
+pub const BACK_UP_AFTER_S: f64 = 2.5;
+pub const BACK_UP_M: f64 = 0.15;
+/// A navigation step fails after this long blocked by an obstacle.
+pub const BLOCKED_FAIL_S: f64 = 5.0;
+/// Pure pursuit looks this far ahead; closer to the goal, the precise go-to-pose takes over.
+pub const LOOKAHEAD_M: f64 = 0.35;
+/// The base stops this far short of an obstacle seen on the scan.
+pub const STOP_MARGIN_M: f64 = 0.03;
+/// Extra room kept around the footprint by the path planner's cost.
+pub const CLEARANCE_M: f64 = 0.25;
 /// How long a step waits for an object it names to appear in the world model.
 pub const WORLD_GRACE_S: f64 = 3.0;
 const JOINT_TOLERANCE_RAD: f64 = 0.01;
@@ -34,6 +54,25 @@ pub struct Inputs<'a> {
     pub arm_q: Option<ArmJoints>,
     pub gripper_m: Option<f64>,
     pub world: &'a WorldModel,
+    /// The occupancy grid, in the pose's frame; `None` plans straight lines.
+    pub grid: Option<&'a OccupancyGrid>,
+    /// The latest scan's hits, in the pose's frame: the base never drives into them.
+    pub obstacles_m: &'a [[f64; 2]],
+}
+
+impl<'a> Inputs<'a> {
+    /// Inputs with no arm, no grid and no scan, for tests and simple callers.
+    pub fn basic(time_s: f64, pose: Pose2D, world: &'a WorldModel) -> Self {
+        Self {
+            time_s,
+            pose,
+            arm_q: None,
+            gripper_m: None,
+            world,
+            grid: None,
+            obstacles_m: &[],
+        }
+    }
 }
 
 /// What the executor asks for. `None` leaves the last command in place.
@@ -59,6 +98,17 @@ struct StepCtx {
     gripper_prev: (f64, f64),
     turned_rad: f64,
     last_yaw: f64,
+    /// The global path being followed, the segment the robot is on, the goal
+    /// it was planned to, and when.
+    path: Vec<[f64; 2]>,
+    path_seg: usize,
+    path_goal: Option<[f64; 2]>,
+    planned_s: f64,
+    /// Since when an obstacle on the scan holds the base, and when it last re-planned for it.
+    blocked_since: Option<f64>,
+    blocked_replanned_s: f64,
+    backed_up: bool,
+    back_up_from: Option<[f64; 2]>,
 }
 
 #[derive(Debug, Clone)]
@@ -317,7 +367,7 @@ impl Executor {
         } else if inp.world.place(target).is_none() {
             return self.missing(inp, target);
         }
-        let (Some(goal), Some(look)) = (self.ctx.goal, self.ctx.look_at) else {
+        let Some(goal) = self.ctx.goal.filter(|_| self.ctx.look_at.is_some()) else {
             return Progress::Failed("no goal".into());
         };
         if inp.time_s - self.ctx.started_s > NAVIGATE_TIMEOUT_S {
@@ -325,21 +375,133 @@ impl Executor {
                 "did not reach {target} within {NAVIGATE_TIMEOUT_S:.0} s"
             ));
         }
-        let dist = (goal[0] - robot[0]).hypot(goal[1] - robot[1]);
-        if dist < self.ctx.progress.1 - PROGRESS_M || self.ctx.at_goal {
-            self.ctx.progress = (inp.time_s, dist);
-        } else if inp.time_s - self.ctx.progress.0 > PROGRESS_WINDOW_S {
+        let now = inp.time_s;
+        let blocked_for = self.ctx.blocked_since.map_or(0.0, |b| now - b);
+        let replan = self.ctx.path_goal.is_none_or(|g| dist2(g, goal) > 0.05)
+            || now - self.ctx.planned_s > REPLAN_PERIOD_S
+            || (blocked_for > REPLAN_WHEN_BLOCKED_S
+                && now - self.ctx.blocked_replanned_s > REPLAN_WHEN_BLOCKED_S);
+        if replan && !self.ctx.at_goal {
+            if blocked_for > 0.0 {
+                self.ctx.blocked_replanned_s = now;
+            }
+            if let Err(e) = self.plan_to(inp, target) {
+                return Progress::Failed(format!("no way to {target}: {e}"));
+            }
+        }
+        let Some(goal) = self.ctx.goal else {
+            return Progress::Failed("no goal".into());
+        };
+        let look = self.ctx.look_at.unwrap_or(goal);
+        let to_go = remaining_length_m(robot, &self.ctx.path, self.ctx.path_seg);
+        if to_go < self.ctx.progress.1 - PROGRESS_M || self.ctx.at_goal {
+            self.ctx.progress = (now, to_go);
+        } else if now - self.ctx.progress.0 > PROGRESS_WINDOW_S && self.ctx.blocked_since.is_none()
+        {
             return Progress::Failed(format!(
-                "blocked: no progress towards {target} for {PROGRESS_WINDOW_S:.0} s ({dist:.2} m to go)"
+                "no progress towards {target} for {PROGRESS_WINDOW_S:.0} s ({to_go:.2} m to go)"
             ));
         }
-        match drive_to(&inp.pose, goal, look, &mut self.ctx.at_goal, &self.nav) {
-            NavOutcome::Arrived => Progress::Done(stop_outputs()),
-            NavOutcome::Moving(t) => Progress::Continue(Outputs {
-                cmd_vel: Some(t),
-                ..Default::default()
-            }),
+        // Recovery: back up a little, once, when blocked for a while.
+        if let Some(from) = self.ctx.back_up_from {
+            let rear = free_distance_m(&inp.pose, inp.obstacles_m, self.robot.base_radius_m, true);
+            if dist2(from, robot) < BACK_UP_M && rear > STOP_MARGIN_M + 0.02 {
+                return Progress::Continue(Outputs {
+                    cmd_vel: Some(Twist2D {
+                        linear_m_s: -0.1,
+                        angular_rad_s: 0.0,
+                    }),
+                    ..Default::default()
+                });
+            }
+            self.ctx.back_up_from = None;
+            self.ctx.blocked_replanned_s = f64::NEG_INFINITY;
         }
+        let mut twist = match pursue(
+            &inp.pose,
+            &self.ctx.path,
+            &mut self.ctx.path_seg,
+            LOOKAHEAD_M,
+            &self.nav,
+        ) {
+            Some(t) => t,
+            None => match drive_to(&inp.pose, goal, look, &mut self.ctx.at_goal, &self.nav) {
+                NavOutcome::Arrived => return Progress::Done(stop_outputs()),
+                NavOutcome::Moving(t) => t,
+            },
+        };
+        // Whatever the path says, never drive into what the scan sees.
+        if twist.linear_m_s > 0.0 {
+            let free = free_distance_m(&inp.pose, inp.obstacles_m, self.robot.base_radius_m, false);
+            let v_max = speed_for_clearance(free, STOP_MARGIN_M, self.nav.decel_m_s2);
+            if v_max < 0.02 {
+                twist.linear_m_s = 0.0;
+                let since = *self.ctx.blocked_since.get_or_insert(now);
+                if now - since > BLOCKED_FAIL_S {
+                    return Progress::Failed(format!(
+                        "blocked for {BLOCKED_FAIL_S:.0} s by an obstacle {free:.2} m ahead, on the way to {target}"
+                    ));
+                }
+                if now - since > BACK_UP_AFTER_S && !self.ctx.backed_up {
+                    self.ctx.backed_up = true;
+                    self.ctx.back_up_from = Some(robot);
+                }
+            } else {
+                twist.linear_m_s = twist.linear_m_s.min(v_max);
+                self.ctx.blocked_since = None;
+            }
+        } else if self.ctx.back_up_from.is_none() {
+            // Turning (onto a new path) is not being blocked.
+            self.ctx.blocked_since = None;
+        }
+        Progress::Continue(Outputs {
+            cmd_vel: Some(twist),
+            ..Default::default()
+        })
+    }
+
+    /// Plans a path from the robot to the current goal over the grid. A goal
+    /// inside an inflated obstacle is moved: for an object, to another side
+    /// of it within the arm's reach; for a place, to the nearest free spot.
+    fn plan_to(&mut self, inp: &Inputs, target: &str) -> Result<(), PathError> {
+        let robot = [inp.pose.x_m, inp.pose.y_m];
+        let Some(mut goal) = self.ctx.goal else {
+            return Err(PathError::NoPath);
+        };
+        let Some(grid) = inp.grid else {
+            self.set_path(vec![robot, goal], goal, inp.time_s);
+            return Ok(());
+        };
+        let cm = Costmap::from_grid(grid, self.robot.base_radius_m, CLEARANCE_M);
+        if !cm.is_free(goal) {
+            let moved = match (inp.world.get(target), inp.world.place(target)) {
+                (Some(obj), _) => approach_goal(&cm, [obj.position_m[0], obj.position_m[1]], goal),
+                (None, Some(_)) => cm.nearest_free(goal, 0.15),
+                (None, None) => None,
+            };
+            goal = moved.ok_or(PathError::GoalBlocked(goal[0], goal[1]))?;
+            self.ctx.goal = Some(goal);
+        }
+        let path = plan_path(&cm, robot, goal)?;
+        self.set_path(path, goal, inp.time_s);
+        Ok(())
+    }
+
+    fn set_path(&mut self, path: Vec<[f64; 2]>, goal: [f64; 2], now_s: f64) {
+        // A detour (a longer way around something new) restarts the progress watch.
+        let length = crate::path::path_length_m(&path);
+        if length > self.ctx.progress.1 + 0.3 {
+            self.ctx.progress = (now_s, length);
+        }
+        self.ctx.path = path;
+        self.ctx.path_seg = 0;
+        self.ctx.path_goal = Some(goal);
+        self.ctx.planned_s = now_s;
+    }
+
+    /// The path being followed (for logging), empty outside navigation.
+    pub fn current_path(&self) -> &[[f64; 2]] {
+        &self.ctx.path
     }
 
     /// Sets the goal to stand within reach of an object at `p`, facing it.
@@ -602,6 +764,32 @@ impl Executor {
     }
 }
 
+fn dist2(a: [f64; 2], b: [f64; 2]) -> f64 {
+    (b[0] - a[0]).hypot(b[1] - a[1])
+}
+
+/// How much further than [`REACH_M`] the base may stand from an object when
+/// the nominal spot is taken: the arm still reaches (top-down IK) at
+/// `REACH_M + MAX_EXTRA_REACH_M` for objects on the table and bins.
+pub const MAX_EXTRA_REACH_M: f64 = 0.10;
+
+/// A free spot within the arm's reach of `object`, as close as possible in
+/// direction to `preferred` (checked every 15 degrees around the object), at
+/// the nominal reach or up to [`MAX_EXTRA_REACH_M`] further.
+fn approach_goal(cm: &Costmap, object: [f64; 2], preferred: [f64; 2]) -> Option<[f64; 2]> {
+    let base = (preferred[1] - object[1]).atan2(preferred[0] - object[0]);
+    (0..=12)
+        .flat_map(|k| [k, -k])
+        .map(|k| base + f64::from(k) * 15f64.to_radians())
+        .flat_map(|a| {
+            [0.0, 0.5, 1.0].map(|f| {
+                let r = REACH_M + f * MAX_EXTRA_REACH_M;
+                [object[0] + r * a.cos(), object[1] + r * a.sin()]
+            })
+        })
+        .find(|&p| cm.is_free(p))
+}
+
 fn stop_outputs() -> Outputs {
     Outputs {
         cmd_vel: Some(Twist2D::default()),
@@ -631,13 +819,7 @@ mod tests {
     }
 
     fn tick(e: &mut Executor, t: f64, world: &WorldModel) -> Outputs {
-        e.tick(&Inputs {
-            time_s: t,
-            pose: Pose2D::default(),
-            arm_q: None,
-            gripper_m: None,
-            world,
-        })
+        e.tick(&Inputs::basic(t, Pose2D::default(), world))
     }
 
     #[test]
@@ -689,13 +871,7 @@ mod tests {
         let dt = 0.02;
         let mut t = 0.0;
         while e.task() == TaskState::Running && t < 60.0 {
-            let out = e.tick(&Inputs {
-                time_s: t,
-                pose,
-                arm_q: None,
-                gripper_m: None,
-                world: &world,
-            });
+            let out = e.tick(&Inputs::basic(t, pose, &world));
             if let Some(v) = out.cmd_vel {
                 pose.x_m += v.linear_m_s * pose.yaw_rad.cos() * dt;
                 pose.y_m += v.linear_m_s * pose.yaw_rad.sin() * dt;

@@ -7,6 +7,7 @@
 pub mod executor;
 pub mod nav;
 pub mod node;
+pub mod path;
 pub mod safety;
 
 pub use executor::{Executor, Inputs, Outputs};

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use r2r::trajectory_msgs::msg::{JointTrajectory, JointTrajectoryPoint};
+use rosetta_common::grid::{OccupancyGrid, ScanView};
 use rosetta_common::plan::{PlanMessage, PlanOutcome};
 use rosetta_common::rec::{self, log_text};
 use rosetta_common::robot::{ArmJoints, RobotDescription};
@@ -23,10 +24,15 @@ pub struct ControlArgs {
     /// Stop the base when odometry is older than this (wall seconds).
     #[arg(long, default_value_t = 0.5)]
     pub odom_timeout_s: f64,
+    /// Side of the square occupancy grid the path planner maps from /scan,
+    /// centred on where odometry starts (0.05 m cells).
+    #[arg(long, default_value_t = 20.0)]
+    pub grid_size_m: f64,
 }
 
 enum Input {
     Odom(f64, Pose2D),
+    Scan(r2r::sensor_msgs::msg::LaserScan),
     Joints(r2r::sensor_msgs::msg::JointState),
     World(WorldModel),
     Plan(PlanMessage),
@@ -43,6 +49,9 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let joints = node
         .subscribe::<r2r::sensor_msgs::msg::JointState>(topics::JOINT_STATES, qos.clone())?
         .map(Input::Joints);
+    let scans = node
+        .subscribe::<r2r::sensor_msgs::msg::LaserScan>(topics::SCAN, qos.clone())?
+        .map(Input::Scan);
     let worlds =
         ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?.map(Input::World);
     let plans = ros::json_subscription::<PlanMessage>(&mut node, topics::PLAN)?.map(Input::Plan);
@@ -63,6 +72,7 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     });
     let mut inputs = futures::stream::select_all(vec![
         odom.boxed(),
+        scans.boxed(),
         joints.boxed(),
         worlds.boxed(),
         plans.boxed(),
@@ -81,6 +91,11 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let mut path: Vec<[f32; 3]> = Vec::new();
     let mut last_beat = Instant::now();
     let mut odom_stale_warned = false;
+    // The occupancy grid (odom frame) the path planner works on, and the
+    // latest scan's hits, which the base never drives into.
+    let mut grid = OccupancyGrid::new([0.0, 0.0], [args.grid_size_m, args.grid_size_m], 0.05);
+    let mut obstacles: Vec<[f64; 2]> = Vec::new();
+    let mut logged_path: Vec<[f64; 2]> = Vec::new();
     tracing::info!("control ready");
 
     let publish_twist = |t: Twist2D| {
@@ -124,6 +139,27 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
                     }
                 }
                 Input::World(w) => world = w,
+                Input::Scan(scan) => {
+                    // The scan was taken about where odometry last put the robot.
+                    if let Some((_, _, pose)) = last_odom {
+                        let lidar = robot.lidar.position_m;
+                        let (s, c) = pose.yaw_rad.sin_cos();
+                        let sensor = Pose2D::new(
+                            pose.x_m + c * lidar[0] - s * lidar[1],
+                            pose.y_m + s * lidar[0] + c * lidar[1],
+                            pose.yaw_rad,
+                        );
+                        let view = ScanView {
+                            angle_min_rad: f64::from(scan.angle_min),
+                            angle_increment_rad: f64::from(scan.angle_increment),
+                            range_min_m: f64::from(scan.range_min),
+                            range_max_m: f64::from(scan.range_max),
+                            ranges_m: &scan.ranges,
+                        };
+                        grid.integrate_scan(&sensor, &view);
+                        obstacles = view.hit_points(&sensor);
+                    }
+                }
                 Input::Plan(p) => {
                     let now = last_odom.map(|o| o.1).unwrap_or(0.0);
                     match p.outcome {
@@ -165,6 +201,8 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
                             arm_q,
                             gripper_m,
                             world: &world,
+                            grid: Some(&grid),
+                            obstacles_m: &obstacles,
                         };
                         let was_running = exec.is_running();
                         let mut out = exec.tick(&inp);
@@ -175,6 +213,10 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
                             out.cmd_vel = Some(Twist2D::default());
                         }
                         outputs = Some(out);
+                        if exec.current_path() != logged_path.as_slice() {
+                            logged_path = exec.current_path().to_vec();
+                            log_planned_path(&rec, &logged_path);
+                        }
                         if path.last().is_none_or(|l| {
                             (l[0] as f64 - pose.x_m).hypot(l[1] as f64 - pose.y_m) > 0.02
                         }) {
@@ -269,6 +311,20 @@ fn log_pose(rec: &rerun::RecordingStream, t: f64, pose: &Pose2D, path: &[[f32; 3
     let _ = rec.log(
         "world/robot_path",
         &rerun::LineStrips3D::new([path.to_vec()]),
+    );
+}
+
+fn log_planned_path(rec: &rerun::RecordingStream, path: &[[f64; 2]]) {
+    if !rec.is_enabled() {
+        return;
+    }
+    let points: Vec<[f32; 3]> = path
+        .iter()
+        .map(|p| [p[0] as f32, p[1] as f32, 0.02])
+        .collect();
+    let _ = rec.log(
+        "world/planned_path",
+        &rerun::LineStrips3D::new([points]).with_colors([rerun::Color::from_rgb(80, 200, 255)]),
     );
 }
 

@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: find the built `rosetta` binary, run it on
 //! an isolated ROS 2 domain, and stop what was started.
 
+pub mod closed_loop;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -1,0 +1,251 @@
+//! The executor and the simulator in one process, without ROS: the same
+//! control core and safety limits as the control node, stepped in lockstep
+//! with the sim's world (physics 100 Hz, control 50 Hz, scan 10 Hz). Used by
+//! deterministic navigation and manipulation tests and by `control-bench`.
+//!
+//! The world model the executor gets is the sim's truth (objects where they
+//! are): these runs measure control, not perception.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rosetta_common::grid::{OccupancyGrid, ScanView};
+use rosetta_common::robot::RobotDescription;
+use rosetta_common::status::TaskState;
+use rosetta_common::{ObservedObject, Place, Pose2D, Skill, WorldModel};
+use rosetta_control::nav::Twist2D;
+use rosetta_control::safety::SafetyLimits;
+use rosetta_control::{Executor, Inputs};
+use rosetta_sim::render::render_scan;
+use rosetta_sim::scene::{Furniture, Scene};
+use rosetta_sim::world::World;
+
+pub const PHYSICS_DT_S: f64 = 0.01;
+const CONTROL_EVERY: u64 = 2;
+const SCAN_EVERY: u64 = 10;
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub task: TaskState,
+    pub message: String,
+    pub sim_time_s: f64,
+    /// Physics steps in which the base was pushing into an obstacle.
+    pub collisions: u64,
+    /// Every base pose, once per control step.
+    pub trajectory: Vec<Pose2D>,
+}
+
+pub struct ClosedLoop {
+    pub world: World,
+    exec: Executor,
+    limits: SafetyLimits,
+    grid: OccupancyGrid,
+    obstacles: Vec<[f64; 2]>,
+    rng: ChaCha8Rng,
+    last_cmd: Twist2D,
+    step: u64,
+    command_id: u64,
+    pub lidar_noise_m: f64,
+    /// Print the pose, the running step and the path once per sim second.
+    pub trace: bool,
+}
+
+impl ClosedLoop {
+    /// The scene's robot must start at the map origin, so that `odom` is `map`.
+    pub fn new(scene: Scene, seed: u64) -> Self {
+        let robot = RobotDescription::default();
+        Self {
+            world: World::new(scene, robot.clone()),
+            exec: Executor::new(robot.clone()),
+            limits: SafetyLimits::from_robot(&robot),
+            grid: OccupancyGrid::new([0.0, 0.0], [20.0, 20.0], 0.05),
+            obstacles: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            last_cmd: Twist2D::default(),
+            step: 0,
+            command_id: 0,
+            lidar_noise_m: 0.005,
+            trace: false,
+        }
+    }
+
+    /// The objects where they truly are, and the given places.
+    pub fn world_model(&self, places: Vec<Place>) -> WorldModel {
+        WorldModel {
+            stamp_s: self.world.time_s,
+            frame_id: "odom".into(),
+            places,
+            objects: self
+                .world
+                .objects
+                .iter()
+                .map(|o| ObservedObject {
+                    id: o.id.clone(),
+                    kind: o.kind,
+                    color: o.color,
+                    position_m: o.position_m,
+                    last_seen_s: self.world.time_s,
+                    observations: 10,
+                })
+                .collect(),
+        }
+    }
+
+    /// Runs `plan` until the executor finishes or `timeout_s` of sim time pass.
+    pub fn run(&mut self, plan: Vec<Skill>, places: Vec<Place>, timeout_s: f64) -> RunOutcome {
+        self.command_id += 1;
+        let collisions_before = self.world.collisions;
+        let start_s = self.world.time_s;
+        self.exec.start(self.command_id, plan, start_s);
+        let mut trajectory = Vec::new();
+        let lidar = self.world.robot.lidar.clone();
+        let arm = self.world.robot.arm.clone();
+        while self.exec.task() == TaskState::Running && self.world.time_s - start_s < timeout_s {
+            if self.step.is_multiple_of(SCAN_EVERY) {
+                let scan = render_scan(&self.world, &lidar, self.lidar_noise_m, &mut self.rng);
+                let base = self.world.odom_pose();
+                let xy = base.transform_point([lidar.position_m[0], lidar.position_m[1]]);
+                let sensor = Pose2D::new(xy[0], xy[1], base.yaw_rad);
+                let view = ScanView {
+                    angle_min_rad: scan.angle_min_rad,
+                    angle_increment_rad: scan.angle_increment_rad,
+                    range_min_m: lidar.range_min_m,
+                    range_max_m: lidar.range_max_m,
+                    ranges_m: &scan.ranges_m,
+                };
+                self.grid.integrate_scan(&sensor, &view);
+                self.obstacles = view.hit_points(&sensor);
+            }
+            if self.step.is_multiple_of(CONTROL_EVERY) {
+                let world_model = self.world_model(places.clone());
+                let pose = self.world.odom_pose();
+                trajectory.push(pose);
+                if self.trace && self.step.is_multiple_of(100) {
+                    let st = self.exec.status();
+                    let running = st
+                        .steps
+                        .iter()
+                        .find(|s| s.state == rosetta_common::status::StepState::Running)
+                        .map(|s| s.skill.describe());
+                    eprintln!(
+                        "t={:6.2} pose=({:.2}, {:.2}, {:.2}) step={running:?} path={:?}",
+                        self.world.time_s,
+                        pose.x_m,
+                        pose.y_m,
+                        pose.yaw_rad,
+                        self.exec
+                            .current_path()
+                            .iter()
+                            .map(|p| format!("({:.2},{:.2})", p[0], p[1]))
+                            .collect::<Vec<_>>()
+                    );
+                }
+                let out = self.exec.tick(&Inputs {
+                    time_s: self.world.time_s,
+                    pose,
+                    arm_q: Some(self.world.arm_q),
+                    gripper_m: Some(self.world.gripper_opening_m),
+                    world: &world_model,
+                    grid: Some(&self.grid),
+                    obstacles_m: &self.obstacles,
+                });
+                if let Some(want) = out.cmd_vel {
+                    let safe =
+                        self.limits
+                            .apply(self.last_cmd, want, PHYSICS_DT_S * CONTROL_EVERY as f64);
+                    self.last_cmd = safe;
+                    let _ = self
+                        .world
+                        .command_velocity(safe.linear_m_s, safe.angular_rad_s);
+                }
+                if let Some(q) = out.arm_target {
+                    let _ = self.world.command_joints(&arm.joint_names, &q);
+                }
+                if let Some(g) = out.gripper_target_m {
+                    let _ = self
+                        .world
+                        .command_joints(std::slice::from_ref(&arm.gripper_joint), &[g]);
+                }
+            }
+            self.world.step(PHYSICS_DT_S);
+            self.step += 1;
+        }
+        // Leave the base stopped, as the node does.
+        self.last_cmd = Twist2D::default();
+        let _ = self.world.command_velocity(0.0, 0.0);
+        let status = self.exec.status();
+        RunOutcome {
+            task: status.task,
+            message: status.message,
+            sim_time_s: self.world.time_s - start_s,
+            collisions: self.world.collisions - collisions_before,
+            trajectory,
+        }
+    }
+}
+
+/// An obstacle box standing on the floor, as furniture.
+pub fn obstacle(id: &str, center_xy: [f64; 2], size_xy: [f64; 2]) -> Furniture {
+    Furniture {
+        id: id.into(),
+        center_m: [center_xy[0], center_xy[1], 0.3],
+        size_m: [size_xy[0], size_xy[1], 0.6],
+        rgb: [90, 90, 160],
+        obstacle: true,
+    }
+}
+
+/// The default scene's room, emptied, with these obstacles.
+pub fn room_with(obstacles: Vec<Furniture>) -> Scene {
+    let mut scene = match Scene::default_scene() {
+        Ok(s) => s,
+        Err(e) => panic!("the built-in scene must parse: {e}"),
+    };
+    scene.name = "obstacles".into();
+    scene.furniture = obstacles;
+    scene.objects.clear();
+    scene.robot_start = Pose2D::default();
+    scene
+}
+
+/// A named place at `x, y`, facing `yaw`.
+pub fn place(id: &str, x_m: f64, y_m: f64, yaw_rad: f64) -> Place {
+    Place {
+        id: id.into(),
+        description: String::new(),
+        pose: Pose2D::new(x_m, y_m, yaw_rad),
+    }
+}
+
+/// A random cluttered room: `n` boxes (0.2 to 0.6 m) that keep the start free.
+pub fn cluttered_room(n: usize, rng: &mut impl Rng) -> Scene {
+    let mut boxes: Vec<Furniture> = Vec::new();
+    while boxes.len() < n {
+        let size: [f64; 2] = [rng.gen_range(0.2..0.6), rng.gen_range(0.2..0.6)];
+        let c: [f64; 2] = [rng.gen_range(-2.5..2.5), rng.gen_range(-2.5..2.5)];
+        // Keep 0.6 m around the start free, and 0.55 m between boxes (a way through).
+        let near_start = c[0].abs() < size[0] / 2.0 + 0.6 && c[1].abs() < size[1] / 2.0 + 0.6;
+        let crowded = boxes.iter().any(|b| {
+            (b.center_m[0] - c[0]).abs() < (b.size_m[0] + size[0]) / 2.0 + 0.55
+                && (b.center_m[1] - c[1]).abs() < (b.size_m[1] + size[1]) / 2.0 + 0.55
+        });
+        if !near_start && !crowded {
+            boxes.push(obstacle(&format!("box{}", boxes.len()), c, size));
+        }
+    }
+    room_with(boxes)
+}
+
+/// Whether the robot's footprint (radius `r`) fits at `p` in `scene`: clear
+/// of the walls and of every obstacle by `margin_m`.
+pub fn footprint_fits(scene: &Scene, p: [f64; 2], r: f64, margin_m: f64) -> bool {
+    let half = [scene.room.size_m[0] / 2.0, scene.room.size_m[1] / 2.0];
+    if p[0].abs() > half[0] - r - margin_m || p[1].abs() > half[1] - r - margin_m {
+        return false;
+    }
+    scene.furniture.iter().filter(|f| f.obstacle).all(|f| {
+        let dx = ((p[0] - f.center_m[0]).abs() - f.size_m[0] / 2.0).max(0.0);
+        let dy = ((p[1] - f.center_m[1]).abs() - f.size_m[1] / 2.0).max(0.0);
+        dx.hypot(dy) > r + margin_m
+    })
+}

@@ -1,0 +1,134 @@
+//! Navigation in closed loop with the simulator, in one process and
+//! deterministic (seeded lidar noise): the executor's path planning, path
+//! following and obstacle handling against the sim's ground truth.
+
+#![allow(clippy::unwrap_used)] // test helpers: a missing field is a test failure
+
+use rosetta_common::status::TaskState;
+use rosetta_common::Skill;
+use rosetta_tests::closed_loop::{obstacle, place, room_with, ClosedLoop};
+
+fn go_to(target: &str) -> Vec<Skill> {
+    vec![Skill::NavigateTo {
+        target: target.into(),
+    }]
+}
+
+/// A wall across the room, open only at one end: the way to the goal behind
+/// it goes round through the gap, without touching anything.
+#[test]
+fn the_robot_goes_around_a_wall_through_its_gap() {
+    // Wall at x = 1.0 from y = -3 to y = 1.2; the gap is y in (1.2, 3).
+    let scene = room_with(vec![obstacle("wall", [1.0, -0.9], [0.2, 4.2])]);
+    let mut sim = ClosedLoop::new(scene, 1);
+    let goal = place("behind", 2.2, -1.0, 0.0);
+    let out = sim.run(go_to("behind"), vec![goal], 120.0);
+    assert_eq!(out.task, TaskState::Succeeded, "{}", out.message);
+    assert_eq!(out.collisions, 0);
+    let end = sim.world.pose;
+    assert!((end.x_m - 2.2).hypot(end.y_m + 1.0) < 0.05, "{end:?}");
+    assert!(
+        out.trajectory
+            .iter()
+            .any(|p| p.y_m > 1.2 && (p.x_m - 1.0).abs() < 0.3),
+        "it did not pass through the gap"
+    );
+    // Never closer to the wall than the footprint allows.
+    for p in &out.trajectory {
+        let dx = ((p.x_m - 1.0).abs() - 0.1).max(0.0);
+        let dy = (p.y_m - 1.2).max(0.0);
+        assert!(dx.hypot(dy) > 0.22, "{p:?} touches the wall");
+    }
+}
+
+/// A goal inside a closed pen: the robot finds out (once it has seen the pen
+/// from enough sides) and fails with a reason, in bounded time, instead of
+/// circling forever.
+#[test]
+fn an_unreachable_goal_fails_with_a_reason_and_no_endless_spinning() {
+    let scene = room_with(vec![
+        obstacle("n", [1.8, 1.0], [1.2, 0.15]),
+        obstacle("s", [1.8, -0.2], [1.2, 0.15]),
+        obstacle("e", [2.35, 0.4], [0.15, 1.2]),
+        obstacle("w", [1.25, 0.4], [0.15, 1.2]),
+    ]);
+    let mut sim = ClosedLoop::new(scene, 2);
+    let out = sim.run(go_to("pen"), vec![place("pen", 1.8, 0.4, 0.0)], 150.0);
+    assert_eq!(out.task, TaskState::Failed, "{}", out.message);
+    assert!(
+        out.message.contains("no way to pen") && out.message.contains("no path"),
+        "{}",
+        out.message
+    );
+    assert!(
+        out.sim_time_s < 90.0,
+        "took {:.1} s to give up",
+        out.sim_time_s
+    );
+    assert_eq!(out.collisions, 0);
+}
+
+/// A goal the footprint cannot stand on (against an obstacle seen on the
+/// scan) fails at once, with the reason; a goal in an unseen inside fails as
+/// having no path.
+#[test]
+fn a_goal_against_an_obstacle_fails_at_once_with_the_reason() {
+    let scene = room_with(vec![obstacle("block", [1.5, 0.0], [0.8, 0.8])]);
+    let mut sim = ClosedLoop::new(scene, 3);
+    // Let the lidar see the block first.
+    let out = sim.run(vec![Skill::Wait { seconds: 0.5 }], vec![], 5.0);
+    assert_eq!(out.task, TaskState::Succeeded);
+    let out = sim.run(go_to("edge"), vec![place("edge", 1.05, 0.0, 0.0)], 30.0);
+    assert_eq!(out.task, TaskState::Failed, "{}", out.message);
+    assert!(
+        out.message.contains("too close to an obstacle"),
+        "{}",
+        out.message
+    );
+    assert!(out.sim_time_s < 0.1, "{}", out.sim_time_s);
+    let out = sim.run(go_to("inside"), vec![place("inside", 1.5, 0.0, 0.0)], 30.0);
+    assert_eq!(out.task, TaskState::Failed, "{}", out.message);
+    assert!(out.message.contains("no path"), "{}", out.message);
+    // It drives round the block until the scan has closed every side.
+    assert!(out.sim_time_s < 60.0, "{}", out.sim_time_s);
+    assert_eq!(sim.world.collisions, 0);
+}
+
+/// Pick and place in closed loop, with the cube near the table's corner: the
+/// approach spot is chosen on the costmap, within the arm's reach.
+#[test]
+fn a_cube_near_the_table_corner_is_carried_into_the_bin() {
+    let mut scene = rosetta_sim::scene::Scene::default_scene().unwrap();
+    scene
+        .objects
+        .retain(|o| o.id == "red_cube" || o.kind.name() == "bin");
+    let cube = scene
+        .objects
+        .iter_mut()
+        .find(|o| o.id == "red_cube")
+        .unwrap();
+    cube.position_m[0] = 1.48;
+    cube.position_m[1] = -0.5;
+    let mut sim = ClosedLoop::new(scene, 4);
+    let plan = vec![
+        Skill::NavigateTo {
+            target: "red_cube".into(),
+        },
+        Skill::Pick {
+            object: "red_cube".into(),
+        },
+        Skill::NavigateTo {
+            target: "blue_bin".into(),
+        },
+        Skill::Place {
+            object: "red_cube".into(),
+            target: "blue_bin".into(),
+        },
+    ];
+    let out = sim.run(plan, vec![], 200.0);
+    assert_eq!(out.task, TaskState::Succeeded, "{}", out.message);
+    let truth = sim.world.ground_truth();
+    let cube = truth.objects.iter().find(|o| o.id == "red_cube").unwrap();
+    assert_eq!(cube.in_container.as_deref(), Some("blue_bin"));
+    assert_eq!(out.collisions, 0);
+}
