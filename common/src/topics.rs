@@ -20,6 +20,9 @@ pub const COMMAND: &str = "/rosetta/command";
 pub const PLAN: &str = "/rosetta/plan";
 /// std_msgs/String, JSON [`crate::status::ExecutorStatus`]: every step's state.
 pub const STATUS: &str = "/rosetta/status";
+/// std_msgs/Bool: the e-stop. `true` halts the base and the arm at once and
+/// holds them (latched) until `false`; no plan starts while it is engaged.
+pub const ESTOP: &str = "/rosetta/estop";
 /// rosetta_interfaces/action/ExecuteCommand: the command interface for other
 /// programs (goal: the words; feedback: the plan and the current step; result:
 /// the outcome and the report). Served by the planner.

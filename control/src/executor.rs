@@ -211,6 +211,18 @@ impl Executor {
         self.changed = true;
     }
 
+    /// Refuses to start a plan (the e-stop is engaged): the command ends
+    /// `Stopped`, which the planner does not re-plan.
+    pub fn hold_off(&mut self, command_id: u64, attempt: u32, reason: &str) {
+        self.cancel_running(reason);
+        self.attempt = attempt;
+        self.command_id = command_id;
+        self.steps.clear();
+        self.task = TaskState::Stopped;
+        self.message = reason.to_string();
+        self.changed = true;
+    }
+
     /// Stops everything now; the running step is cancelled.
     pub fn stop(&mut self, reason: &str) -> Outputs {
         if self.task == TaskState::Running {

@@ -16,7 +16,7 @@ use rosetta_common::{topics, Pose2D, WorldModel};
 
 use crate::executor::{Executor, Inputs, Outputs};
 use crate::nav::Twist2D;
-use crate::safety::SafetyLimits;
+use crate::safety::{Geofence, SafetyLimits};
 
 /// Carry out plans on the robot.
 #[derive(Debug, Clone, clap::Args)]
@@ -28,6 +28,15 @@ pub struct ControlArgs {
     /// centred on where odometry starts (0.05 m cells).
     #[arg(long, default_value_t = 20.0)]
     pub grid_size_m: f64,
+    /// Hold the base while navigating when the last scan is older than this
+    /// (wall seconds): obstacles cannot be seen.
+    #[arg(long, default_value_t = 1.0)]
+    pub scan_timeout_s: f64,
+    /// The geofence, in odom: MIN_X,MIN_Y,MAX_X,MAX_Y in metres. The base's
+    /// centre never drives out of it (turning is always allowed).
+    #[arg(long, value_delimiter = ',', num_args = 4, allow_hyphen_values = true,
+          default_values_t = [-9.5, -9.5, 9.5, 9.5])]
+    pub geofence_m: Vec<f64>,
 }
 
 enum Input {
@@ -36,6 +45,8 @@ enum Input {
     Joints(r2r::sensor_msgs::msg::JointState),
     World(WorldModel),
     Plan(PlanMessage),
+    /// The e-stop: true engages it (latched), false releases it.
+    Estop(bool),
     Heartbeat,
 }
 
@@ -52,6 +63,9 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let scans = node
         .subscribe::<r2r::sensor_msgs::msg::LaserScan>(topics::SCAN, qos.clone())?
         .map(Input::Scan);
+    let estops = node
+        .subscribe::<r2r::std_msgs::msg::Bool>(topics::ESTOP, ros::reliable_qos())?
+        .map(|m| Input::Estop(m.data));
     let worlds =
         ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?.map(Input::World);
     let plans = ros::json_subscription::<PlanMessage>(&mut node, topics::PLAN)?.map(Input::Plan);
@@ -71,6 +85,7 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
         Some((Input::Heartbeat, ()))
     });
     let mut inputs = futures::stream::select_all(vec![
+        estops.boxed(),
         odom.boxed(),
         scans.boxed(),
         joints.boxed(),
@@ -80,6 +95,22 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     ]);
 
     let limits = SafetyLimits::from_robot(&robot);
+    let fence = match args.geofence_m.as_slice() {
+        &[x0, y0, x1, y1]
+            if [x0, y0, x1, y1].iter().all(|v| v.is_finite()) && x0 < x1 && y0 < y1 =>
+        {
+            Geofence {
+                min_m: [x0, y0],
+                max_m: [x1, y1],
+            }
+        }
+        other => anyhow::bail!(
+            "--geofence-m needs MIN_X,MIN_Y,MAX_X,MAX_Y with min < max, got {other:?}"
+        ),
+    };
+    let mut estop = false;
+    let mut last_scan: Option<Instant> = None;
+    let mut scan_stale_warned = false;
     let mut exec = Executor::new(robot.clone());
     let mut world = WorldModel::default();
     let mut arm_q: Option<ArmJoints> = None;
@@ -139,7 +170,39 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
                     }
                 }
                 Input::World(w) => world = w,
+                Input::Estop(on) if on != estop => {
+                    estop = on;
+                    if on {
+                        // Halt now, not at the next tick: zero twist, and the
+                        // arm and gripper held where they are.
+                        tracing::warn!("E-STOP engaged: base and arm halted");
+                        log_text(&rec, "control", "WARN", "e-stop engaged");
+                        exec.stop("e-stop engaged");
+                        publish_twist(Twist2D::default());
+                        last_cmd = Twist2D::default();
+                        if let Some(q) = arm_q {
+                            let _ = arm_pub
+                                .publish(&trajectory(robot.arm.joint_names.to_vec(), q.to_vec()));
+                            last_arm.0 = Some(q);
+                        }
+                        if let Some(g) = gripper_m {
+                            let _ = gripper_pub.publish(&trajectory(
+                                vec![robot.arm.gripper_joint.clone()],
+                                vec![g],
+                            ));
+                            last_arm.1 = Some(g);
+                        }
+                    } else {
+                        tracing::info!(
+                            "e-stop released; the robot stays stopped until a new command"
+                        );
+                        log_text(&rec, "control", "INFO", "e-stop released");
+                    }
+                }
+                Input::Estop(_) => {}
                 Input::Scan(scan) => {
+                    last_scan = Some(Instant::now());
+                    scan_stale_warned = false;
                     // The scan was taken about where odometry last put the robot.
                     if let Some((_, _, pose)) = last_odom {
                         let lidar = robot.lidar.position_m;
@@ -163,6 +226,17 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
                 Input::Plan(p) => {
                     let now = last_odom.map(|o| o.1).unwrap_or(0.0);
                     match p.outcome {
+                        PlanOutcome::Plan { .. } if estop => {
+                            tracing::warn!(
+                                command_id = p.command_id,
+                                "e-stop engaged: not starting the plan"
+                            );
+                            exec.hold_off(
+                                p.command_id,
+                                p.attempt,
+                                "e-stop engaged: release it (false on /rosetta/estop), then command again",
+                            );
+                        }
                         PlanOutcome::Plan { steps } => {
                             tracing::info!(
                                 command_id = p.command_id,
@@ -206,11 +280,28 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
                         };
                         let was_running = exec.is_running();
                         let mut out = exec.tick(&inp);
+                        let scan_stale = last_scan
+                            .is_none_or(|s| s.elapsed().as_secs_f64() > args.scan_timeout_s);
                         if let Some(want) = out.cmd_vel {
+                            let mut want = fence.apply(&pose, want);
+                            if scan_stale && want.linear_m_s != 0.0 {
+                                // Blind: obstacles cannot be seen, so the base only turns.
+                                if !scan_stale_warned {
+                                    tracing::warn!("the scan is stale: holding the base");
+                                    scan_stale_warned = true;
+                                }
+                                want.linear_m_s = 0.0;
+                            }
                             let safe = limits.apply(last_cmd, want, dt);
                             out.cmd_vel = Some(safe);
                         } else if was_running && !exec.is_running() {
                             out.cmd_vel = Some(Twist2D::default());
+                        }
+                        if estop {
+                            out = Outputs {
+                                cmd_vel: Some(Twist2D::default()),
+                                ..Default::default()
+                            };
                         }
                         outputs = Some(out);
                         if exec.current_path() != logged_path.as_slice() {
@@ -226,6 +317,9 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
                     }
                 }
                 Input::Heartbeat => {
+                    if estop {
+                        publish_twist(Twist2D::default());
+                    }
                     if let Some((at, _, _)) = last_odom {
                         if exec.is_running()
                             && at.elapsed().as_secs_f64() > args.odom_timeout_s

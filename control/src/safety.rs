@@ -1,7 +1,59 @@
-//! Limits that hold whatever the plan says: speed, acceleration, finiteness.
+//! Limits that hold whatever the plan says: speed, acceleration,
+//! finiteness, and a geofence.
 
 use crate::nav::Twist2D;
 use rosetta_common::robot::RobotDescription;
+use rosetta_common::Pose2D;
+
+/// A rectangle (in `odom`) the base's centre must stay inside.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Geofence {
+    pub min_m: [f64; 2],
+    pub max_m: [f64; 2],
+}
+
+/// How far ahead the fence looks: a command is judged by where it would
+/// take the base within this time.
+const FENCE_HORIZON_S: f64 = 0.5;
+
+impl Geofence {
+    pub fn contains(&self, p: [f64; 2]) -> bool {
+        (self.min_m[0]..=self.max_m[0]).contains(&p[0])
+            && (self.min_m[1]..=self.max_m[1]).contains(&p[1])
+    }
+
+    /// How far `p` lies outside the fence (0 inside).
+    fn outside_by(&self, p: [f64; 2]) -> f64 {
+        let dx = (self.min_m[0] - p[0]).max(p[0] - self.max_m[0]).max(0.0);
+        let dy = (self.min_m[1] - p[1]).max(p[1] - self.max_m[1]).max(0.0);
+        dx.hypot(dy)
+    }
+
+    /// Keeps the base inside: a command whose straight-line motion over the
+    /// next half second would leave the fence, or go further out when
+    /// already outside, loses its linear part. Turning is always allowed, so
+    /// that the base can face back in. A non-finite pose stops the base.
+    pub fn apply(&self, pose: &Pose2D, cmd: Twist2D) -> Twist2D {
+        if !pose.is_finite() {
+            return Twist2D::default();
+        }
+        let ahead = cmd.linear_m_s * FENCE_HORIZON_S;
+        let here = [pose.x_m, pose.y_m];
+        let there = [
+            pose.x_m + ahead * pose.yaw_rad.cos(),
+            pose.y_m + ahead * pose.yaw_rad.sin(),
+        ];
+        let leaves = !self.contains(there) && self.outside_by(there) >= self.outside_by(here);
+        if leaves && cmd.linear_m_s != 0.0 {
+            Twist2D {
+                linear_m_s: 0.0,
+                ..cmd
+            }
+        } else {
+            cmd
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SafetyLimits {
@@ -60,6 +112,44 @@ impl SafetyLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fence_holds_the_base_in_and_lets_it_come_back() {
+        let fence = Geofence {
+            min_m: [-1.0, -1.0],
+            max_m: [1.0, 1.0],
+        };
+        let fwd = Twist2D {
+            linear_m_s: 0.5,
+            angular_rad_s: 0.2,
+        };
+        // Inside and heading in: untouched.
+        assert_eq!(fence.apply(&Pose2D::new(0.0, 0.0, 0.0), fwd), fwd);
+        // Near the edge, heading out: no linear motion, the turn stays.
+        let held = fence.apply(&Pose2D::new(0.9, 0.0, 0.0), fwd);
+        assert_eq!(held.linear_m_s, 0.0);
+        assert_eq!(held.angular_rad_s, 0.2);
+        // Outside, heading back in: allowed; heading further out: not.
+        let back = fence.apply(&Pose2D::new(1.2, 0.0, std::f64::consts::PI), fwd);
+        assert_eq!(back, fwd);
+        assert_eq!(
+            fence.apply(&Pose2D::new(1.2, 0.0, 0.0), fwd).linear_m_s,
+            0.0
+        );
+        // Reversing out is caught as well.
+        let rev = Twist2D {
+            linear_m_s: -0.5,
+            angular_rad_s: 0.0,
+        };
+        assert_eq!(
+            fence.apply(&Pose2D::new(-0.9, 0.0, 0.0), rev).linear_m_s,
+            0.0
+        );
+        assert_eq!(
+            fence.apply(&Pose2D::new(f64::NAN, 0.0, 0.0), fwd),
+            Twist2D::default()
+        );
+    }
 
     #[test]
     fn limits_hold_for_any_request() {

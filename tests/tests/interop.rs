@@ -152,3 +152,72 @@ fn rclpy_commands_the_stack_through_the_execute_action() {
     assert!(refused["moved_after_result_m"].as_f64().unwrap() < 0.01);
     assert_eq!(refused["truth"]["collisions"], 0);
 }
+
+/// The e-stop over ROS 2: engaged while the robot drives, it halts the base
+/// and holds it, the running goal ends `stopped`, a new goal is held off,
+/// and after release commands run again. The latencies are printed (run
+/// with `--nocapture`), not asserted.
+#[test]
+fn the_estop_halts_and_holds_the_robot_until_released() {
+    use std::io::{BufRead, BufReader};
+    let domain = 41;
+    let episodes = tempfile::tempdir().unwrap();
+    let mut up = Running(
+        rosetta(domain)
+            .arg("up")
+            .arg("--episodes")
+            .arg(episodes.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start rosetta up"),
+    );
+    let stdout = up.0.stdout.take().unwrap();
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.trim() == "ready");
+    assert!(ready, "rosetta up ended before the stack was ready");
+
+    let venv = std::env::var("ROSETTA_VENV").expect("ROSETTA_VENV: run through ./rosetta test");
+    let py_libs = std::env::var("ROSETTA_PY_LD_LIBRARY_PATH").unwrap_or_default();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/estop_client.py");
+    let out = Command::new(format!("{venv}/bin/python3"))
+        .args([script, "180"])
+        .env("ROS_DOMAIN_ID", domain.to_string())
+        .env("LD_LIBRARY_PATH", py_libs)
+        .output()
+        .expect("run the rclpy e-stop client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(out.status.success(), "{seen:#}");
+    eprintln!(
+        "e-stop: {:.0} ms to a zero /cmd_vel, {:.0} ms to standstill on /odom (from {:.2} m/s)",
+        seen["estop_to_zero_cmd_vel_ms"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        seen["estop_to_standstill_ms"].as_f64().unwrap_or(f64::NAN),
+        seen["speed_before_m_s"].as_f64().unwrap_or(f64::NAN),
+    );
+    assert_eq!(seen["dock_goal"]["outcome"], "stopped", "{seen:#}");
+    assert!(seen["dock_goal"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("e-stop"));
+    assert_eq!(seen["moved_while_engaged_m"], 0.0);
+    assert_eq!(seen["max_speed_while_engaged_m_s"], 0.0);
+    assert_eq!(seen["held_off_goal"]["outcome"], "stopped");
+    assert!(seen["held_off_goal"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("e-stop engaged"));
+    assert_eq!(seen["moved_after_held_off_m"], 0.0);
+    assert_eq!(
+        seen["after_release_goal"]["outcome"], "succeeded",
+        "{seen:#}"
+    );
+}
