@@ -44,6 +44,19 @@ impl TaskState {
     }
 }
 
+/// The control loop's timing over its last ticks (wall clock).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoopSummary {
+    pub ticks: u64,
+    pub rate_hz: f64,
+    pub period_p50_ms: f64,
+    /// |period - nominal period|, 99th percentile and worst.
+    pub jitter_p99_ms: f64,
+    pub jitter_max_ms: f64,
+    /// From the tick's deadline to the loop handling it.
+    pub wake_latency_p99_ms: f64,
+}
+
 /// Published by the executor on [`crate::topics::STATUS`] at every change and as a heartbeat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutorStatus {
@@ -58,6 +71,9 @@ pub struct ExecutorStatus {
     pub stamp_s: f64,
     /// The executor's belief of the robot pose, in `odom`.
     pub robot_pose: Pose2D,
+    /// The control loop's rate and jitter (filled in by the node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_loop: Option<LoopSummary>,
 }
 
 fn first_attempt() -> u32 {

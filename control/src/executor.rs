@@ -269,6 +269,7 @@ impl Executor {
             message: self.message.clone(),
             stamp_s: self.last_time_s,
             robot_pose: self.last_pose,
+            control_loop: None,
         }
     }
 

@@ -4,6 +4,7 @@
 //! [`executor`] (the per-skill state machines) are pure: state plus goal in,
 //! command out. [`node`] is the ROS 2 shell.
 
+pub mod clock;
 pub mod executor;
 pub mod nav;
 pub mod node;

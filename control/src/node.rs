@@ -47,8 +47,13 @@ enum Input {
     Plan(PlanMessage),
     /// The e-stop: true engages it (latched), false releases it.
     Estop(bool),
+    /// The control clock's deadline for this tick.
+    Tick(Instant),
     Heartbeat,
 }
+
+/// The control loop's period: 100 Hz.
+pub const CONTROL_PERIOD: Duration = Duration::from_millis(10);
 
 pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let robot = RobotDescription::default();
@@ -84,7 +89,14 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(250)).await;
         Some((Input::Heartbeat, ()))
     });
+    let (tick_tx, tick_rx) = tokio::sync::mpsc::unbounded_channel();
+    let clock_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _clock = crate::clock::spawn_clock(CONTROL_PERIOD, tick_tx, clock_stop.clone())?;
+    let ticks = futures::stream::unfold(tick_rx, |mut rx| async move {
+        rx.recv().await.map(|d| (Input::Tick(d), rx))
+    });
     let mut inputs = futures::stream::select_all(vec![
+        ticks.boxed(),
         estops.boxed(),
         odom.boxed(),
         scans.boxed(),
@@ -109,6 +121,8 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
         ),
     };
     let mut estop = false;
+    let mut last_tick: Option<Instant> = None;
+    let mut loop_stats = crate::clock::LoopStats::new(CONTROL_PERIOD, 1000);
     let mut last_scan: Option<Instant> = None;
     let mut scan_stale_warned = false;
     let mut exec = Executor::new(robot.clone());
@@ -266,9 +280,21 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
                         tracing::warn!("odometry with NaN: stopping");
                         outputs = Some(exec.stop("odometry contained NaN"));
                     } else {
-                        let dt = last_odom.map(|o| t - o.1).unwrap_or(0.02);
                         last_odom = Some((Instant::now(), t, pose));
                         odom_stale_warned = false;
+                    }
+                }
+                Input::Tick(deadline) => {
+                    let now = Instant::now();
+                    let dt =
+                        last_tick.map_or(CONTROL_PERIOD.as_secs_f64(), |l| (now - l).as_secs_f64());
+                    last_tick = Some(now);
+                    loop_stats.record(deadline, now);
+                    // The executor runs on the latest odometry (its stamp is
+                    // the executor's clock); stale odometry holds the base.
+                    let fresh = last_odom
+                        .filter(|(at, _, _)| at.elapsed().as_secs_f64() <= args.odom_timeout_s);
+                    if let Some((_, t, pose)) = fresh {
                         let inp = Inputs {
                             time_s: t,
                             pose,
@@ -362,7 +388,8 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
             }
             let changed = exec.take_changed();
             if changed || last_beat.elapsed() > Duration::from_millis(500) {
-                let status = exec.status();
+                let mut status = exec.status();
+                status.control_loop = loop_stats.summary();
                 if changed {
                     log_status(&rec, &status);
                 }
@@ -376,6 +403,17 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     tokio::select! {
         _ = ros::shutdown_signal() => {}
         _ = work => {}
+    }
+    clock_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(l) = loop_stats.summary() {
+        tracing::info!(
+            rate_hz = l.rate_hz,
+            jitter_p99_ms = l.jitter_p99_ms,
+            jitter_max_ms = l.jitter_max_ms,
+            wake_latency_p99_ms = l.wake_latency_p99_ms,
+            "control loop timing (last {} ticks)",
+            l.ticks
+        );
     }
     // Leave the robot stopped.
     exec.stop("node shutting down");

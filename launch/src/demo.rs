@@ -78,6 +78,8 @@ pub struct Report {
     pub ground_truth: Option<GroundTruth>,
     /// Every node process the launcher started, and how it ended.
     pub nodes: Vec<NodeExit>,
+    /// The control loop's rate and jitter, from control's last status.
+    pub control_loop: Option<rosetta_common::status::LoopSummary>,
 }
 
 #[derive(Debug, Serialize)]
@@ -227,6 +229,7 @@ fn empty_report(args: &DemoArgs, outcome: &str, message: &str) -> Report {
         episode_dir: PathBuf::new(),
         ground_truth: None,
         nodes: vec![],
+        control_loop: None,
     }
 }
 
@@ -442,6 +445,7 @@ async fn drive(
             report.steps = st.steps.clone();
         }
         report.robot_final_pose = Some(st.robot_pose);
+        report.control_loop = st.control_loop;
         let after = st.stamp_s + 0.3;
         let _ = wait_for(
             "the final ground truth",
@@ -523,6 +527,12 @@ fn print_summary(r: &Report) {
                 if o.held { " (held)" } else { "" }
             );
         }
+    }
+    if let Some(l) = &r.control_loop {
+        eprintln!(
+            "rosetta: control loop {:.1} Hz, jitter p99 {:.2} ms (max {:.2} ms) over {} ticks",
+            l.rate_hz, l.jitter_p99_ms, l.jitter_max_ms, l.ticks
+        );
     }
     eprintln!(
         "rosetta: wall {:.1} s, sim {:.1} s, real-time factor {:.2}; episode {}",

@@ -308,6 +308,7 @@ mod tests {
             message: "msg".into(),
             stamp_s: 1.0,
             robot_pose: Pose2D::default(),
+            control_loop: None,
         }
     }
 

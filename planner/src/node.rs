@@ -572,6 +572,7 @@ mod tests {
             message: "grasp failed".into(),
             stamp_s: 2.0,
             robot_pose: Pose2D::default(),
+            control_loop: None,
         }
     }
 

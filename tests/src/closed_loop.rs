@@ -1,6 +1,6 @@
 //! The executor and the simulator in one process, without ROS: the same
 //! control core and safety limits as the control node, stepped in lockstep
-//! with the sim's world (physics 100 Hz, control 50 Hz, scan 10 Hz). Used by
+//! with the sim's world (physics 100 Hz, control 100 Hz, scan 10 Hz). Used by
 //! deterministic navigation and manipulation tests and by `control-bench`.
 //!
 //! The world model the executor gets is the sim's truth (objects where they
@@ -20,7 +20,7 @@ use rosetta_sim::scene::{Furniture, Scene};
 use rosetta_sim::world::World;
 
 pub const PHYSICS_DT_S: f64 = 0.01;
-const CONTROL_EVERY: u64 = 2;
+const CONTROL_EVERY: u64 = 1;
 const SCAN_EVERY: u64 = 10;
 
 /// How a run ended.
@@ -45,6 +45,7 @@ pub struct ClosedLoop {
     last_cmd: Twist2D,
     step: u64,
     command_id: u64,
+    places: Vec<Place>,
     pub lidar_noise_m: f64,
     /// Print the pose, the running step and the path once per sim second.
     pub trace: bool,
@@ -64,6 +65,7 @@ impl ClosedLoop {
             last_cmd: Twist2D::default(),
             step: 0,
             command_id: 0,
+            places: Vec::new(),
             lidar_noise_m: 0.005,
             trace: false,
         }
@@ -93,83 +95,121 @@ impl ClosedLoop {
 
     /// Runs `plan` until the executor finishes or `timeout_s` of sim time pass.
     pub fn run(&mut self, plan: Vec<Skill>, places: Vec<Place>, timeout_s: f64) -> RunOutcome {
-        self.command_id += 1;
-        let collisions_before = self.world.collisions;
         let start_s = self.world.time_s;
-        self.exec.start(self.command_id, plan, start_s);
+        let collisions_before = self.world.collisions;
+        self.start(plan, places);
         let mut trajectory = Vec::new();
-        let lidar = self.world.robot.lidar.clone();
-        let arm = self.world.robot.arm.clone();
-        while self.exec.task() == TaskState::Running && self.world.time_s - start_s < timeout_s {
-            if self.step.is_multiple_of(SCAN_EVERY) {
-                let scan = render_scan(&self.world, &lidar, self.lidar_noise_m, &mut self.rng);
-                let base = self.world.odom_pose();
-                let xy = base.transform_point([lidar.position_m[0], lidar.position_m[1]]);
-                let sensor = Pose2D::new(xy[0], xy[1], base.yaw_rad);
-                let view = ScanView {
-                    angle_min_rad: scan.angle_min_rad,
-                    angle_increment_rad: scan.angle_increment_rad,
-                    range_min_m: lidar.range_min_m,
-                    range_max_m: lidar.range_max_m,
-                    ranges_m: &scan.ranges_m,
-                };
-                self.grid.integrate_scan(&sensor, &view);
-                self.obstacles = view.hit_points(&sensor);
+        while self.world.time_s - start_s < timeout_s {
+            match self.step() {
+                Some(pose) => trajectory.push(pose),
+                None if self.exec.task() == TaskState::Running => {}
+                None => break,
             }
-            if self.step.is_multiple_of(CONTROL_EVERY) {
-                let world_model = self.world_model(places.clone());
-                let pose = self.world.odom_pose();
-                trajectory.push(pose);
-                if self.trace && self.step.is_multiple_of(100) {
-                    let st = self.exec.status();
-                    let running = st
-                        .steps
-                        .iter()
-                        .find(|s| s.state == rosetta_common::status::StepState::Running)
-                        .map(|s| s.skill.describe());
-                    eprintln!(
-                        "t={:6.2} pose=({:.2}, {:.2}, {:.2}) step={running:?} path={:?}",
-                        self.world.time_s,
-                        pose.x_m,
-                        pose.y_m,
-                        pose.yaw_rad,
-                        self.exec
-                            .current_path()
-                            .iter()
-                            .map(|p| format!("({:.2},{:.2})", p[0], p[1]))
-                            .collect::<Vec<_>>()
-                    );
-                }
-                let out = self.exec.tick(&Inputs {
-                    time_s: self.world.time_s,
-                    pose,
-                    arm_q: Some(self.world.arm_q),
-                    gripper_m: Some(self.world.gripper_opening_m),
-                    world: &world_model,
-                    grid: Some(&self.grid),
-                    obstacles_m: &self.obstacles,
-                });
-                if let Some(want) = out.cmd_vel {
-                    let safe =
-                        self.limits
-                            .apply(self.last_cmd, want, PHYSICS_DT_S * CONTROL_EVERY as f64);
-                    self.last_cmd = safe;
-                    let _ = self
-                        .world
-                        .command_velocity(safe.linear_m_s, safe.angular_rad_s);
-                }
-                if let Some(q) = out.arm_target {
-                    let _ = self.world.command_joints(&arm.joint_names, &q);
-                }
-                if let Some(g) = out.gripper_target_m {
-                    let _ = self
-                        .world
-                        .command_joints(std::slice::from_ref(&arm.gripper_joint), &[g]);
-                }
-            }
-            self.world.step(PHYSICS_DT_S);
-            self.step += 1;
         }
+        self.finish(start_s, collisions_before, trajectory)
+    }
+
+    /// Starts a plan; then call [`Self::step`] until it returns `None` with the task over.
+    pub fn start(&mut self, plan: Vec<Skill>, places: Vec<Place>) {
+        self.command_id += 1;
+        self.places = places;
+        self.exec.start(self.command_id, plan, self.world.time_s);
+    }
+
+    /// Whether the executor still runs the plan.
+    pub fn running(&self) -> bool {
+        self.exec.task() == TaskState::Running
+    }
+
+    /// One physics step, with the scan and the executor's tick when they are
+    /// due. Returns the pose the executor was given, when it ticked.
+    pub fn step(&mut self) -> Option<Pose2D> {
+        if !self.running() {
+            return None;
+        }
+        let lidar = &self.world.robot.lidar;
+        let mut ticked = None;
+        if self.step.is_multiple_of(SCAN_EVERY) {
+            let scan = render_scan(&self.world, lidar, self.lidar_noise_m, &mut self.rng);
+            let base = self.world.odom_pose();
+            let xy = base.transform_point([lidar.position_m[0], lidar.position_m[1]]);
+            let sensor = Pose2D::new(xy[0], xy[1], base.yaw_rad);
+            let view = ScanView {
+                angle_min_rad: scan.angle_min_rad,
+                angle_increment_rad: scan.angle_increment_rad,
+                range_min_m: lidar.range_min_m,
+                range_max_m: lidar.range_max_m,
+                ranges_m: &scan.ranges_m,
+            };
+            self.grid.integrate_scan(&sensor, &view);
+            self.obstacles = view.hit_points(&sensor);
+        }
+        if self.step.is_multiple_of(CONTROL_EVERY) {
+            let world_model = self.world_model(self.places.clone());
+            let pose = self.world.odom_pose();
+            ticked = Some(pose);
+            if self.trace && self.step.is_multiple_of(100) {
+                self.print_trace(&pose);
+            }
+            let out = self.exec.tick(&Inputs {
+                time_s: self.world.time_s,
+                pose,
+                arm_q: Some(self.world.arm_q),
+                gripper_m: Some(self.world.gripper_opening_m),
+                world: &world_model,
+                grid: Some(&self.grid),
+                obstacles_m: &self.obstacles,
+            });
+            let arm = &self.world.robot.arm;
+            let (joints, gripper) = (arm.joint_names.clone(), arm.gripper_joint.clone());
+            if let Some(want) = out.cmd_vel {
+                let safe =
+                    self.limits
+                        .apply(self.last_cmd, want, PHYSICS_DT_S * CONTROL_EVERY as f64);
+                self.last_cmd = safe;
+                let _ = self
+                    .world
+                    .command_velocity(safe.linear_m_s, safe.angular_rad_s);
+            }
+            if let Some(q) = out.arm_target {
+                let _ = self.world.command_joints(&joints, &q);
+            }
+            if let Some(g) = out.gripper_target_m {
+                let _ = self.world.command_joints(&[gripper], &[g]);
+            }
+        }
+        self.world.step(PHYSICS_DT_S);
+        self.step += 1;
+        ticked
+    }
+
+    fn print_trace(&self, pose: &Pose2D) {
+        let st = self.exec.status();
+        let running = st
+            .steps
+            .iter()
+            .find(|s| s.state == rosetta_common::status::StepState::Running)
+            .map(|s| s.skill.describe());
+        eprintln!(
+            "t={:6.2} pose=({:.2}, {:.2}, {:.2}) step={running:?} path={:?}",
+            self.world.time_s,
+            pose.x_m,
+            pose.y_m,
+            pose.yaw_rad,
+            self.exec
+                .current_path()
+                .iter()
+                .map(|p| format!("({:.2},{:.2})", p[0], p[1]))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    fn finish(
+        &mut self,
+        start_s: f64,
+        collisions_before: u64,
+        trajectory: Vec<Pose2D>,
+    ) -> RunOutcome {
         // Leave the base stopped, as the node does.
         self.last_cmd = Twist2D::default();
         let _ = self.world.command_velocity(0.0, 0.0);

@@ -42,6 +42,9 @@ struct Args {
     /// Print every run.
     #[arg(long)]
     each: bool,
+    /// Seconds of the real-time control loop measurement (0 skips it).
+    #[arg(long, default_value_t = 15.0)]
+    loop_s: f64,
     /// Trace the robot once per sim second (pose, step, path).
     #[arg(long)]
     trace: bool,
@@ -52,7 +55,85 @@ fn main() -> anyhow::Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     navigation(&args, &mut rng);
     pick_and_place(&args, &mut rng)?;
+    if args.loop_s > 0.0 {
+        control_loop(&args)?;
+    }
     Ok(())
+}
+
+/// The control loop paced in real time by the node's clock (a thread waking
+/// on 10 ms deadlines): each tick steps the sim's physics and the executor
+/// (scan integration, path planning, the skill state machines) through a
+/// pick-and-place, and the loop's rate, jitter and per-tick compute time are
+/// measured. This is the loop without ROS transport or other processes.
+fn control_loop(args: &Args) -> anyhow::Result<()> {
+    use rosetta_control::clock::{spawn_clock, LoopStats};
+    use rosetta_control::node::CONTROL_PERIOD;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    let mut sim = ClosedLoop::new(Scene::default_scene()?, args.seed);
+    let plan = pick_place_plan();
+    sim.start(plan.clone(), vec![]);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clock = spawn_clock(CONTROL_PERIOD, tx, stop.clone())?;
+    let ticks = (args.loop_s / CONTROL_PERIOD.as_secs_f64()).round() as usize;
+    let mut stats = LoopStats::new(CONTROL_PERIOD, ticks);
+    let mut compute_us = Vec::with_capacity(ticks);
+    for _ in 0..ticks {
+        let Some(deadline) = rx.blocking_recv() else {
+            break;
+        };
+        let now = Instant::now();
+        stats.record(deadline, now);
+        if !sim.running() {
+            sim.start(plan.clone(), vec![]);
+        }
+        sim.step();
+        compute_us.push(now.elapsed().as_secs_f64() * 1e6);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(rx);
+    let _ = clock.join();
+    compute_us.sort_by(f64::total_cmp);
+    let q = |f: f64| compute_us[((compute_us.len() - 1) as f64 * f).round() as usize];
+    if let Some(s) = stats.summary() {
+        println!(
+            "control loop ({:.0} s at {:.0} Hz, physics + executor per tick, no ROS):",
+            args.loop_s,
+            1.0 / CONTROL_PERIOD.as_secs_f64()
+        );
+        println!(
+            "  rate {:.2} Hz, period p50 {:.3} ms, jitter p99 {:.3} ms, max {:.3} ms, wake latency p99 {:.3} ms",
+            s.rate_hz, s.period_p50_ms, s.jitter_p99_ms, s.jitter_max_ms, s.wake_latency_p99_ms
+        );
+        println!(
+            "  compute per tick: p50 {:.0} us, p99 {:.0} us, max {:.0} us",
+            q(0.5),
+            q(0.99),
+            q(1.0)
+        );
+    }
+    Ok(())
+}
+
+fn pick_place_plan() -> Vec<Skill> {
+    vec![
+        Skill::NavigateTo {
+            target: "red_cube".into(),
+        },
+        Skill::Pick {
+            object: "red_cube".into(),
+        },
+        Skill::NavigateTo {
+            target: "blue_bin".into(),
+        },
+        Skill::Place {
+            object: "red_cube".into(),
+            target: "blue_bin".into(),
+        },
+    ]
 }
 
 /// The true map of a scene: walls and obstacle boxes, as occupied cells.
@@ -161,21 +242,7 @@ fn pick_and_place(args: &Args, rng: &mut ChaCha8Rng) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     let mut tick_us: Vec<f64> = Vec::new();
     let wall = Instant::now();
-    let plan = vec![
-        Skill::NavigateTo {
-            target: "red_cube".into(),
-        },
-        Skill::Pick {
-            object: "red_cube".into(),
-        },
-        Skill::NavigateTo {
-            target: "blue_bin".into(),
-        },
-        Skill::Place {
-            object: "red_cube".into(),
-            target: "blue_bin".into(),
-        },
-    ];
+    let plan = pick_place_plan();
     for run in 0..args.placements {
         let mut scene = Scene::default_scene()?;
         // The red cube anywhere on the table's near half (within the arm's
