@@ -72,53 +72,20 @@ pub struct ArmDescription {
     pub gripper_speed_m_s: f64,
 }
 
+/// The robot of `launch/robot/rosetta.urdf`, parsed once.
+static FROM_URDF: std::sync::LazyLock<Result<RobotDescription, String>> =
+    std::sync::LazyLock::new(|| {
+        RobotDescription::from_urdf(crate::urdf::ROBOT_URDF).map_err(|e| e.to_string())
+    });
+
 impl Default for RobotDescription {
+    /// The robot described by the compiled-in URDF (`launch/robot/rosetta.urdf`),
+    /// which the sim, the arm's kinematics and Gazebo all read.
     fn default() -> Self {
-        let hfov_rad: f64 = 70f64.to_radians();
-        let fx = 320.0 / (hfov_rad / 2.0).tan();
-        Self {
-            base_radius_m: 0.22,
-            base_height_m: 0.30,
-            max_linear_speed_m_s: 0.5,
-            max_angular_speed_rad_s: 1.5,
-            max_linear_accel_m_s2: 1.0,
-            max_angular_accel_rad_s2: 3.0,
-            camera: CameraDescription {
-                position_m: [0.0, 0.0, 0.95],
-                pitch_rad: 0.6,
-                width_px: 640,
-                height_px: 480,
-                fx_px: fx,
-                fy_px: fx,
-                cx_px: 319.5,
-                cy_px: 239.5,
-                max_range_m: 10.0,
-                rate_hz: 5.0,
-            },
-            lidar: LidarDescription {
-                position_m: [0.10, 0.0, 0.20],
-                samples: 360,
-                range_min_m: 0.12,
-                range_max_m: 8.0,
-                rate_hz: 10.0,
-            },
-            arm: ArmDescription {
-                shoulder_m: [0.12, 0.0, 0.35],
-                upper_arm_m: 0.35,
-                forearm_m: 0.30,
-                tool_m: 0.15,
-                joint_names: [
-                    "arm_shoulder_joint".into(),
-                    "arm_elbow_joint".into(),
-                    "arm_wrist_joint".into(),
-                ],
-                lower_rad: [-0.5, -2.8, -2.8],
-                upper_rad: [2.0, 0.2, 1.5],
-                max_joint_speed_rad_s: 1.5,
-                gripper_joint: "gripper_joint".into(),
-                gripper_max_opening_m: 0.09,
-                gripper_speed_m_s: 0.1,
-            },
+        match &*FROM_URDF {
+            Ok(r) => r.clone(),
+            // Unreachable in a tested build: `urdf::tests` parse the same compiled-in file.
+            Err(e) => panic!("the compiled-in URDF does not parse: {e}"),
         }
     }
 }
