@@ -14,6 +14,7 @@ pub mod robot;
 pub mod ros;
 pub mod status;
 pub mod topics;
+pub mod trajectory;
 pub mod urdf;
 pub mod world;
 

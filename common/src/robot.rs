@@ -66,6 +66,7 @@ pub struct ArmDescription {
     pub lower_rad: [f64; 3],
     pub upper_rad: [f64; 3],
     pub max_joint_speed_rad_s: f64,
+    pub max_joint_accel_rad_s2: f64,
     pub gripper_joint: String,
     /// Distance between the fingers when fully open.
     pub gripper_max_opening_m: f64,

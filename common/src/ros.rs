@@ -91,6 +91,15 @@ pub fn sensor_qos() -> QosProfile {
     QosProfile::default().reliable().keep_last(5)
 }
 
+/// A non-negative duration in seconds as `builtin_interfaces/Duration`.
+pub fn secs_to_duration(s: f64) -> r2r::builtin_interfaces::msg::Duration {
+    let t = secs_to_stamp(s);
+    r2r::builtin_interfaces::msg::Duration {
+        sec: t.sec,
+        nanosec: t.nanosec,
+    }
+}
+
 pub fn secs_to_stamp(s: f64) -> Time {
     let s = if s.is_finite() && s > 0.0 { s } else { 0.0 };
     let sec = s.floor();

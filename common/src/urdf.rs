@@ -72,6 +72,8 @@ pub struct Joint {
     pub axis: [f64; 3],
     /// lower, upper, velocity (absent for fixed and continuous joints).
     pub limit: Option<[f64; 3]>,
+    /// The `acceleration` attribute of `<limit>`, where given.
+    pub acceleration: Option<f64>,
 }
 
 /// The parsed URDF: joints by name and the Gazebo elements.
@@ -113,7 +115,12 @@ impl<'a> Urdf<'a> {
                 Some(t) => triple(&format!("joint {name} axis"), t)?,
                 None => [1.0, 0.0, 0.0],
             };
-            let limit = match j.children().find(|n| n.has_tag_name("limit")) {
+            let limit_el = j.children().find(|n| n.has_tag_name("limit"));
+            let acceleration = match limit_el.and_then(|l| l.attribute("acceleration")) {
+                Some(t) => Some(number(&format!("joint {name} limit acceleration"), t)?),
+                None => None,
+            };
+            let limit = match limit_el {
                 Some(l) => {
                     let get = |a: &str| -> Result<f64, UrdfError> {
                         number(
@@ -134,6 +141,7 @@ impl<'a> Urdf<'a> {
                 rpy,
                 axis,
                 limit,
+                acceleration,
             });
         }
         Ok(Self { doc, joints })
@@ -255,6 +263,7 @@ impl RobotDescription {
         let mut lower = [0.0; 3];
         let mut upper = [0.0; 3];
         let mut speed = f64::INFINITY;
+        let mut accel = f64::INFINITY;
         for (i, n) in names.iter().enumerate() {
             let j = urdf.joint(n)?;
             if j.axis != [0.0, -1.0, 0.0] || j.rpy != [0.0; 3] || j.xyz[1] != 0.0 {
@@ -270,9 +279,21 @@ impl RobotDescription {
                     "needs lower < upper and velocity > 0",
                 ));
             }
+            let a = j.acceleration.ok_or_else(|| {
+                UrdfError::Missing(format!(
+                    "acceleration attribute on the <limit> of joint {n}"
+                ))
+            })?;
+            if a <= 0.0 {
+                return Err(invalid(
+                    format!("joint {n} acceleration"),
+                    "must be positive",
+                ));
+            }
             lower[i] = lo;
             upper[i] = hi;
             speed = speed.min(v);
+            accel = accel.min(a);
         }
         let link_x = |n: &str| -> Result<f64, UrdfError> {
             let j = urdf.joint(n)?;
@@ -321,6 +342,7 @@ impl RobotDescription {
                 lower_rad: lower,
                 upper_rad: upper,
                 max_joint_speed_rad_s: speed,
+                max_joint_accel_rad_s2: accel,
                 gripper_joint: "gripper_joint".into(),
                 gripper_max_opening_m: gripper_open,
                 gripper_speed_m_s: gripper_speed,
@@ -368,6 +390,7 @@ mod tests {
         assert_eq!(a.lower_rad, [-0.5, -2.8, -2.8]);
         assert_eq!(a.upper_rad, [2.0, 0.2, 1.5]);
         assert_eq!(a.max_joint_speed_rad_s, 1.5);
+        assert_eq!(a.max_joint_accel_rad_s2, 3.0);
         assert_eq!((a.gripper_max_opening_m, a.gripper_speed_m_s), (0.09, 0.1));
     }
 

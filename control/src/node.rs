@@ -12,6 +12,7 @@ use rosetta_common::rec::{self, log_text};
 use rosetta_common::robot::{ArmJoints, RobotDescription};
 use rosetta_common::ros::{self, stamp_to_secs, JsonPublisher, Spinner};
 use rosetta_common::status::{ExecutorStatus, StepState};
+use rosetta_common::trajectory::{plan_joint_trajectory, TrajectoryPoint};
 use rosetta_common::{topics, Pose2D, WorldModel};
 
 use crate::executor::{Executor, Inputs, Outputs};
@@ -121,6 +122,7 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
         ),
     };
     let mut estop = false;
+    let mut arm_busy_until: Option<Instant> = None;
     let mut last_tick: Option<Instant> = None;
     let mut loop_stats = crate::clock::LoopStats::new(CONTROL_PERIOD, 1000);
     let mut last_scan: Option<Instant> = None;
@@ -368,13 +370,36 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
                 }
                 // Trajectories go out when the target changes, and again every 0.5 s while held.
                 let resend = last_resend.elapsed() > Duration::from_millis(500);
-                if out.arm_target.is_some() && (out.arm_target != last_arm.0 || resend) {
-                    if let Some(q) = out.arm_target {
-                        let _ = arm_pub
-                            .publish(&trajectory(robot.arm.joint_names.to_vec(), q.to_vec()));
+                let arm_idle = arm_busy_until.is_none_or(|t| Instant::now() > t);
+                if let Some(q) = out.arm_target {
+                    let names = robot.arm.joint_names.to_vec();
+                    if Some(q) != last_arm.0 {
+                        // A new target: a timed trajectory within the joints'
+                        // speed and acceleration limits, from where the arm is.
+                        let msg = match arm_q {
+                            Some(from) => {
+                                let points = plan_joint_trajectory(
+                                    &from,
+                                    &q,
+                                    robot.arm.max_joint_speed_rad_s,
+                                    robot.arm.max_joint_accel_rad_s2,
+                                    TRAJECTORY_DT_S,
+                                );
+                                let duration = points.last().map_or(0.0, |p| p.time_from_start_s);
+                                arm_busy_until =
+                                    Some(Instant::now() + Duration::from_secs_f64(duration));
+                                timed_trajectory(names, &points)
+                            }
+                            None => trajectory(names, q.to_vec()),
+                        };
+                        let _ = arm_pub.publish(&msg);
+                        last_arm.0 = Some(q);
+                        last_resend = Instant::now();
+                    } else if resend && arm_idle {
+                        // Held: the target again, in case a message was lost.
+                        let _ = arm_pub.publish(&trajectory(names, q.to_vec()));
+                        last_resend = Instant::now();
                     }
-                    last_arm.0 = out.arm_target;
-                    last_resend = Instant::now();
                 }
                 if out.gripper_target_m.is_some() && (out.gripper_target_m != last_arm.1 || resend)
                 {
@@ -421,6 +446,25 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let _ = status_pub.publish(&exec.status());
     let _ = rec.flush_blocking();
     Ok(())
+}
+
+/// The time between a planned arm trajectory's points.
+const TRAJECTORY_DT_S: f64 = 0.05;
+
+fn timed_trajectory(names: Vec<String>, points: &[TrajectoryPoint]) -> JointTrajectory {
+    JointTrajectory {
+        joint_names: names,
+        points: points
+            .iter()
+            .map(|p| JointTrajectoryPoint {
+                positions: p.positions.clone(),
+                velocities: p.velocities.clone(),
+                time_from_start: ros::secs_to_duration(p.time_from_start_s),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
 }
 
 fn trajectory(names: Vec<String>, positions: Vec<f64>) -> JointTrajectory {

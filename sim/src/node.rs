@@ -15,6 +15,8 @@ use rosetta_common::ros::{self, JsonPublisher, Spinner};
 use rosetta_common::status::GroundTruth;
 use rosetta_common::topics;
 
+use rosetta_common::trajectory::TrajectoryPoint;
+
 use crate::render::{render_camera, render_scan, RgbdFrame, Scan};
 use crate::scene::Scene;
 use crate::world::World;
@@ -154,12 +156,33 @@ fn sim_loop(
         }
         {
             while let Some(Some(m)) = joints.next().now_or_never() {
-                // The controller interpolates; the sim follows the last point at joint speed limits.
                 let Some(last) = m.points.last() else {
                     tracing::warn!("joint trajectory with no points ignored");
                     continue;
                 };
-                if let Err(e) = world.command_joints(&m.joint_names, &last.positions) {
+                let timed = m.points.len() > 1
+                    || last.time_from_start.sec > 0
+                    || last.time_from_start.nanosec > 0;
+                let arm = &world.robot.arm;
+                let is_arm = m.joint_names.iter().any(|n| arm.joint_names.contains(n));
+                let result = if timed && is_arm {
+                    // Followed point by point, in time.
+                    let points: Vec<TrajectoryPoint> = m
+                        .points
+                        .iter()
+                        .map(|p| TrajectoryPoint {
+                            time_from_start_s: f64::from(p.time_from_start.sec)
+                                + f64::from(p.time_from_start.nanosec) * 1e-9,
+                            positions: p.positions.clone(),
+                            velocities: p.velocities.clone(),
+                        })
+                        .collect();
+                    world.command_trajectory(&m.joint_names, &points)
+                } else {
+                    // A single target: the joints go there at their speed limits.
+                    world.command_joints(&m.joint_names, &last.positions)
+                };
+                if let Err(e) = result {
                     tracing::warn!("joint trajectory rejected: {e}");
                 }
             }

@@ -2,6 +2,7 @@
 
 use rosetta_common::robot::{ArmJoints, RobotDescription};
 use rosetta_common::status::{GroundTruth, GroundTruthObject};
+use rosetta_common::trajectory::{sample, TrajectoryPoint};
 use rosetta_common::{wrap_angle_rad, Color, ObjectKind, Pose2D};
 
 use crate::geometry::Aabb;
@@ -52,6 +53,8 @@ pub struct World {
     cmd_time_s: f64,
     pub arm_q: ArmJoints,
     arm_target: ArmJoints,
+    /// A trajectory being followed: when it started, from where, and its points.
+    arm_trajectory: Option<(f64, Vec<f64>, Vec<TrajectoryPoint>)>,
     pub gripper_opening_m: f64,
     gripper_target_m: f64,
     pub objects: Vec<ObjectState>,
@@ -94,6 +97,7 @@ impl World {
             cmd_time_s: f64::NEG_INFINITY,
             arm_q: stow,
             arm_target: stow,
+            arm_trajectory: None,
             gripper_opening_m: open,
             gripper_target_m: open,
             objects,
@@ -134,12 +138,14 @@ impl World {
         }
         let mut arm = self.arm_target;
         let mut gripper = self.gripper_target_m;
+        let mut arm_named = false;
         for (n, p) in names.iter().zip(positions) {
             if !p.is_finite() {
                 return Err(format!("joint {n}: non-finite target {p}"));
             }
             if let Some(i) = self.robot.arm.joint_names.iter().position(|j| j == n) {
                 arm[i] = p.clamp(self.robot.arm.lower_rad[i], self.robot.arm.upper_rad[i]);
+                arm_named = true;
             } else if *n == self.robot.arm.gripper_joint {
                 gripper = p.clamp(0.0, self.robot.arm.gripper_max_opening_m);
             } else {
@@ -148,6 +154,66 @@ impl World {
         }
         self.arm_target = arm;
         self.gripper_target_m = gripper;
+        if arm_named {
+            // A plain target replaces any trajectory in progress.
+            self.arm_trajectory = None;
+        }
+        Ok(())
+    }
+
+    /// Follows a timed arm trajectory from now on (the arm's three joints, in
+    /// any order; other names, non-finite values or time going backwards are
+    /// rejected). Positions are clamped to the joint limits.
+    pub fn command_trajectory(
+        &mut self,
+        names: &[String],
+        points: &[TrajectoryPoint],
+    ) -> Result<(), String> {
+        let arm = &self.robot.arm;
+        let order: Vec<usize> = arm
+            .joint_names
+            .iter()
+            .map(|j| {
+                names
+                    .iter()
+                    .position(|n| n == j)
+                    .ok_or_else(|| format!("the trajectory lacks joint {j}"))
+            })
+            .collect::<Result<_, _>>()?;
+        if names.len() != 3 {
+            return Err(format!("{} joint names, expected the arm's 3", names.len()));
+        }
+        let mut last_t = 0.0;
+        let mut out = Vec::with_capacity(points.len());
+        for p in points {
+            if p.positions.len() != names.len() {
+                return Err("a point's positions do not match the joint names".into());
+            }
+            if !p.time_from_start_s.is_finite() || p.time_from_start_s < last_t {
+                return Err("trajectory times must be finite and non-decreasing".into());
+            }
+            last_t = p.time_from_start_s;
+            let mut q = Vec::with_capacity(3);
+            for (i, &k) in order.iter().enumerate() {
+                let v = p.positions[k];
+                if !v.is_finite() {
+                    return Err(format!(
+                        "joint {}: non-finite position {v}",
+                        arm.joint_names[i]
+                    ));
+                }
+                q.push(v.clamp(arm.lower_rad[i], arm.upper_rad[i]));
+            }
+            out.push(TrajectoryPoint {
+                time_from_start_s: p.time_from_start_s,
+                positions: q,
+                velocities: Vec::new(),
+            });
+        }
+        if out.is_empty() {
+            return Err("a trajectory with no points".into());
+        }
+        self.arm_trajectory = Some((self.time_s, self.arm_target.to_vec(), out));
         Ok(())
     }
 
@@ -239,6 +305,17 @@ impl World {
     }
 
     fn step_arm(&mut self, dt: f64) {
+        // A trajectory sets the target point by point, in time; the joints
+        // track it at their speed limit (as a position controller would).
+        if let Some((t0, start, points)) = &self.arm_trajectory {
+            let q = sample(start, points, self.time_s - t0);
+            if let [a, b, c] = q.as_slice() {
+                self.arm_target = [*a, *b, *c];
+            }
+            if self.time_s - t0 >= points.last().map_or(0.0, |p| p.time_from_start_s) {
+                self.arm_trajectory = None;
+            }
+        }
         let max = self.robot.arm.max_joint_speed_rad_s * dt;
         for i in 0..3 {
             let d = (self.arm_target[i] - self.arm_q[i]).clamp(-max, max);
@@ -436,6 +513,59 @@ mod tests {
             each(w);
             w.step(0.01);
         }
+    }
+
+    #[test]
+    fn the_arm_follows_a_timed_trajectory_and_rejects_bad_ones() {
+        let mut w = world();
+        let arm = w.robot.arm.clone();
+        let from = w.arm_q;
+        let to = [0.3, -1.0, -0.8];
+        let points = rosetta_common::trajectory::plan_joint_trajectory(
+            &from,
+            &to,
+            arm.max_joint_speed_rad_s,
+            arm.max_joint_accel_rad_s2,
+            0.05,
+        );
+        let total = points.last().unwrap().time_from_start_s;
+        w.command_trajectory(&arm.joint_names, &points).unwrap();
+        // Half way in time, the joints are about half way along the trajectory.
+        run(&mut w, total / 2.0, |_| {});
+        let want = sample(&from, &points, total / 2.0);
+        for i in 0..3 {
+            assert!(
+                (w.arm_q[i] - want[i]).abs() < 0.05,
+                "{:?} vs {want:?}",
+                w.arm_q
+            );
+        }
+        run(&mut w, total / 2.0 + 0.2, |_| {});
+        for (q, goal) in w.arm_q.iter().zip(to) {
+            assert!((q - goal).abs() < 1e-6, "{:?}", w.arm_q);
+        }
+        // Joint names in another order are mapped; unknown joints and NaN are refused.
+        let mut rev = arm.joint_names.to_vec();
+        rev.reverse();
+        let p = |q: Vec<f64>| TrajectoryPoint {
+            time_from_start_s: 0.5,
+            positions: q,
+            velocities: vec![],
+        };
+        w.command_trajectory(&rev, &[p(vec![-0.5, -1.0, 0.2])])
+            .unwrap();
+        run(&mut w, 1.0, |_| {});
+        assert!((w.arm_q[0] - 0.2).abs() < 1e-6 && (w.arm_q[2] + 0.5).abs() < 1e-6);
+        assert!(w
+            .command_trajectory(
+                &["elbow".into(), "a".into(), "b".into()],
+                &[p(vec![0.0; 3])]
+            )
+            .is_err());
+        assert!(w
+            .command_trajectory(&arm.joint_names, &[p(vec![f64::NAN, 0.0, 0.0])])
+            .is_err());
+        assert!(w.command_trajectory(&arm.joint_names, &[]).is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use rosetta_common::grid::{OccupancyGrid, ScanView};
 use rosetta_common::robot::RobotDescription;
 use rosetta_common::status::TaskState;
+use rosetta_common::trajectory::plan_joint_trajectory;
 use rosetta_common::{ObservedObject, Place, Pose2D, Skill, WorldModel};
 use rosetta_control::nav::Twist2D;
 use rosetta_control::safety::SafetyLimits;
@@ -46,6 +47,7 @@ pub struct ClosedLoop {
     step: u64,
     command_id: u64,
     places: Vec<Place>,
+    last_arm_target: Option<[f64; 3]>,
     pub lidar_noise_m: f64,
     /// Print the pose, the running step and the path once per sim second.
     pub trace: bool,
@@ -66,6 +68,7 @@ impl ClosedLoop {
             step: 0,
             command_id: 0,
             places: Vec::new(),
+            last_arm_target: None,
             lidar_noise_m: 0.005,
             trace: false,
         }
@@ -171,8 +174,18 @@ impl ClosedLoop {
                     .world
                     .command_velocity(safe.linear_m_s, safe.angular_rad_s);
             }
-            if let Some(q) = out.arm_target {
-                let _ = self.world.command_joints(&joints, &q);
+            if let Some(q) = out.arm_target.filter(|q| Some(*q) != self.last_arm_target) {
+                // As the node does: a timed trajectory within the joint limits.
+                let arm = &self.world.robot.arm;
+                let points = plan_joint_trajectory(
+                    &self.world.arm_q,
+                    &q,
+                    arm.max_joint_speed_rad_s,
+                    arm.max_joint_accel_rad_s2,
+                    0.05,
+                );
+                let _ = self.world.command_trajectory(&joints, &points);
+                self.last_arm_target = Some(q);
             }
             if let Some(g) = out.gripper_target_m {
                 let _ = self.world.command_joints(&[gripper], &[g]);
