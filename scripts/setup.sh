@@ -97,9 +97,12 @@ np_include="$("$venv/bin/python3" -c 'import numpy; print(numpy.get_include())')
     -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$np_include#g" "$f"
 done
 iface_src="$root/common/interfaces"
-iface_install="$local_dir/interfaces"
 iface_hash="$(cd "$iface_src" && find . -type f | sort | xargs sha256sum | sha256sum | cut -c1-16)"
+# The install folder is named by the sources' hash: when the interfaces change,
+# AMENT_PREFIX_PATH changes, and that makes r2r regenerate its Rust types.
+iface_install="$local_dir/interfaces/$iface_hash"
 if [ "$(cat "$iface_install/.rosetta-hash" 2>/dev/null)" != "$iface_hash" ]; then
+  rm -rf "$local_dir/interfaces"
   log "building ROS 2 interface packages: $(ls "$iface_src" | tr '\n' ' ')"
   rm -rf "$iface_install" "$local_dir/interfaces-build"
   for pkg in tf2_msgs rosetta_interfaces; do

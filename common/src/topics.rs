@@ -20,6 +20,9 @@ pub const COMMAND: &str = "/rosetta/command";
 pub const PLAN: &str = "/rosetta/plan";
 /// std_msgs/String, JSON [`crate::status::ExecutorStatus`]: every step's state.
 pub const STATUS: &str = "/rosetta/status";
+/// rosetta_interfaces/action/RunSkill: one skill of the plan language, with
+/// feedback, cancel and a timeout. Served by control.
+pub const SKILL: &str = "/rosetta/skill";
 /// std_msgs/Bool: the e-stop. `true` halts the base and the arm at once and
 /// holds them (latched) until `false`; no plan starts while it is engaged.
 pub const ESTOP: &str = "/rosetta/estop";

@@ -5,13 +5,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use r2r::rosetta_interfaces::action::RunSkill;
 use r2r::trajectory_msgs::msg::{JointTrajectory, JointTrajectoryPoint};
 use rosetta_common::grid::{OccupancyGrid, ScanView};
 use rosetta_common::plan::{PlanMessage, PlanOutcome};
 use rosetta_common::rec::{self, log_text};
 use rosetta_common::robot::{ArmJoints, RobotDescription};
 use rosetta_common::ros::{self, stamp_to_secs, JsonPublisher, Spinner};
-use rosetta_common::status::{ExecutorStatus, StepState};
+use rosetta_common::status::{ExecutorStatus, StepState, TaskState};
 use rosetta_common::trajectory::{plan_joint_trajectory, TrajectoryPoint};
 use rosetta_common::{topics, Pose2D, WorldModel};
 
@@ -50,6 +51,9 @@ enum Input {
     Estop(bool),
     /// The control clock's deadline for this tick.
     Tick(Instant),
+    /// A goal of the `/rosetta/skill` action, and a cancel of one.
+    SkillGoal(r2r::ActionServerGoalRequest<RunSkill::Action>),
+    SkillCancel(u64, r2r::ActionServerCancelRequest),
     Heartbeat,
 }
 
@@ -69,6 +73,15 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let scans = node
         .subscribe::<r2r::sensor_msgs::msg::LaserScan>(topics::SCAN, qos.clone())?
         .map(Input::Scan);
+    let skill_goals = node
+        .create_action_server::<RunSkill::Action>(topics::SKILL)?
+        .map(Input::SkillGoal);
+    let (cancel_tx, cancel_rx) = tokio::sync::mpsc::unbounded_channel();
+    let skill_cancels = futures::stream::unfold(cancel_rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|(id, req)| (Input::SkillCancel(id, req), rx))
+    });
     let estops = node
         .subscribe::<r2r::std_msgs::msg::Bool>(topics::ESTOP, ros::reliable_qos())?
         .map(|m| Input::Estop(m.data));
@@ -98,6 +111,8 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     });
     let mut inputs = futures::stream::select_all(vec![
         ticks.boxed(),
+        skill_goals.boxed(),
+        skill_cancels.boxed(),
         estops.boxed(),
         odom.boxed(),
         scans.boxed(),
@@ -123,6 +138,8 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     };
     let mut estop = false;
     let mut arm_busy_until: Option<Instant> = None;
+    let mut skill: Option<ActiveSkill> = None;
+    let mut skill_ids = 0u64;
     let mut last_tick: Option<Instant> = None;
     let mut loop_stats = crate::clock::LoopStats::new(CONTROL_PERIOD, 1000);
     let mut last_scan: Option<Instant> = None;
@@ -216,6 +233,71 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
                     }
                 }
                 Input::Estop(_) => {}
+                Input::SkillGoal(req) => {
+                    let now = last_odom.map(|o| o.1).unwrap_or(0.0);
+                    let parsed =
+                        serde_json::from_str::<rosetta_common::Skill>(&req.goal.skill_json);
+                    let timeout_s = req.goal.timeout_s;
+                    let (mut goal, cancel) = match req.accept() {
+                        Ok(g) => g,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot accept a skill goal");
+                            continue;
+                        }
+                    };
+                    let refusal = match &parsed {
+                        Err(e) => Some(format!("not a skill of the plan language: {e}")),
+                        Ok(_) if estop => Some("e-stop engaged".to_string()),
+                        Ok(_) if !timeout_s.is_finite() || timeout_s < 0.0 => {
+                            Some(format!("timeout_s must be >= 0, got {timeout_s}"))
+                        }
+                        Ok(_) => None,
+                    };
+                    if let Some(why) = refusal {
+                        tracing::warn!(%why, "skill goal rejected");
+                        let _ = goal.abort(skill_result(false, "rejected", &why));
+                        continue;
+                    }
+                    let Ok(step) = parsed else { continue };
+                    if let Some(mut old) = skill.take() {
+                        let _ = old.goal.abort(skill_result(
+                            false,
+                            "preempted",
+                            "preempted by a new skill goal",
+                        ));
+                    }
+                    skill_ids += 1;
+                    let command_id = (1 << 61) + skill_ids;
+                    tracing::info!(skill = %step.describe(), command_id, "skill goal accepted");
+                    exec.start_attempt(command_id, 1, vec![step], now);
+                    let tx = cancel_tx.clone();
+                    tokio::spawn(async move {
+                        let mut cancel = cancel;
+                        while let Some(req) = cancel.next().await {
+                            if tx.send((command_id, req)).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    skill = Some(ActiveSkill {
+                        goal,
+                        command_id,
+                        started_s: now,
+                        timeout_s,
+                        last_feedback: None,
+                    });
+                }
+                Input::SkillCancel(id, req) => {
+                    req.accept();
+                    if let Some(mut active) = skill.take_if(|a| a.command_id == id) {
+                        outputs = Some(exec.stop("canceled by the skill's client"));
+                        let _ = active.goal.cancel(skill_result(
+                            false,
+                            "canceled",
+                            "canceled; the robot stopped",
+                        ));
+                    }
+                }
                 Input::Scan(scan) => {
                     last_scan = Some(Instant::now());
                     scan_stale_warned = false;
@@ -411,6 +493,51 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
                     last_resend = Instant::now();
                 }
             }
+            // The skill goal, if one runs: feedback, timeout, and its end.
+            if let Some(mut active) = skill.take() {
+                let st = exec.status();
+                let now = last_odom.map(|o| o.1).unwrap_or(active.started_s);
+                let elapsed = now - active.started_s;
+                let ended = if st.command_id != active.command_id {
+                    Some(skill_result(false, "preempted", "preempted by a plan"))
+                } else if st.task == TaskState::Running
+                    && active.timeout_s > 0.0
+                    && elapsed > active.timeout_s
+                {
+                    let why = format!("timed out after {:.1} s", active.timeout_s);
+                    let out = exec.stop(&why);
+                    publish_twist(out.cmd_vel.unwrap_or_default());
+                    last_cmd = Twist2D::default();
+                    Some(skill_result(false, "timed_out", &why))
+                } else {
+                    match st.task {
+                        TaskState::Succeeded => Some(skill_result(true, "succeeded", &st.message)),
+                        TaskState::Failed => Some(skill_result(false, "failed", &st.message)),
+                        TaskState::Stopped => Some(skill_result(false, "canceled", &st.message)),
+                        TaskState::Running | TaskState::Idle => None,
+                    }
+                };
+                match ended {
+                    Some(r) if r.success => {
+                        let _ = active.goal.succeed(r);
+                    }
+                    Some(r) => {
+                        let _ = active.goal.abort(r);
+                    }
+                    None => {
+                        let fb = (st.message.clone(), (elapsed * 2.0).floor());
+                        if active.last_feedback.as_ref() != Some(&fb) {
+                            let _ = active.goal.publish_feedback(RunSkill::Feedback {
+                                state: "running".into(),
+                                message: st.message.clone(),
+                                elapsed_s: elapsed,
+                            });
+                            active.last_feedback = Some(fb);
+                        }
+                        skill = Some(active);
+                    }
+                }
+            }
             let changed = exec.take_changed();
             if changed || last_beat.elapsed() > Duration::from_millis(500) {
                 let mut status = exec.status();
@@ -446,6 +573,24 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let _ = status_pub.publish(&exec.status());
     let _ = rec.flush_blocking();
     Ok(())
+}
+
+/// A goal of the `/rosetta/skill` action being carried out.
+struct ActiveSkill {
+    goal: r2r::ActionServerGoal<RunSkill::Action>,
+    command_id: u64,
+    started_s: f64,
+    timeout_s: f64,
+    /// The last feedback sent (message, half-seconds elapsed), to send only changes.
+    last_feedback: Option<(String, f64)>,
+}
+
+fn skill_result(success: bool, state: &str, message: &str) -> RunSkill::Result {
+    RunSkill::Result {
+        success,
+        state: state.into(),
+        message: message.into(),
+    }
 }
 
 /// The time between a planned arm trajectory's points.

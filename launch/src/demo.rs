@@ -173,7 +173,15 @@ pub fn stack_specs(
                 &sim.lidar_noise_m.to_string(),
                 "--slip-grasps",
                 &sim.slip_grasps.to_string(),
-            ]),
+            ])
+            .into_iter()
+            .chain(
+                sim.scan_blackout_after_s
+                    .map(|t| ["--scan-blackout-after-s".to_string(), t.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
+            .collect(),
         ),
         ("perception", s(&["perception"])),
         (

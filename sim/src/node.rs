@@ -41,6 +41,11 @@ pub struct SimArgs {
     /// nothing), to exercise failure handling and re-planning.
     #[arg(long, default_value_t = 0)]
     pub slip_grasps: u32,
+    /// Fault injection: stop publishing /scan this many sim seconds after the
+    /// base is first commanded to move (a lidar that dies on the way), to
+    /// exercise control's scan watchdog.
+    #[arg(long)]
+    pub scan_blackout_after_s: Option<f64>,
 }
 
 const PHYSICS_DT_S: f64 = 0.01;
@@ -105,6 +110,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let seed = args.seed;
     let rtf = args.rtf;
     let noise = args.lidar_noise_m;
+    let blackout = args.scan_blackout_after_s;
     let mut sim = tokio::task::spawn_blocking(move || {
         sim_loop(
             world,
@@ -114,6 +120,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
             seed,
             rtf,
             noise,
+            blackout,
             &stop_loop,
         )
     });
@@ -138,6 +145,7 @@ fn sim_loop(
     seed: u64,
     rtf: f64,
     lidar_noise_m: f64,
+    scan_blackout_after_s: Option<f64>,
     stop: &AtomicBool,
 ) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -148,6 +156,7 @@ fn sim_loop(
     let wall_start = Instant::now();
     let mut last_report = (Instant::now(), 0.0);
     let mut step: u64 = 0;
+    let mut first_motion_s: Option<f64> = None;
     while !stop.load(Ordering::Relaxed) {
         while let Some(Some(t)) = cmd_vel.next().now_or_never() {
             if let Err(e) = world.command_velocity(t.linear.x, t.angular.z) {
@@ -197,7 +206,14 @@ fn sim_loop(
         if step.is_multiple_of(ODOM_EVERY) {
             publish_odom(&pubs, &world, &stamp);
         }
-        if step.is_multiple_of(scan_every) {
+        if first_motion_s.is_none() && (world.linear_m_s != 0.0 || world.angular_rad_s != 0.0) {
+            first_motion_s = Some(world.time_s);
+        }
+        let scan_alive = match (scan_blackout_after_s, first_motion_s) {
+            (Some(after), Some(t0)) => world.time_s < t0 + after,
+            _ => true,
+        };
+        if step.is_multiple_of(scan_every) && scan_alive {
             let scan = render_scan(&world, &lidar, lidar_noise_m, &mut rng);
             publish_scan(&pubs, &world, &scan, &stamp);
         }

@@ -44,42 +44,19 @@ fn rclpy_drives_the_sim_and_reads_odom_and_camera() {
     assert_eq!(seen["image"]["bytes"], 640 * 480 * 3);
 }
 
-/// Runs `execute_client.py` (an rclpy action client) against a running stack.
-fn execute(domain: u32, command: &str, extra: &[&str]) -> serde_json::Value {
-    let venv = std::env::var("ROSETTA_VENV").expect("ROSETTA_VENV: run through ./rosetta test");
-    let py_libs = std::env::var("ROSETTA_PY_LD_LIBRARY_PATH").unwrap_or_default();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/execute_client.py");
-    let out = Command::new(format!("{venv}/bin/python3"))
-        .arg(script)
-        .args(["180", command])
-        .args(extra)
-        .env("ROS_DOMAIN_ID", domain.to_string())
-        .env("LD_LIBRARY_PATH", py_libs)
-        .output()
-        .expect("run the rclpy action client");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "the client printed no JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(out.status.success(), "client failed: {seen:#}");
-    seen
+/// `rosetta up` on `domain`, returned once it says the stack is ready.
+fn stack_up(domain: u32) -> (Running, tempfile::TempDir) {
+    stack_up_with(domain, &[])
 }
 
-/// The command interface for other programs: an rclpy action client sends
-/// goals to `/rosetta/execute` on a stack started with `rosetta up`, follows
-/// the feedback, cancels one goal, and has one refused. Outcomes are judged
-/// on the sim's ground truth.
-#[test]
-fn rclpy_commands_the_stack_through_the_execute_action() {
+/// [`stack_up`] with extra `rosetta up` options.
+fn stack_up_with(domain: u32, extra: &[&str]) -> (Running, tempfile::TempDir) {
     use std::io::{BufRead, BufReader};
-    let domain = 40;
     let episodes = tempfile::tempdir().unwrap();
     let mut up = Running(
         rosetta(domain)
             .arg("up")
+            .args(extra)
             .arg("--episodes")
             .arg(episodes.path())
             .stdout(std::process::Stdio::piped())
@@ -93,6 +70,47 @@ fn rclpy_commands_the_stack_through_the_execute_action() {
         .map_while(Result::ok)
         .any(|l| l.trim() == "ready");
     assert!(ready, "rosetta up ended before the stack was ready");
+    (up, episodes)
+}
+
+/// Runs one of `tests/python/*.py` (an rclpy program) on `domain`; its stdout is JSON.
+fn python(domain: u32, script: &str, args: &[&str]) -> serde_json::Value {
+    let venv = std::env::var("ROSETTA_VENV").expect("ROSETTA_VENV: run through ./rosetta test");
+    // rclpy must not see the Rust-only stub libraries.
+    let py_libs = std::env::var("ROSETTA_PY_LD_LIBRARY_PATH").unwrap_or_default();
+    let path = format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(format!("{venv}/bin/python3"))
+        .arg(path)
+        .args(args)
+        .env("ROS_DOMAIN_ID", domain.to_string())
+        .env("LD_LIBRARY_PATH", py_libs)
+        .output()
+        .expect("run the rclpy program");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{script} printed no JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(out.status.success(), "{script} failed: {seen:#}");
+    seen
+}
+
+fn execute(domain: u32, command: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["180", command];
+    args.extend_from_slice(extra);
+    python(domain, "execute_client.py", &args)
+}
+
+/// The command interface for other programs: an rclpy action client sends
+/// goals to `/rosetta/execute` on a stack started with `rosetta up`, follows
+/// the feedback, cancels one goal, and has one refused. Outcomes are judged
+/// on the sim's ground truth.
+#[test]
+fn rclpy_commands_the_stack_through_the_execute_action() {
+    let domain = 40;
+    let _stack = stack_up(domain);
 
     let done = execute(domain, "put the red cube in the blue bin", &[]);
     assert_eq!(done["status"], "succeeded", "{done:#}");
@@ -159,42 +177,9 @@ fn rclpy_commands_the_stack_through_the_execute_action() {
 /// with `--nocapture`), not asserted.
 #[test]
 fn the_estop_halts_and_holds_the_robot_until_released() {
-    use std::io::{BufRead, BufReader};
     let domain = 41;
-    let episodes = tempfile::tempdir().unwrap();
-    let mut up = Running(
-        rosetta(domain)
-            .arg("up")
-            .arg("--episodes")
-            .arg(episodes.path())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("start rosetta up"),
-    );
-    let stdout = up.0.stdout.take().unwrap();
-    let ready = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .any(|l| l.trim() == "ready");
-    assert!(ready, "rosetta up ended before the stack was ready");
-
-    let venv = std::env::var("ROSETTA_VENV").expect("ROSETTA_VENV: run through ./rosetta test");
-    let py_libs = std::env::var("ROSETTA_PY_LD_LIBRARY_PATH").unwrap_or_default();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/estop_client.py");
-    let out = Command::new(format!("{venv}/bin/python3"))
-        .args([script, "180"])
-        .env("ROS_DOMAIN_ID", domain.to_string())
-        .env("LD_LIBRARY_PATH", py_libs)
-        .output()
-        .expect("run the rclpy e-stop client");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(out.status.success(), "{seen:#}");
+    let _stack = stack_up(domain);
+    let seen = python(domain, "estop_client.py", &["180"]);
     eprintln!(
         "e-stop: {:.0} ms to a zero /cmd_vel, {:.0} ms to standstill on /odom (from {:.2} m/s)",
         seen["estop_to_zero_cmd_vel_ms"]
@@ -220,4 +205,51 @@ fn the_estop_halts_and_holds_the_robot_until_released() {
         seen["after_release_goal"]["outcome"], "succeeded",
         "{seen:#}"
     );
+}
+
+/// Single skills through control's `/rosetta/skill` action: one succeeds,
+/// one runs past its timeout and is stopped, one is cancelled mid-way, and a
+/// skill outside the plan language is rejected with the reason.
+#[test]
+fn rclpy_runs_single_skills_with_timeout_and_cancel() {
+    let domain = 42;
+    let _stack = stack_up(domain);
+    let seen = python(domain, "skill_client.py", &["120"]);
+    assert_eq!(seen["error"], serde_json::Value::Null, "{seen:#}");
+    assert_eq!(seen["wait"]["state"], "succeeded", "{seen:#}");
+    assert!(seen["wait"]["feedback"].as_u64().unwrap() >= 1);
+    assert_eq!(seen["timeout"]["state"], "timed_out");
+    assert!(seen["timeout"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("timed out after 1.0 s"));
+    assert_eq!(seen["cancel"]["state"], "canceled");
+    assert_eq!(seen["malformed"]["state"], "rejected");
+    assert!(seen["malformed"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("unknown variant `fly`"));
+}
+
+/// The scan watchdog over ROS 2: the lidar dies 1.5 s (sim) into a drive to
+/// the dock; blind, control stops translating the base and keeps it still
+/// until the skill's timeout ends it.
+#[test]
+fn a_dead_lidar_stops_the_base() {
+    let domain = 43;
+    let _stack = stack_up_with(domain, &["--scan-blackout-after-s", "1.5"]);
+    let seen = python(domain, "watchdog_client.py", &["120"]);
+    assert_eq!(seen["error"], serde_json::Value::Null, "{seen:#}");
+    assert_eq!(seen["result"]["state"], "timed_out", "{seen:#}");
+    assert!(
+        seen["max_speed_m_s"].as_f64().unwrap() > 0.1,
+        "it never drove: {seen:#}"
+    );
+    let last_scan = seen["last_scan_s"].as_f64().unwrap();
+    let end = seen["end_s"].as_f64().unwrap();
+    assert!(
+        end - last_scan > 4.0,
+        "the scan did not stop early: {seen:#}"
+    );
+    assert_eq!(seen["max_speed_last_2s_m_s"], 0.0, "{seen:#}");
 }

@@ -1,0 +1,73 @@
+"""Control's scan watchdog over ROS 2: the sim (started with
+--scan-blackout-after-s) stops publishing /scan shortly after the robot starts
+driving to the dock (a /rosetta/skill goal with a timeout). Blind, the base
+must stop translating and stay stopped until the goal times out. Prints one
+JSON object; every wait is on a condition."""
+import json
+import sys
+import time
+
+import rclpy
+from nav_msgs.msg import Odometry
+from rclpy.action import ActionClient
+from rosetta_interfaces.action import RunSkill
+from sensor_msgs.msg import LaserScan
+
+
+def main() -> int:
+    deadline = time.monotonic() + float(sys.argv[1])
+    rclpy.init()
+    node = rclpy.create_node("watchdog_client")
+    odom, scans = [], []
+    node.create_subscription(
+        Odometry,
+        "/odom",
+        lambda m: odom.append((m.header.stamp.sec + m.header.stamp.nanosec * 1e-9, m.twist.twist.linear.x)),
+        50,
+    )
+    node.create_subscription(
+        LaserScan, "/scan", lambda m: scans.append(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9), 10
+    )
+    client = ActionClient(node, RunSkill, "/rosetta/skill")
+    out = {"error": None}
+
+    def spin_until(cond) -> bool:
+        while time.monotonic() < deadline:
+            if cond():
+                return True
+            rclpy.spin_once(node, timeout_sec=0.02)
+        return cond()
+
+    if not client.wait_for_server(timeout_sec=max(1.0, deadline - time.monotonic())):
+        out["error"] = "no action server"
+        print(json.dumps(out))
+        return 1
+    goal = RunSkill.Goal(skill_json=json.dumps({"skill": "navigate_to", "target": "dock"}), timeout_s=8.0)
+    sent = client.send_goal_async(goal)
+    if not spin_until(sent.done) or not sent.result().accepted:
+        out["error"] = "goal not accepted"
+        print(json.dumps(out))
+        return 1
+    r = sent.result().get_result_async()
+    spin_until(r.done)
+    if not r.done():
+        out["error"] = "no result"
+        print(json.dumps(out))
+        return 1
+    res = r.result().result
+    out["result"] = {"state": res.state, "message": res.message}
+    end = odom[-1][0] if odom else 0.0
+    last_scan = scans[-1] if scans else None
+    out["max_speed_m_s"] = max((abs(v) for _, v in odom), default=0.0)
+    out["last_scan_s"] = last_scan
+    out["end_s"] = end
+    # Speed over the last 2 s of sim time before the result (well after the scan died).
+    out["max_speed_last_2s_m_s"] = max((abs(v) for t, v in odom if t >= end - 2.0), default=None)
+    print(json.dumps(out))
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
