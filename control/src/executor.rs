@@ -38,6 +38,8 @@ pub const LOOKAHEAD_M: f64 = 0.35;
 pub const STOP_MARGIN_M: f64 = 0.03;
 /// Extra room kept around the footprint by the path planner's cost.
 pub const CLEARANCE_M: f64 = 0.25;
+/// Paths are planned first within this margin around the robot and the goal.
+pub const PLAN_MARGIN_M: f64 = 2.0;
 /// How long a step waits for an object it names to appear in the world model.
 pub const WORLD_GRACE_S: f64 = 3.0;
 const JOINT_TOLERANCE_RAD: f64 = 0.01;
@@ -478,24 +480,52 @@ impl Executor {
     /// of it within the arm's reach; for a place, to the nearest free spot.
     fn plan_to(&mut self, inp: &Inputs, target: &str) -> Result<(), PathError> {
         let robot = [inp.pose.x_m, inp.pose.y_m];
-        let Some(mut goal) = self.ctx.goal else {
+        let Some(goal) = self.ctx.goal else {
             return Err(PathError::NoPath);
         };
         let Some(grid) = inp.grid else {
             self.set_path(vec![robot, goal], goal, inp.time_s);
             return Ok(());
         };
-        let cm = Costmap::from_grid(grid, self.robot.base_radius_m, CLEARANCE_M);
+        // The area around the robot and the goal (the way round an obstacle
+        // rarely strays further); the whole map when that finds no path.
+        let lo = [
+            robot[0].min(goal[0]) - PLAN_MARGIN_M,
+            robot[1].min(goal[1]) - PLAN_MARGIN_M,
+        ];
+        let hi = [
+            robot[0].max(goal[0]) + PLAN_MARGIN_M,
+            robot[1].max(goal[1]) + PLAN_MARGIN_M,
+        ];
+        let radius = self.robot.base_radius_m;
+        let window = Costmap::from_grid_window(grid, radius, CLEARANCE_M, lo, hi);
+        match self.plan_on(&window, inp, target, goal) {
+            Err(PathError::NoPath) => {
+                let whole = Costmap::from_grid(grid, radius, CLEARANCE_M);
+                self.plan_on(&whole, inp, target, goal)
+            }
+            other => other,
+        }
+    }
+
+    fn plan_on(
+        &mut self,
+        cm: &Costmap,
+        inp: &Inputs,
+        target: &str,
+        mut goal: [f64; 2],
+    ) -> Result<(), PathError> {
+        let robot = [inp.pose.x_m, inp.pose.y_m];
         if !cm.is_free(goal) {
             let moved = match (inp.world.get(target), inp.world.place(target)) {
-                (Some(obj), _) => approach_goal(&cm, [obj.position_m[0], obj.position_m[1]], goal),
+                (Some(obj), _) => approach_goal(cm, [obj.position_m[0], obj.position_m[1]], goal),
                 (None, Some(_)) => cm.nearest_free(goal, 0.15),
                 (None, None) => None,
             };
             goal = moved.ok_or(PathError::GoalBlocked(goal[0], goal[1]))?;
             self.ctx.goal = Some(goal);
         }
-        let path = plan_path(&cm, robot, goal)?;
+        let path = plan_path(cm, robot, goal)?;
         self.set_path(path, goal, inp.time_s);
         Ok(())
     }

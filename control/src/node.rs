@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use r2r::rosetta_interfaces::action::RunSkill;
+use r2r::sensor_msgs::msg::LaserScan;
 use r2r::trajectory_msgs::msg::{JointTrajectory, JointTrajectoryPoint};
 use rosetta_common::grid::{OccupancyGrid, ScanView};
 use rosetta_common::plan::{PlanMessage, PlanOutcome};
@@ -43,7 +44,9 @@ pub struct ControlArgs {
 
 enum Input {
     Odom(f64, Pose2D),
-    Scan(r2r::sensor_msgs::msg::LaserScan),
+    Scan(LaserScan),
+    /// A new occupancy grid from the mapper thread.
+    Map(Arc<MapSnapshot>),
     Joints(r2r::sensor_msgs::msg::JointState),
     World(WorldModel),
     Plan(PlanMessage),
@@ -71,7 +74,7 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
         .subscribe::<r2r::sensor_msgs::msg::JointState>(topics::JOINT_STATES, qos.clone())?
         .map(Input::Joints);
     let scans = node
-        .subscribe::<r2r::sensor_msgs::msg::LaserScan>(topics::SCAN, qos.clone())?
+        .subscribe::<LaserScan>(topics::SCAN, qos.clone())?
         .map(Input::Scan);
     let skill_goals = node
         .create_action_server::<RunSkill::Action>(topics::SKILL)?
@@ -103,6 +106,17 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(250)).await;
         Some((Input::Heartbeat, ()))
     });
+    // The mapper: integrates scans into the occupancy grid on its own thread
+    // (about 1 ms each), and hands the loop a snapshot to read.
+    let (scan_tx, scan_rx) = std::sync::mpsc::channel::<(Pose2D, LaserScan)>();
+    let (map_tx, map_rx) = tokio::sync::mpsc::unbounded_channel::<Arc<MapSnapshot>>();
+    let grid_size_m = args.grid_size_m;
+    let _mapper = std::thread::Builder::new()
+        .name("control-mapper".into())
+        .spawn(move || mapper(scan_rx, map_tx, grid_size_m))?;
+    let maps = futures::stream::unfold(map_rx, |mut rx| async move {
+        rx.recv().await.map(|m| (Input::Map(m), rx))
+    });
     let (tick_tx, tick_rx) = tokio::sync::mpsc::unbounded_channel();
     let clock_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let _clock = crate::clock::spawn_clock(CONTROL_PERIOD, tick_tx, clock_stop.clone())?;
@@ -111,6 +125,7 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     });
     let mut inputs = futures::stream::select_all(vec![
         ticks.boxed(),
+        maps.boxed(),
         skill_goals.boxed(),
         skill_cancels.boxed(),
         estops.boxed(),
@@ -157,8 +172,10 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let mut odom_stale_warned = false;
     // The occupancy grid (odom frame) the path planner works on, and the
     // latest scan's hits, which the base never drives into.
-    let mut grid = OccupancyGrid::new([0.0, 0.0], [args.grid_size_m, args.grid_size_m], 0.05);
-    let mut obstacles: Vec<[f64; 2]> = Vec::new();
+    let mut map: Arc<MapSnapshot> = Arc::new(MapSnapshot {
+        grid: OccupancyGrid::new([0.0, 0.0], [args.grid_size_m, args.grid_size_m], 0.05),
+        obstacles_m: Vec::new(),
+    });
     let mut logged_path: Vec<[f64; 2]> = Vec::new();
     tracing::info!("control ready");
 
@@ -301,26 +318,18 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
                 Input::Scan(scan) => {
                     last_scan = Some(Instant::now());
                     scan_stale_warned = false;
-                    // The scan was taken about where odometry last put the robot.
+                    // The scan was taken about where odometry last put the
+                    // robot; the mapper thread integrates it off this loop.
                     if let Some((_, _, pose)) = last_odom {
                         let lidar = robot.lidar.position_m;
-                        let (s, c) = pose.yaw_rad.sin_cos();
-                        let sensor = Pose2D::new(
-                            pose.x_m + c * lidar[0] - s * lidar[1],
-                            pose.y_m + s * lidar[0] + c * lidar[1],
-                            pose.yaw_rad,
-                        );
-                        let view = ScanView {
-                            angle_min_rad: f64::from(scan.angle_min),
-                            angle_increment_rad: f64::from(scan.angle_increment),
-                            range_min_m: f64::from(scan.range_min),
-                            range_max_m: f64::from(scan.range_max),
-                            ranges_m: &scan.ranges,
-                        };
-                        grid.integrate_scan(&sensor, &view);
-                        obstacles = view.hit_points(&sensor);
+                        let xy = pose.transform_point([lidar[0], lidar[1]]);
+                        let sensor = Pose2D::new(xy[0], xy[1], pose.yaw_rad);
+                        if scan_tx.send((sensor, scan)).is_err() {
+                            tracing::error!("the mapper thread is gone");
+                        }
                     }
                 }
+                Input::Map(snapshot) => map = snapshot,
                 Input::Plan(p) => {
                     let now = last_odom.map(|o| o.1).unwrap_or(0.0);
                     match p.outcome {
@@ -385,8 +394,8 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
                             arm_q,
                             gripper_m,
                             world: &world,
-                            grid: Some(&grid),
-                            obstacles_m: &obstacles,
+                            grid: Some(&map.grid),
+                            obstacles_m: &map.obstacles_m,
                         };
                         let was_running = exec.is_running();
                         let mut out = exec.tick(&inp);
@@ -573,6 +582,45 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let _ = status_pub.publish(&exec.status());
     let _ = rec.flush_blocking();
     Ok(())
+}
+
+/// What the mapper thread hands the control loop after each scan.
+pub struct MapSnapshot {
+    pub grid: OccupancyGrid,
+    /// The scan's hits in `odom`: the base never drives into them.
+    pub obstacles_m: Vec<[f64; 2]>,
+}
+
+/// Integrates each scan (taken at the given sensor pose) into the grid and
+/// sends a snapshot; ends when either channel closes.
+fn mapper(
+    scans: std::sync::mpsc::Receiver<(Pose2D, LaserScan)>,
+    out: tokio::sync::mpsc::UnboundedSender<Arc<MapSnapshot>>,
+    grid_size_m: f64,
+) {
+    let mut grid = OccupancyGrid::new([0.0, 0.0], [grid_size_m, grid_size_m], 0.05);
+    while let Ok((sensor, mut scan)) = scans.recv() {
+        // Only the newest scan matters when several wait.
+        let mut sensor = sensor;
+        while let Ok((p, s)) = scans.try_recv() {
+            (sensor, scan) = (p, s);
+        }
+        let view = ScanView {
+            angle_min_rad: f64::from(scan.angle_min),
+            angle_increment_rad: f64::from(scan.angle_increment),
+            range_min_m: f64::from(scan.range_min),
+            range_max_m: f64::from(scan.range_max),
+            ranges_m: &scan.ranges,
+        };
+        grid.integrate_scan(&sensor, &view);
+        let snapshot = MapSnapshot {
+            obstacles_m: view.hit_points(&sensor),
+            grid: grid.clone(),
+        };
+        if out.send(Arc::new(snapshot)).is_err() {
+            return;
+        }
+    }
 }
 
 /// A goal of the `/rosetta/skill` action being carried out.

@@ -36,7 +36,36 @@ pub struct Costmap {
 
 impl Costmap {
     pub fn from_grid(grid: &OccupancyGrid, robot_radius_m: f64, clearance_m: f64) -> Self {
-        let (w, h, res) = (grid.width, grid.height, grid.resolution_m);
+        let hi = [
+            grid.origin_m[0] + grid.width as f64 * grid.resolution_m,
+            grid.origin_m[1] + grid.height as f64 * grid.resolution_m,
+        ];
+        Self::from_grid_window(grid, robot_radius_m, clearance_m, grid.origin_m, hi)
+    }
+
+    /// The costmap of the part of `grid` between the corners `lo` and `hi`
+    /// (clipped to the grid): path planning between two points needs only
+    /// the area around them, and a smaller costmap costs less to build.
+    pub fn from_grid_window(
+        grid: &OccupancyGrid,
+        robot_radius_m: f64,
+        clearance_m: f64,
+        lo: [f64; 2],
+        hi: [f64; 2],
+    ) -> Self {
+        let res = grid.resolution_m;
+        let to_cell = |v: f64, o: f64, n: usize| {
+            (((v - o) / res).floor().max(0.0) as usize).min(n.saturating_sub(1))
+        };
+        let (x0, x1) = (
+            to_cell(lo[0].min(hi[0]), grid.origin_m[0], grid.width),
+            to_cell(lo[0].max(hi[0]), grid.origin_m[0], grid.width),
+        );
+        let (y0, y1) = (
+            to_cell(lo[1].min(hi[1]), grid.origin_m[1], grid.height),
+            to_cell(lo[1].max(hi[1]), grid.origin_m[1], grid.height),
+        );
+        let (w, h) = (x1 - x0 + 1, y1 - y0 + 1);
         let mut cost = vec![0u8; w * h];
         let reach_m = robot_radius_m + clearance_m.max(0.0);
         let r_cells = (reach_m / res).ceil() as i64;
@@ -60,13 +89,15 @@ impl Costmap {
                 stamp.push((dx, dy, c));
             }
         }
-        for cy in 0..h {
-            for cx in 0..w {
+        // Obstacles just outside the window still cost inside it.
+        let r = r_cells as usize;
+        for cy in y0.saturating_sub(r)..(y1 + r + 1).min(grid.height) {
+            for cx in x0.saturating_sub(r)..(x1 + r + 1).min(grid.width) {
                 if !grid.is_occupied((cx, cy)) {
                     continue;
                 }
                 for &(dx, dy, c) in &stamp {
-                    let (x, y) = (cx as i64 + dx, cy as i64 + dy);
+                    let (x, y) = (cx as i64 + dx - x0 as i64, cy as i64 + dy - y0 as i64);
                     if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 {
                         continue;
                     }
@@ -79,7 +110,10 @@ impl Costmap {
             resolution_m: res,
             width: w,
             height: h,
-            origin_m: grid.origin_m,
+            origin_m: [
+                grid.origin_m[0] + x0 as f64 * res,
+                grid.origin_m[1] + y0 as f64 * res,
+            ],
             cost,
         }
     }
@@ -375,6 +409,33 @@ mod tests {
             plan_path(&cm, [-2.0, 0.0], [9.0, 0.0]),
             Err(PathError::GoalOffMap(..))
         ));
+    }
+
+    #[test]
+    fn a_window_costs_the_same_as_the_whole_map_inside_it() {
+        let g = room_with_wall(true);
+        let full = Costmap::from_grid(&g, 0.22, 0.25);
+        let win = Costmap::from_grid_window(&g, 0.22, 0.25, [-1.0, -2.5], [1.5, 2.5]);
+        assert!(win.width < full.width && win.height < full.height);
+        for y in 0..40 {
+            for x in 0..40 {
+                // Off the cell boundaries, where rounding could pick either cell.
+                let p = [-0.976 + 0.06 * x as f64, -2.476 + 0.12 * y as f64];
+                assert_eq!(win.cost_at(p), full.cost_at(p), "{p:?}");
+            }
+        }
+        assert_eq!(
+            win.cost_at([2.0, 0.0]),
+            LETHAL,
+            "outside the window is off the map"
+        );
+        // Both find the way through the gap (the window's is tighter: its
+        // edge closes off the room above y = 2.5).
+        for cm in [&win, &full] {
+            let path = plan_path(cm, [-0.8, -2.0], [0.8, -2.0]).unwrap();
+            assert_eq!(path.last(), Some(&[0.8, -2.0]));
+            assert!(path.iter().any(|p| p[1] > 2.0), "{path:?}");
+        }
     }
 
     #[test]

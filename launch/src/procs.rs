@@ -24,7 +24,15 @@ impl NodeProcess {
         log_dir: &Path,
     ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find the rosetta executable")?;
-        let mut cmd = Command::new(exe);
+        // Control is the one real-time loop: every other node runs at a lower
+        // CPU priority, so that on a small machine it yields to control.
+        let mut cmd = if name == "control" {
+            Command::new(&exe)
+        } else {
+            let mut c = Command::new("nice");
+            c.args(["-n", "10"]).arg(&exe);
+            c
+        };
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
