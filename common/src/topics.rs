@@ -10,6 +10,8 @@ pub const IMAGE: &str = "/camera/image_raw";
 pub const DEPTH: &str = "/camera/depth/image_raw";
 pub const CAMERA_INFO: &str = "/camera/camera_info";
 pub const SCAN: &str = "/scan";
+/// nav_msgs/OccupancyGrid from perception (odom frame, latched).
+pub const MAP: &str = "/map";
 pub const JOINT_STATES: &str = "/joint_states";
 pub const ARM_TRAJECTORY: &str = "/arm_controller/joint_trajectory";
 pub const GRIPPER_TRAJECTORY: &str = "/gripper_controller/joint_trajectory";

@@ -9,6 +9,7 @@ use nalgebra::Isometry3;
 use opencv::core::Vector;
 use opencv::prelude::*;
 use r2r::sensor_msgs::msg::{CameraInfo, Image};
+use rosetta_common::grid::{Cell, OccupancyGrid, ScanView};
 use rosetta_common::rec::{self, log_text};
 use rosetta_common::robot::{CameraDescription, RobotDescription};
 use rosetta_common::ros::{self, stamp_to_secs, JsonPublisher, Spinner};
@@ -27,6 +28,10 @@ pub struct PerceptionArgs {
     /// Default: the embedded `config/places/default.toml` of the default scene.
     #[arg(long)]
     pub places: Option<std::path::PathBuf>,
+    /// Side of the square occupancy grid built from /scan and published on
+    /// /map (odom frame, 0.05 m cells), centred on where odometry starts.
+    #[arg(long, default_value_t = 20.0)]
+    pub map_size_m: f64,
 }
 
 enum Input {
@@ -34,7 +39,11 @@ enum Input {
     Depth(Image),
     Info(CameraInfo),
     Odom(f64, Pose2D),
+    Scan(r2r::sensor_msgs::msg::LaserScan),
 }
+
+/// How often (sim seconds) the occupancy grid goes out on /map and to rerun.
+const MAP_PERIOD_S: f64 = 1.0;
 
 pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
     let places = match &args.places {
@@ -61,7 +70,18 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
     let odoms = node
         .subscribe::<r2r::nav_msgs::msg::Odometry>(topics::ODOM, qos.clone())?
         .map(|m| Input::Odom(stamp_to_secs(&m.header.stamp), ros::odom_pose(&m)));
+    let scans = node
+        .subscribe::<r2r::sensor_msgs::msg::LaserScan>(topics::SCAN, qos.clone())?
+        .map(Input::Scan);
     let objects = JsonPublisher::<WorldModel>::new(&mut node, topics::OBJECTS)?;
+    // The map is latched: a node that starts later gets the latest one.
+    let map_pub = node.create_publisher::<r2r::nav_msgs::msg::OccupancyGrid>(
+        topics::MAP,
+        r2r::QosProfile::default()
+            .reliable()
+            .transient_local()
+            .keep_last(1),
+    )?;
     let node = Arc::new(Mutex::new(node));
     let _spinner = Spinner::start(node.clone());
     let rec = rec::open_recording("perception");
@@ -73,7 +93,10 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
         depths.boxed(),
         infos.boxed(),
         odoms.boxed(),
+        scans.boxed(),
     ]);
+    let mut grid = OccupancyGrid::new([0.0, 0.0], [args.map_size_m, args.map_size_m], 0.05);
+    let mut last_map_s = f64::NEG_INFINITY;
     let mut odom_history: VecDeque<(f64, Pose2D)> = VecDeque::new();
     let mut camera: Option<CameraDescription> = None;
     let mut last_image: Option<Image> = None;
@@ -98,6 +121,31 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
                 }
                 Input::Info(info) => {
                     camera = camera_from_info(&info, &robot.camera);
+                    continue;
+                }
+                Input::Scan(scan) => {
+                    let stamp = stamp_to_secs(&scan.header.stamp);
+                    let Some(pose) = pose_at(&odom_history, stamp) else {
+                        tracing::debug!(stamp, "no odometry near the scan's stamp; scan skipped");
+                        continue;
+                    };
+                    let lidar = robot.lidar.position_m;
+                    let xy = pose.transform_point([lidar[0], lidar[1]]);
+                    let view = ScanView {
+                        angle_min_rad: f64::from(scan.angle_min),
+                        angle_increment_rad: f64::from(scan.angle_increment),
+                        range_min_m: f64::from(scan.range_min),
+                        range_max_m: f64::from(scan.range_max),
+                        ranges_m: &scan.ranges,
+                    };
+                    grid.integrate_scan(&Pose2D::new(xy[0], xy[1], pose.yaw_rad), &view);
+                    if stamp - last_map_s >= MAP_PERIOD_S {
+                        last_map_s = stamp;
+                        if let Err(e) = map_pub.publish(&occupancy_msg(&grid, &scan.header.stamp)) {
+                            tracing::warn!(error = %e, "cannot publish the map");
+                        }
+                        log_map(&rec, &grid, stamp);
+                    }
                     continue;
                 }
                 Input::Image(i) => last_image = Some(i),
@@ -315,4 +363,61 @@ fn encode_jpeg(img: &Image) -> Option<Vec<u8>> {
     let params = Vector::<i32>::from_slice(&[opencv::imgcodecs::IMWRITE_JPEG_QUALITY, 80]);
     opencv::imgcodecs::imencode(".jpg", &bgr, &mut buf, &params).ok()?;
     Some(buf.to_vec())
+}
+
+/// The grid as `nav_msgs/OccupancyGrid` in `odom`.
+fn occupancy_msg(
+    grid: &OccupancyGrid,
+    stamp: &r2r::builtin_interfaces::msg::Time,
+) -> r2r::nav_msgs::msg::OccupancyGrid {
+    use r2r::geometry_msgs::msg::{Point, Pose, Quaternion};
+    r2r::nav_msgs::msg::OccupancyGrid {
+        header: r2r::std_msgs::msg::Header {
+            stamp: stamp.clone(),
+            frame_id: topics::FRAME_ODOM.to_string(),
+        },
+        info: r2r::nav_msgs::msg::MapMetaData {
+            map_load_time: stamp.clone(),
+            resolution: grid.resolution_m as f32,
+            width: grid.width as u32,
+            height: grid.height as u32,
+            origin: Pose {
+                position: Point {
+                    x: grid.origin_m[0],
+                    y: grid.origin_m[1],
+                    z: 0.0,
+                },
+                orientation: Quaternion {
+                    x: 0.0,
+                    y: 0.0,
+                    z: 0.0,
+                    w: 1.0,
+                },
+            },
+        },
+        data: grid.to_ros_data(),
+    }
+}
+
+/// The occupied cells as points on the floor, under `world/map`.
+fn log_map(rec: &rerun::RecordingStream, grid: &OccupancyGrid, stamp_s: f64) {
+    if !rec.is_enabled() {
+        return;
+    }
+    let mut points = Vec::new();
+    for cy in 0..grid.height {
+        for cx in 0..grid.width {
+            if grid.cell((cx, cy)) == Cell::Occupied {
+                let p = grid.center_of((cx, cy));
+                points.push([p[0] as f32, p[1] as f32, 0.0]);
+            }
+        }
+    }
+    rec::set_sim_time(rec, stamp_s);
+    let _ = rec.log(
+        "world/map",
+        &rerun::Points3D::new(points)
+            .with_radii([grid.resolution_m as f32 / 2.0])
+            .with_colors([rerun::Color::from_rgb(60, 60, 60)]),
+    );
 }

@@ -17,6 +17,8 @@ import rclpy
 from action_msgs.msg import GoalStatus
 from rclpy.action import ActionClient
 from rosetta_interfaces.action import ExecuteCommand
+from nav_msgs.msg import OccupancyGrid
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 
@@ -101,6 +103,27 @@ def main() -> int:
         a, b = first["robot_pose"], last["robot_pose"]
         out["truth"] = last
         out["moved_after_result_m"] = math.hypot(b["x_m"] - a["x_m"], b["y_m"] - a["y_m"])
+    # Perception's occupancy grid (latched: this late subscriber still gets it).
+    maps = []
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+    node.create_subscription(OccupancyGrid, "/map", maps.append, latched)
+    if spin_until(lambda: maps):
+        m = maps[-1]
+        cell = lambda x, y: m.data[
+            int((y - m.info.origin.position.y) / m.info.resolution) * m.info.width
+            + int((x - m.info.origin.position.x) / m.info.resolution)
+        ]
+        out["map"] = {
+            "frame_id": m.header.frame_id,
+            "width": m.info.width,
+            "height": m.info.height,
+            "resolution": m.info.resolution,
+            "occupied": sum(1 for v in m.data if v == 100),
+            "free": sum(1 for v in m.data if v == 0),
+            # The near face of the table (x = 1.3 m), and the open floor in front of it.
+            "table_face": max(cell(1.30 + dx, 0.0) for dx in (0.0, 0.03, 0.06)),
+            "floor": cell(0.8, 0.0),
+        }
     print(json.dumps(out))
     node.destroy_node()
     rclpy.shutdown()

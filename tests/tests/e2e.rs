@@ -62,6 +62,8 @@ fn red_cube_goes_into_the_blue_bin() {
         "/world/robot_path",
         "/plan/steps",
         "/plan/status",
+        "/world/map",
+        "/world/planned_path",
     ] {
         assert!(
             text.lines()

@@ -143,6 +143,17 @@ fn rclpy_commands_the_stack_through_the_execute_action() {
         .find(|o| o["id"] == "red_cube")
         .unwrap();
     assert_eq!(red["in_container"], "blue_bin", "{truth:#}");
+    // Perception's occupancy grid, from /scan: latched, in odom, the table's
+    // face occupied and the floor before it free.
+    let map = &done["map"];
+    assert_eq!(map["frame_id"], "odom", "{done:#}");
+    assert_eq!(
+        map["resolution"].as_f64().map(|r| (r - 0.05).abs() < 1e-6),
+        Some(true)
+    );
+    assert_eq!(map["table_face"], 100, "{map:#}");
+    assert_eq!(map["floor"], 0, "{map:#}");
+    assert!(map["occupied"].as_u64().unwrap() > 200, "{map:#}");
 
     // Cancel while the robot drives: the goal ends canceled and the robot stands still.
     let canceled = execute(domain, "go to the dock", &["cancel"]);
