@@ -9,16 +9,41 @@ use std::time::{Duration, Instant};
 
 use rosetta_common::status::LoopSummary;
 
+/// Runs the calling thread under SCHED_FIFO at `priority` (1 to 99), so that
+/// ordinary processes cannot delay it. Needs root, CAP_SYS_NICE or an
+/// rtprio limit; the error says so and the caller carries on without.
+pub fn set_realtime(priority: u8) -> Result<(), String> {
+    use thread_priority::{
+        set_thread_priority_and_policy, thread_native_id, RealtimeThreadSchedulePolicy,
+        ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
+    };
+    let value = ThreadPriorityValue::try_from(priority.clamp(1, 99))
+        .map_err(|e| format!("priority {priority}: {e}"))?;
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Crossplatform(value),
+        ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo),
+    )
+    .map_err(|e| format!("cannot run at real-time priority {priority} ({e:?}); needs root, CAP_SYS_NICE or an rtprio limit"))
+}
+
 /// Sends each deadline (every `period`) into `tx` until `stop` is set or the
-/// receiver is gone. Missed deadlines are skipped, not bunched up.
+/// receiver is gone. Missed deadlines are skipped, not bunched up. With
+/// `realtime`, the clock thread runs under SCHED_FIFO at that priority.
 pub fn spawn_clock(
     period: Duration,
     tx: tokio::sync::mpsc::UnboundedSender<Instant>,
     stop: Arc<AtomicBool>,
+    realtime: Option<u8>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("control-clock".into())
         .spawn(move || {
+            if let Some(p) = realtime {
+                if let Err(e) = set_realtime(p) {
+                    tracing::warn!("control clock: {e}");
+                }
+            }
             let mut next = Instant::now() + period;
             while !stop.load(Ordering::Relaxed) {
                 let now = Instant::now();
@@ -134,7 +159,7 @@ mod tests {
     fn the_clock_ticks_until_its_receiver_is_gone() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let stop = Arc::new(AtomicBool::new(false));
-        let h = spawn_clock(Duration::from_millis(2), tx, stop.clone()).unwrap();
+        let h = spawn_clock(Duration::from_millis(2), tx, stop.clone(), None).unwrap();
         let a = rx.blocking_recv().unwrap();
         let b = rx.blocking_recv().unwrap();
         assert_eq!(b - a, Duration::from_millis(2));

@@ -35,6 +35,11 @@ pub struct ControlArgs {
     /// (wall seconds): obstacles cannot be seen.
     #[arg(long, default_value_t = 1.0)]
     pub scan_timeout_s: f64,
+    /// Run the 100 Hz loop (and its clock, one higher) under SCHED_FIFO at
+    /// this priority, 1 to 98; 0 keeps the normal scheduler. Without the
+    /// right (root, CAP_SYS_NICE or an rtprio limit) it warns and runs normally.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u8).range(0..=98))]
+    pub realtime_priority: u8,
     /// The geofence, in odom: MIN_X,MIN_Y,MAX_X,MAX_Y in metres. The base's
     /// centre never drives out of it (turning is always allowed).
     #[arg(long, value_delimiter = ',', num_args = 4, allow_hyphen_values = true,
@@ -63,7 +68,27 @@ enum Input {
 /// The control loop's period: 100 Hz.
 pub const CONTROL_PERIOD: Duration = Duration::from_millis(10);
 
+/// Runs the control node on a thread of its own, with a single-threaded
+/// runtime: that thread is the one real-time loop, and nothing else of the
+/// process shares its scheduling.
 pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("control-loop".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(run_on_this_thread(args)));
+            let _ = done_tx.send(result);
+        })?;
+    done_rx
+        .await
+        .map_err(|_| anyhow::anyhow!("the control loop thread panicked"))?
+}
+
+async fn run_on_this_thread(args: ControlArgs) -> anyhow::Result<()> {
     let robot = RobotDescription::default();
     let mut node = ros::create_node("rosetta_control")?;
     let qos = ros::sensor_qos();
@@ -119,7 +144,13 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     });
     let (tick_tx, tick_rx) = tokio::sync::mpsc::unbounded_channel();
     let clock_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let _clock = crate::clock::spawn_clock(CONTROL_PERIOD, tick_tx, clock_stop.clone())?;
+    let realtime = (args.realtime_priority > 0).then_some(args.realtime_priority);
+    let _clock = crate::clock::spawn_clock(
+        CONTROL_PERIOD,
+        tick_tx,
+        clock_stop.clone(),
+        realtime.map(|p| p.saturating_add(1)),
+    )?;
     let ticks = futures::stream::unfold(tick_rx, |mut rx| async move {
         rx.recv().await.map(|d| (Input::Tick(d), rx))
     });
@@ -154,6 +185,7 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let mut estop = false;
     let mut arm_busy_until: Option<Instant> = None;
     let mut skill: Option<ActiveSkill> = None;
+    let mut last_pose_log_s = f64::NEG_INFINITY;
     let mut skill_ids = 0u64;
     let mut last_tick: Option<Instant> = None;
     let mut loop_stats = crate::clock::LoopStats::new(CONTROL_PERIOD, 1000);
@@ -431,7 +463,11 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
                             (l[0] as f64 - pose.x_m).hypot(l[1] as f64 - pose.y_m) > 0.02
                         }) {
                             path.push([pose.x_m as f32, pose.y_m as f32, 0.01]);
-                            log_pose(&rec, t, &pose, &path);
+                            // At most 10 Hz: each log serialises the whole path.
+                            if t - last_pose_log_s >= 0.1 {
+                                log_pose(&rec, t, &pose, &path);
+                                last_pose_log_s = t;
+                            }
                         }
                     }
                 }
@@ -561,6 +597,14 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
             }
         }
     };
+    // Only the loop itself becomes real-time: the spinner, mapper and
+    // rerun threads were started above, with the normal scheduler.
+    if let Some(p) = realtime {
+        match crate::clock::set_realtime(p) {
+            Ok(()) => tracing::info!(priority = p, "the control loop runs under SCHED_FIFO"),
+            Err(e) => tracing::warn!("control loop: {e}"),
+        }
+    }
     tokio::select! {
         _ = ros::shutdown_signal() => {}
         _ = work => {}

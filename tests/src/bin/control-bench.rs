@@ -42,6 +42,10 @@ struct Args {
     /// Print every run.
     #[arg(long)]
     each: bool,
+    /// SCHED_FIFO priority of the measured loop, as the control node's
+    /// `--realtime-priority` (0: the normal scheduler).
+    #[arg(long, default_value_t = 20)]
+    realtime_priority: u8,
     /// Seconds of the real-time control loop measurement (0 skips it).
     #[arg(long, default_value_t = 15.0)]
     loop_s: f64,
@@ -77,7 +81,13 @@ fn control_loop(args: &Args) -> anyhow::Result<()> {
     sim.start(plan.clone(), vec![]);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let stop = Arc::new(AtomicBool::new(false));
-    let clock = spawn_clock(CONTROL_PERIOD, tx, stop.clone())?;
+    let realtime = (args.realtime_priority > 0).then_some(args.realtime_priority);
+    let rt_note = match realtime.map(rosetta_control::clock::set_realtime) {
+        Some(Ok(())) => format!("SCHED_FIFO {}", args.realtime_priority),
+        Some(Err(e)) => format!("normal scheduler: {e}"),
+        None => "normal scheduler".to_string(),
+    };
+    let clock = spawn_clock(CONTROL_PERIOD, tx, stop.clone(), realtime.map(|p| p + 1))?;
     let ticks = (args.loop_s / CONTROL_PERIOD.as_secs_f64()).round() as usize;
     let mut stats = LoopStats::new(CONTROL_PERIOD, ticks);
     let mut compute_us = Vec::with_capacity(ticks);
@@ -100,7 +110,7 @@ fn control_loop(args: &Args) -> anyhow::Result<()> {
     let q = |f: f64| compute_us[((compute_us.len() - 1) as f64 * f).round() as usize];
     if let Some(s) = stats.summary() {
         println!(
-            "control loop ({:.0} s at {:.0} Hz, physics + executor per tick, no ROS):",
+            "control loop ({:.0} s at {:.0} Hz, physics + executor per tick, no ROS; {rt_note}):",
             args.loop_s,
             1.0 / CONTROL_PERIOD.as_secs_f64()
         );
