@@ -122,16 +122,22 @@ fn rclpy_commands_the_stack_through_the_execute_action() {
     let report_steps = done["result"]["report"]["steps"].as_array().unwrap();
     assert_eq!(steps.len(), report_steps.len());
     assert!(report_steps.iter().all(|s| s["state"] == "succeeded"));
-    // The feedback named the plan's steps and walked through every one of them.
+    // The feedback named the plan's steps and walked through them in order
+    // to the last. (Feedback is a topic: what is published before the
+    // client's subscription matches is lost, so the first few may be missing.)
     let feedback = done["feedback"].as_array().unwrap();
-    assert_eq!(feedback[0]["task_state"], "planning");
     let mut current: Vec<i64> = feedback
         .iter()
         .map(|f| f["current_step"].as_i64().unwrap())
         .filter(|&i| i >= 0)
         .collect();
     current.dedup();
-    assert_eq!(current, (0..steps.len() as i64).collect::<Vec<_>>());
+    assert!(current.windows(2).all(|w| w[0] < w[1]), "{current:?}");
+    assert_eq!(
+        current.last(),
+        Some(&(steps.len() as i64 - 1)),
+        "{feedback:#?}"
+    );
     assert!(feedback.iter().any(|f| f["steps"]
         .as_array()
         .is_some_and(|s| s.len() == steps.len())));
@@ -228,7 +234,11 @@ fn rclpy_runs_single_skills_with_timeout_and_cancel() {
     let seen = python(domain, "skill_client.py", &["120"]);
     assert_eq!(seen["error"], serde_json::Value::Null, "{seen:#}");
     assert_eq!(seen["wait"]["state"], "succeeded", "{seen:#}");
-    assert!(seen["wait"]["feedback"].as_u64().unwrap() >= 1);
+    // The cancelled drive gave feedback before the cancel (the client waits for two).
+    assert!(
+        seen["cancel"]["feedback"].as_u64().unwrap() >= 2,
+        "{seen:#}"
+    );
     assert_eq!(seen["timeout"]["state"], "timed_out");
     assert!(seen["timeout"]["message"]
         .as_str()
