@@ -103,29 +103,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         INTERRUPTED.store(true, Ordering::SeqCst);
     });
     let wall_start = Instant::now();
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let run_id = format!("{stamp}-{}", std::process::id());
-    let episode_dir = args.episodes.join(&run_id);
-    let parts = episode_dir.join("parts");
-    let logs = episode_dir.join("logs");
-    for d in [&parts, &logs] {
-        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-    }
+    let Episode {
+        dir: episode_dir,
+        parts,
+        logs,
+        envs,
+    } = Episode::create(&args.episodes)?;
     if args.command.trim().is_empty() {
         eprintln!(
             "error: the command is empty; try: rosetta demo \"put the red cube in the blue bin\""
         );
     }
-    let envs = vec![
-        ("ROSETTA_RRD_DIR".to_string(), parts.display().to_string()),
-        (
-            "ROSETTA_RECORDING_ID".to_string(),
-            format!("rosetta-{run_id}"),
-        ),
-    ];
     let specs = stack_specs(&args.sim, &args.planner, 2);
     let mut nodes = spawn_all(&specs, &envs, &logs)?;
     let result = drive(&args, &mut nodes, wall_start).await;
@@ -148,6 +136,45 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     }
     print_summary(&report);
     Ok(code)
+}
+
+/// One run's episode folder: `parts/` for each node's rerun recording,
+/// `logs/` for their logs, and the environment that points the nodes there
+/// (one recording id for all of them).
+pub struct Episode {
+    pub dir: PathBuf,
+    pub parts: PathBuf,
+    pub logs: PathBuf,
+    pub envs: Vec<(String, String)>,
+}
+
+impl Episode {
+    pub fn create(episodes: &Path) -> anyhow::Result<Self> {
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let run_id = format!("{stamp}-{}", std::process::id());
+        let dir = episodes.join(&run_id);
+        let parts = dir.join("parts");
+        let logs = dir.join("logs");
+        for d in [&parts, &logs] {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        let envs = vec![
+            ("ROSETTA_RRD_DIR".to_string(), parts.display().to_string()),
+            (
+                "ROSETTA_RECORDING_ID".to_string(),
+                format!("rosetta-{run_id}"),
+            ),
+        ];
+        Ok(Self {
+            dir,
+            parts,
+            logs,
+            envs,
+        })
+    }
 }
 
 /// The stack's nodes on the embedded sim, as `rosetta` subcommands. The

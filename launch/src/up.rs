@@ -4,15 +4,14 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use futures::StreamExt;
 use rosetta_common::ros::{self, Spinner};
 use rosetta_common::status::{ExecutorStatus, GroundTruth};
 use rosetta_common::{topics, WorldModel};
 
-use crate::demo::{merge_recording, spawn_all, stack_specs, wait_for, INTERRUPTED};
+use crate::demo::{merge_recording, spawn_all, stack_specs, wait_for, Episode, INTERRUPTED};
 use crate::procs::stop_all;
 
 /// Start the sim and every node, and keep them running until Ctrl-C.
@@ -43,24 +42,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
         INTERRUPTED.store(true, Ordering::SeqCst);
     });
     let started = Instant::now();
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let run_id = format!("{stamp}-{}", std::process::id());
-    let episode_dir = args.episodes.join(&run_id);
-    let parts = episode_dir.join("parts");
-    let logs = episode_dir.join("logs");
-    for d in [&parts, &logs] {
-        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-    }
-    let envs = vec![
-        ("ROSETTA_RRD_DIR".to_string(), parts.display().to_string()),
-        (
-            "ROSETTA_RECORDING_ID".to_string(),
-            format!("rosetta-{run_id}"),
-        ),
-    ];
+    let Episode {
+        dir: episode_dir,
+        parts,
+        logs,
+        envs,
+    } = Episode::create(&args.episodes)?;
     let specs = stack_specs(&args.sim, &args.planner, 1);
     let mut nodes = spawn_all(&specs, &envs, &logs)?;
     let code = watch(&mut nodes, started).await;

@@ -15,6 +15,7 @@ import sys
 import time
 
 import rclpy
+from waits import spinner
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.action import ActionClient
@@ -42,12 +43,7 @@ def main() -> int:
     client = ActionClient(node, ExecuteCommand, "/rosetta/execute")
     out = {"error": None}
 
-    def spin_until(cond) -> bool:
-        while time.monotonic() < deadline:
-            if cond():
-                return True
-            rclpy.spin_once(node, timeout_sec=0.02)
-        return cond()
+    spin_until = spinner(node, deadline)
 
     def fail(why: str) -> int:
         out["error"] = why

@@ -14,6 +14,7 @@ import sys
 import time
 
 import rclpy
+from waits import spinner
 from action_msgs.msg import GoalStatus
 from rclpy.action import ActionClient
 from rosetta_interfaces.action import ExecuteCommand
@@ -33,12 +34,7 @@ def main() -> int:
     client = ActionClient(node, ExecuteCommand, "/rosetta/execute")
     out = {"command": command, "feedback": [], "error": None}
 
-    def spin_until(cond) -> bool:
-        while time.monotonic() < deadline:
-            if cond():
-                return True
-            rclpy.spin_once(node, timeout_sec=0.05)
-        return cond()
+    spin_until = spinner(node, deadline)
 
     if not client.wait_for_server(timeout_sec=max(1.0, deadline - time.monotonic())):
         out["error"] = "no action server on /rosetta/execute"

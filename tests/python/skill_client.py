@@ -7,6 +7,7 @@ import sys
 import time
 
 import rclpy
+from waits import spinner
 from rclpy.action import ActionClient
 from rosetta_interfaces.action import RunSkill
 
@@ -18,12 +19,7 @@ def main() -> int:
     client = ActionClient(node, RunSkill, "/rosetta/skill")
     out = {"error": None}
 
-    def spin_until(cond) -> bool:
-        while time.monotonic() < deadline:
-            if cond():
-                return True
-            rclpy.spin_once(node, timeout_sec=0.02)
-        return cond()
+    spin_until = spinner(node, deadline)
 
     def run(skill: dict, timeout_s: float = 0.0, cancel_after_feedback: bool = False) -> dict:
         feedback = []

@@ -8,6 +8,7 @@ import sys
 import time
 
 import rclpy
+from waits import spinner
 from nav_msgs.msg import Odometry
 from rclpy.action import ActionClient
 from rosetta_interfaces.action import RunSkill
@@ -31,12 +32,7 @@ def main() -> int:
     client = ActionClient(node, RunSkill, "/rosetta/skill")
     out = {"error": None}
 
-    def spin_until(cond) -> bool:
-        while time.monotonic() < deadline:
-            if cond():
-                return True
-            rclpy.spin_once(node, timeout_sec=0.02)
-        return cond()
+    spin_until = spinner(node, deadline)
 
     if not client.wait_for_server(timeout_sec=max(1.0, deadline - time.monotonic())):
         out["error"] = "no action server"

@@ -237,6 +237,23 @@ impl ClosedLoop {
     }
 }
 
+/// The plan that carries `object` into `bin`: go, pick, go, place.
+pub fn carry(object: &str, bin: &str) -> Vec<Skill> {
+    vec![
+        Skill::NavigateTo {
+            target: object.into(),
+        },
+        Skill::Pick {
+            object: object.into(),
+        },
+        Skill::NavigateTo { target: bin.into() },
+        Skill::Place {
+            object: object.into(),
+            target: bin.into(),
+        },
+    ]
+}
+
 /// An obstacle box standing on the floor, as furniture.
 pub fn obstacle(id: &str, center_xy: [f64; 2], size_xy: [f64; 2]) -> Furniture {
     Furniture {

@@ -6,7 +6,7 @@
 
 use rosetta_common::status::TaskState;
 use rosetta_common::Skill;
-use rosetta_tests::closed_loop::{obstacle, place, room_with, ClosedLoop};
+use rosetta_tests::closed_loop::{carry, obstacle, place, room_with, ClosedLoop};
 
 fn go_to(target: &str) -> Vec<Skill> {
     vec![Skill::NavigateTo {
@@ -110,21 +110,7 @@ fn a_cube_near_the_table_corner_is_carried_into_the_bin() {
     cube.position_m[0] = 1.48;
     cube.position_m[1] = -0.5;
     let mut sim = ClosedLoop::new(scene, 4);
-    let plan = vec![
-        Skill::NavigateTo {
-            target: "red_cube".into(),
-        },
-        Skill::Pick {
-            object: "red_cube".into(),
-        },
-        Skill::NavigateTo {
-            target: "blue_bin".into(),
-        },
-        Skill::Place {
-            object: "red_cube".into(),
-            target: "blue_bin".into(),
-        },
-    ];
+    let plan = carry("red_cube", "blue_bin");
     let out = sim.run(plan, vec![], 200.0);
     assert_eq!(out.task, TaskState::Succeeded, "{}", out.message);
     let truth = sim.world.ground_truth();

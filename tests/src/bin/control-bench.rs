@@ -16,7 +16,7 @@ use rosetta_common::status::TaskState;
 use rosetta_common::Skill;
 use rosetta_control::path::{plan_path, Costmap};
 use rosetta_sim::scene::Scene;
-use rosetta_tests::closed_loop::{cluttered_room, footprint_fits, place, ClosedLoop};
+use rosetta_tests::closed_loop::{carry, cluttered_room, footprint_fits, place, ClosedLoop};
 
 /// Benchmark navigation and manipulation in closed loop with the simulator.
 ///
@@ -77,7 +77,7 @@ fn control_loop(args: &Args) -> anyhow::Result<()> {
     use std::sync::Arc;
 
     let mut sim = ClosedLoop::new(Scene::default_scene()?, args.seed);
-    let plan = pick_place_plan();
+    let plan = carry("red_cube", "blue_bin");
     sim.start(plan.clone(), vec![]);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let stop = Arc::new(AtomicBool::new(false));
@@ -126,24 +126,6 @@ fn control_loop(args: &Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn pick_place_plan() -> Vec<Skill> {
-    vec![
-        Skill::NavigateTo {
-            target: "red_cube".into(),
-        },
-        Skill::Pick {
-            object: "red_cube".into(),
-        },
-        Skill::NavigateTo {
-            target: "blue_bin".into(),
-        },
-        Skill::Place {
-            object: "red_cube".into(),
-            target: "blue_bin".into(),
-        },
-    ]
 }
 
 /// The true map of a scene: walls and obstacle boxes, as occupied cells.
@@ -252,7 +234,7 @@ fn pick_and_place(args: &Args, rng: &mut ChaCha8Rng) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     let mut tick_us: Vec<f64> = Vec::new();
     let wall = Instant::now();
-    let plan = pick_place_plan();
+    let plan = carry("red_cube", "blue_bin");
     for run in 0..args.placements {
         let mut scene = Scene::default_scene()?;
         // The red cube anywhere on the table's near half (within the arm's
