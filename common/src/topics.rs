@@ -20,10 +20,16 @@ pub const GRIPPER_TRAJECTORY: &str = "/gripper_controller/joint_trajectory";
 pub const COMMAND: &str = "/rosetta/command";
 /// std_msgs/String, JSON [`crate::plan::PlanMessage`]: the planner's answer.
 pub const PLAN: &str = "/rosetta/plan";
-/// std_msgs/String, JSON [`crate::status::ExecutorStatus`]: every step's state.
+/// std_msgs/String, JSON [`crate::status::ExecutorStatus`]: the state of
+/// every step of the running plan. Published by the executive.
 pub const STATUS: &str = "/rosetta/status";
+/// std_msgs/String, JSON [`crate::status::ExecutorStatus`]: control's own
+/// state, the skill it runs (as a one-step plan), the robot's pose and the
+/// control loop's timing; a heartbeat every 0.5 s.
+pub const CONTROL_STATUS: &str = "/rosetta/control/status";
 /// rosetta_interfaces/action/RunSkill: one skill of the plan language, with
-/// feedback, cancel and a timeout. Served by control.
+/// feedback, cancel and a timeout. Served by control; the executive sends
+/// each step of a plan as one goal.
 pub const SKILL: &str = "/rosetta/skill";
 /// std_msgs/Bool: the e-stop. `true` halts the base and the arm at once and
 /// holds them (latched) until `false`; no plan starts while it is engaged.

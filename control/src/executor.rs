@@ -3,7 +3,7 @@
 
 use rosetta_common::plan::MAX_WAIT_S;
 use rosetta_common::robot::{ArmJoints, RobotDescription};
-use rosetta_common::status::{ExecutorStatus, StepState, StepStatus, TaskState};
+use rosetta_common::status::{ExecutorStatus, TaskState};
 use rosetta_common::{wrap_angle_rad, ObservedObject, Pose2D, Skill, WorldModel};
 
 use rosetta_common::grid::OccupancyGrid;
@@ -13,6 +13,7 @@ use crate::nav::{
     NavParams, Twist2D,
 };
 use crate::path::{plan_path, Costmap, PathError};
+use crate::plan_run::PlanRun;
 
 /// Where the arm reaches objects: this far ahead of the base centre.
 pub const REACH_M: f64 = rosetta_common::robot::NOMINAL_REACH_M;
@@ -117,12 +118,7 @@ struct StepCtx {
 pub struct Executor {
     robot: RobotDescription,
     nav: NavParams,
-    command_id: u64,
-    attempt: u32,
-    steps: Vec<StepStatus>,
-    current: usize,
-    task: TaskState,
-    message: String,
+    run: PlanRun,
     ctx: StepCtx,
     last_pose: Pose2D,
     last_time_s: f64,
@@ -140,12 +136,7 @@ impl Executor {
         Self {
             robot,
             nav: NavParams::default(),
-            command_id: 0,
-            attempt: 1,
-            steps: vec![],
-            current: 0,
-            task: TaskState::Idle,
-            message: String::new(),
+            run: PlanRun::default(),
             ctx: StepCtx::default(),
             last_pose: Pose2D::default(),
             last_time_s: 0.0,
@@ -154,11 +145,11 @@ impl Executor {
     }
 
     pub fn task(&self) -> TaskState {
-        self.task
+        self.run.task()
     }
 
     pub fn is_running(&self) -> bool {
-        self.task == TaskState::Running
+        self.run.is_running()
     }
 
     /// Whether the status changed since the last call (and resets the flag).
@@ -173,64 +164,25 @@ impl Executor {
 
     /// Starts attempt `attempt` (a re-plan after a failure) of a command.
     pub fn start_attempt(&mut self, command_id: u64, attempt: u32, plan: Vec<Skill>, now_s: f64) {
-        self.attempt = attempt;
-        self.cancel_running("preempted by a new command");
-        self.command_id = command_id;
-        self.steps = plan
-            .into_iter()
-            .enumerate()
-            .map(|(index, skill)| StepStatus {
-                index,
-                skill,
-                state: StepState::Pending,
-                started_s: None,
-                finished_s: None,
-            })
-            .collect();
-        self.current = 0;
-        self.task = if self.steps.is_empty() {
-            TaskState::Succeeded
-        } else {
-            TaskState::Running
-        };
-        self.message = if self.steps.is_empty() {
-            "empty plan".into()
-        } else {
-            String::new()
-        };
+        self.replace(PlanRun::start(command_id, attempt, plan, now_s));
         self.begin_step(now_s);
-        self.changed = true;
     }
 
     /// Records a refused command: nothing moves.
     pub fn refuse(&mut self, command_id: u64, reason: &str) {
-        self.attempt = 1;
-        self.cancel_running("preempted by a new command");
-        self.command_id = command_id;
-        self.steps.clear();
-        self.task = TaskState::Failed;
-        self.message = format!("refused: {reason}");
-        self.changed = true;
+        self.replace(PlanRun::refused(command_id, reason));
     }
 
     /// Refuses to start a plan (the e-stop is engaged): the command ends
     /// `Stopped`, which the planner does not re-plan.
     pub fn hold_off(&mut self, command_id: u64, attempt: u32, reason: &str) {
-        self.cancel_running(reason);
-        self.attempt = attempt;
-        self.command_id = command_id;
-        self.steps.clear();
-        self.task = TaskState::Stopped;
-        self.message = reason.to_string();
-        self.changed = true;
+        self.replace(PlanRun::held_off(command_id, attempt, reason));
     }
 
     /// Stops everything now; the running step is cancelled.
     pub fn stop(&mut self, reason: &str) -> Outputs {
-        if self.task == TaskState::Running {
-            self.cancel_running(reason);
-            self.task = TaskState::Stopped;
-            self.message = reason.to_string();
+        if self.run.is_running() {
+            self.run.stop(self.last_time_s, reason);
             self.changed = true;
         }
         Outputs {
@@ -239,13 +191,12 @@ impl Executor {
         }
     }
 
-    fn cancel_running(&mut self, _why: &str) {
-        if self.task == TaskState::Running {
-            if let Some(s) = self.steps.get_mut(self.current) {
-                s.state = StepState::Cancelled;
-                s.finished_s = Some(self.last_time_s);
-            }
-        }
+    /// The running plan (if any) is cancelled and `next` takes its place.
+    fn replace(&mut self, next: PlanRun) {
+        self.run
+            .stop(self.last_time_s, "preempted by a new command");
+        self.run = next;
+        self.changed = true;
     }
 
     fn begin_step(&mut self, now_s: f64) {
@@ -256,39 +207,18 @@ impl Executor {
             last_yaw: self.last_pose.yaw_rad,
             ..Default::default()
         };
-        if let Some(s) = self.steps.get_mut(self.current) {
-            s.state = StepState::Running;
-            s.started_s = Some(now_s);
-        }
     }
 
     pub fn status(&self) -> ExecutorStatus {
-        ExecutorStatus {
-            command_id: self.command_id,
-            attempt: self.attempt,
-            task: self.task,
-            steps: self.steps.clone(),
-            message: self.message.clone(),
-            stamp_s: self.last_time_s,
-            robot_pose: self.last_pose,
-            control_loop: None,
-        }
+        self.run.status(self.last_time_s, self.last_pose)
     }
 
     /// One control step.
     pub fn tick(&mut self, inp: &Inputs) -> Outputs {
         self.last_pose = inp.pose;
         self.last_time_s = inp.time_s;
-        if self.task != TaskState::Running {
+        let Some(skill) = self.run.current().map(|(_, s)| s.clone()) else {
             return Outputs::default();
-        }
-        let Some(skill) = self.steps.get(self.current).map(|s| s.skill.clone()) else {
-            self.task = TaskState::Succeeded;
-            self.changed = true;
-            return Outputs {
-                cmd_vel: Some(Twist2D::default()),
-                ..Default::default()
-            };
         };
         let progress = match &skill {
             Skill::NavigateTo { target } => self.navigate(inp, target),
@@ -307,49 +237,28 @@ impl Executor {
                     Progress::Continue(stop_outputs())
                 }
             }
-            Skill::Stop => {
-                let out = stop_outputs();
-                self.finish_step(inp.time_s, StepState::Succeeded);
-                self.task = TaskState::Stopped;
-                self.message = "stopped on command".into();
-                return out;
-            }
+            // The run ends `Stopped` after a stop step.
+            Skill::Stop => Progress::Done(stop_outputs()),
         };
         match progress {
             Progress::Continue(o) => o,
             Progress::Done(mut o) => {
-                self.finish_step(inp.time_s, StepState::Succeeded);
-                self.current += 1;
-                if self.current >= self.steps.len() {
-                    self.task = TaskState::Succeeded;
-                    self.message = "all steps succeeded".into();
-                    o.cmd_vel = Some(Twist2D::default());
-                } else {
+                self.run.step_succeeded(inp.time_s);
+                self.changed = true;
+                if self.run.is_running() {
                     self.begin_step(inp.time_s);
+                } else {
+                    o.cmd_vel = Some(Twist2D::default());
                 }
                 o
             }
             Progress::Failed(reason) => {
                 tracing::warn!(step = %skill.describe(), %reason, "step failed");
-                self.finish_step(
-                    inp.time_s,
-                    StepState::Failed {
-                        reason: reason.clone(),
-                    },
-                );
-                self.task = TaskState::Failed;
-                self.message = format!("{} failed: {reason}", skill.describe());
+                self.run.step_failed(inp.time_s, &reason);
+                self.changed = true;
                 stop_outputs()
             }
         }
-    }
-
-    fn finish_step(&mut self, now_s: f64, state: StepState) {
-        if let Some(s) = self.steps.get_mut(self.current) {
-            s.state = state;
-            s.finished_s = Some(now_s);
-        }
-        self.changed = true;
     }
 
     fn next_stage(&mut self, now_s: f64) {
@@ -843,6 +752,7 @@ fn stop_outputs() -> Outputs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rosetta_common::status::StepState;
     use rosetta_common::{Color, ObjectKind, ObservedObject};
 
     fn world_with_cube() -> WorldModel {

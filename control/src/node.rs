@@ -1,5 +1,7 @@
-//! The executor as an r2r node: plans and sensor state in; `/cmd_vel`, arm
-//! and gripper trajectories, and step status out.
+//! Control as an r2r node: skill goals (from the executive, or any client of
+//! `/rosetta/skill`) and sensor state in; `/cmd_vel`, arm and gripper
+//! trajectories, and control's status out. Every limit of [`crate::safety`],
+//! the e-stop and the watchdogs apply here, whoever sent the goal.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,7 +11,6 @@ use r2r::rosetta_interfaces::action::RunSkill;
 use r2r::sensor_msgs::msg::LaserScan;
 use r2r::trajectory_msgs::msg::{JointTrajectory, JointTrajectoryPoint};
 use rosetta_common::grid::{OccupancyGrid, ScanView};
-use rosetta_common::plan::{PlanMessage, PlanOutcome};
 use rosetta_common::rec::{self, log_text};
 use rosetta_common::robot::{ArmJoints, RobotDescription};
 use rosetta_common::ros::{self, stamp_to_secs, JsonPublisher, Spinner};
@@ -54,7 +55,6 @@ enum Input {
     Map(Arc<MapSnapshot>),
     Joints(r2r::sensor_msgs::msg::JointState),
     World(WorldModel),
-    Plan(PlanMessage),
     /// The e-stop: true engages it (latched), false releases it.
     Estop(bool),
     /// The control clock's deadline for this tick.
@@ -115,14 +115,13 @@ async fn run_on_this_thread(args: ControlArgs) -> anyhow::Result<()> {
         .map(|m| Input::Estop(m.data));
     let worlds =
         ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?.map(Input::World);
-    let plans = ros::json_subscription::<PlanMessage>(&mut node, topics::PLAN)?.map(Input::Plan);
     let cmd_vel = node
         .create_publisher::<r2r::geometry_msgs::msg::Twist>(topics::CMD_VEL, ros::reliable_qos())?;
     let arm_pub =
         node.create_publisher::<JointTrajectory>(topics::ARM_TRAJECTORY, ros::reliable_qos())?;
     let gripper_pub =
         node.create_publisher::<JointTrajectory>(topics::GRIPPER_TRAJECTORY, ros::reliable_qos())?;
-    let status_pub = JsonPublisher::<ExecutorStatus>::new(&mut node, topics::STATUS)?;
+    let status_pub = JsonPublisher::<ExecutorStatus>::new(&mut node, topics::CONTROL_STATUS)?;
     let node = Arc::new(Mutex::new(node));
     let _spinner = Spinner::start(node.clone());
     let rec = rec::open_recording("control");
@@ -164,7 +163,6 @@ async fn run_on_this_thread(args: ControlArgs) -> anyhow::Result<()> {
         scans.boxed(),
         joints.boxed(),
         worlds.boxed(),
-        plans.boxed(),
         heartbeat.boxed(),
     ]);
 
@@ -362,44 +360,6 @@ async fn run_on_this_thread(args: ControlArgs) -> anyhow::Result<()> {
                     }
                 }
                 Input::Map(snapshot) => map = snapshot,
-                Input::Plan(p) => {
-                    let now = last_odom.map(|o| o.1).unwrap_or(0.0);
-                    match p.outcome {
-                        PlanOutcome::Plan { .. } if estop => {
-                            tracing::warn!(
-                                command_id = p.command_id,
-                                "e-stop engaged: not starting the plan"
-                            );
-                            exec.hold_off(
-                                p.command_id,
-                                p.attempt,
-                                "e-stop engaged: release it (false on /rosetta/estop), then command again",
-                            );
-                        }
-                        PlanOutcome::Plan { steps } => {
-                            tracing::info!(
-                                command_id = p.command_id,
-                                steps = steps.len(),
-                                "starting plan"
-                            );
-                            log_text(
-                                &rec,
-                                "control",
-                                "INFO",
-                                &format!("starting plan for {:?}", p.command),
-                            );
-                            exec.start_attempt(p.command_id, p.attempt, steps, now);
-                        }
-                        PlanOutcome::Rejected { reason } if p.attempt > 1 => {
-                            // A re-plan that found no way: the failure stands.
-                            tracing::warn!(command_id = p.command_id, %reason, "re-plan refused");
-                        }
-                        PlanOutcome::Rejected { reason } => {
-                            outputs = Some(exec.stop("refused command"));
-                            exec.refuse(p.command_id, &reason);
-                        }
-                    }
-                }
                 Input::Odom(t, pose) => {
                     if !t.is_finite() || !pose.is_finite() {
                         tracing::warn!("odometry with NaN: stopping");
@@ -558,6 +518,15 @@ async fn run_on_this_thread(args: ControlArgs) -> anyhow::Result<()> {
                     match st.task {
                         TaskState::Succeeded => Some(skill_result(true, "succeeded", &st.message)),
                         TaskState::Failed => Some(skill_result(false, "failed", &st.message)),
+                        // A `stop` skill that ran is a success.
+                        TaskState::Stopped
+                            if st.steps.first().is_some_and(|s| {
+                                matches!(s.skill, rosetta_common::Skill::Stop)
+                                    && s.state == StepState::Succeeded
+                            }) =>
+                        {
+                            Some(skill_result(true, "succeeded", &st.message))
+                        }
                         TaskState::Stopped => Some(skill_result(false, "canceled", &st.message)),
                         TaskState::Running | TaskState::Idle => None,
                     }
@@ -743,27 +712,15 @@ fn log_planned_path(rec: &rerun::RecordingStream, path: &[[f64; 2]]) {
 
 fn log_status(rec: &rerun::RecordingStream, s: &ExecutorStatus) {
     rec::set_sim_time(rec, s.stamp_s);
-    let mut md = format!("## Task: {:?}\n\n{}\n\n", s.task, s.message);
-    for step in &s.steps {
-        let mark = match &step.state {
-            StepState::Pending => "⏳ pending".to_string(),
-            StepState::Running => "▶ running".to_string(),
-            StepState::Succeeded => "✅ done".to_string(),
-            StepState::Failed { reason } => format!("❌ failed: {reason}"),
-            StepState::Cancelled => "⏹ cancelled".to_string(),
-        };
-        md.push_str(&format!(
-            "{}. `{}` {}\n",
-            step.index + 1,
-            step.skill.describe(),
-            mark
-        ));
-    }
-    let _ = rec.log("plan/status", &rerun::TextDocument::from_markdown(md));
+    let skill = s
+        .steps
+        .first()
+        .map(|st| st.skill.describe())
+        .unwrap_or_default();
     log_text(
         rec,
         "control",
         "INFO",
-        &format!("task {:?}: {}", s.task, s.message),
+        &format!("skill {skill} {:?}: {}", s.task, s.message),
     );
 }

@@ -17,7 +17,7 @@ use crate::procs::{stop_all, NodeProcess};
 
 /// Run one command end to end on the embedded simulator.
 ///
-/// Starts the sim, perception, planner and control as ROS 2 nodes, waits until
+/// Starts the sim, perception, planner, executive and control as ROS 2 nodes, waits until
 /// they are connected, sends the command, waits for the outcome, then stops
 /// every node and leaves the robot stopped. Exit code: 0 when the stack believes
 /// the task succeeded, 2 when the command was refused, 1 otherwise.
@@ -48,6 +48,8 @@ struct Seen {
     status: Option<ExecutorStatus>,
     plan: Option<PlanMessage>,
     world: Option<WorldModel>,
+    /// Whether control's own status was heard.
+    control: bool,
 }
 
 /// The demo's JSON report.
@@ -221,6 +223,7 @@ pub fn stack_specs(
                 planner,
             ]),
         ),
+        ("executive", s(&["executive"])),
         ("control", s(&["control"])),
     ]
 }
@@ -309,6 +312,7 @@ async fn drive(
     let mut statuses = ros::json_subscription::<ExecutorStatus>(&mut node, topics::STATUS)?;
     let mut plans = ros::json_subscription::<PlanMessage>(&mut node, topics::PLAN)?;
     let mut worlds = ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?;
+    let mut controls = ros::json_subscription::<ExecutorStatus>(&mut node, topics::CONTROL_STATUS)?;
     let node = Arc::new(Mutex::new(node));
     let _spinner = Spinner::start(node.clone());
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -320,6 +324,7 @@ async fn drive(
                 Some(st) = statuses.next() => lock(&s1).status = Some(st),
                 Some(p) = plans.next() => lock(&s1).plan = Some(p),
                 Some(w) = worlds.next() => lock(&s1).world = Some(w),
+                Some(_) = controls.next() => lock(&s1).control = true,
                 else => break,
             }
         }
@@ -336,6 +341,7 @@ async fn drive(
             (s.truth.is_some()
                 && s.status.is_some()
                 && s.world.is_some()
+                && s.control
                 && commands.subscribers() >= 1)
                 .then_some(())
         },

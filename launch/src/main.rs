@@ -3,7 +3,7 @@
 //! ```text
 //! rosetta demo "put the red cube in the blue bin"   # sim + every node, one task, a report
 //! rosetta up                                        # sim + every node until Ctrl-C; command it over ROS 2
-//! rosetta sim | perception | planner | control      # one node, for custom launches
+//! rosetta sim | perception | planner | executive | control   # one node, for custom launches
 //! ```
 
 mod demo;
@@ -40,6 +40,8 @@ enum Cmd {
     Planner(rosetta_planner::node::PlannerArgs),
     /// Run the executor (control) node.
     Control(rosetta_control::node::ControlArgs),
+    /// Run the executive node: sends each step of a plan to control's skill action.
+    Executive(rosetta_control::executive::ExecutiveArgs),
     /// Print the JSON Schema of plans (the closed set of skills) on stdout.
     Schema,
 }
@@ -66,6 +68,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Perception(a) => rosetta_perception::node::run(a).await.map(|_| 0),
             Cmd::Planner(a) => rosetta_planner::node::run(a).await.map(|_| 0),
             Cmd::Control(a) => rosetta_control::node::run(a).await.map(|_| 0),
+            Cmd::Executive(a) => rosetta_control::executive::run(a).await.map(|_| 0),
             Cmd::Schema => serde_json::to_string_pretty(&rosetta_common::plan::plan_json_schema())
                 .map(|s| {
                     println!("{s}");

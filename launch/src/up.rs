@@ -67,9 +67,10 @@ async fn watch(nodes: &mut [crate::procs::NodeProcess], started: Instant) -> any
     let mut truths = ros::json_subscription::<GroundTruth>(&mut node, topics::GROUND_TRUTH)?;
     let mut statuses = ros::json_subscription::<ExecutorStatus>(&mut node, topics::STATUS)?;
     let mut worlds = ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?;
+    let mut controls = ros::json_subscription::<ExecutorStatus>(&mut node, topics::CONTROL_STATUS)?;
     let node = Arc::new(Mutex::new(node));
     let spinner = Spinner::start(node.clone());
-    let seen = Arc::new(Mutex::new([false; 3]));
+    let seen = Arc::new(Mutex::new([false; 4]));
     let s = seen.clone();
     let collector = tokio::spawn(async move {
         let mark = |i: usize| {
@@ -82,6 +83,7 @@ async fn watch(nodes: &mut [crate::procs::NodeProcess], started: Instant) -> any
                 Some(_) = truths.next() => mark(0),
                 Some(_) = statuses.next() => mark(1),
                 Some(_) = worlds.next() => mark(2),
+                Some(_) = controls.next() => mark(3),
                 else => break,
             }
         }

@@ -46,6 +46,12 @@ pub struct SimArgs {
     /// exercise control's scan watchdog.
     #[arg(long)]
     pub scan_blackout_after_s: Option<f64>,
+    /// The base driver's command watchdog: with no /cmd_vel for this many
+    /// wall seconds, the base brakes to a stop (as ros2_control's
+    /// diff_drive_controller does with `cmd_vel_timeout`). A crashed
+    /// controller cannot leave the robot driving. 0 disables it.
+    #[arg(long, default_value_t = 0.5)]
+    pub cmd_vel_timeout_s: f64,
 }
 
 const PHYSICS_DT_S: f64 = 0.01;
@@ -107,20 +113,14 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let stop_loop = stop.clone();
-    let seed = args.seed;
-    let rtf = args.rtf;
-    let noise = args.lidar_noise_m;
-    let blackout = args.scan_blackout_after_s;
+    let loop_args = args.clone();
     let mut sim = tokio::task::spawn_blocking(move || {
         sim_loop(
             world,
             pubs,
             cmd_vel,
             futures::stream::select(arm, gripper),
-            seed,
-            rtf,
-            noise,
-            blackout,
+            &loop_args,
             &stop_loop,
         )
     });
@@ -136,19 +136,17 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn sim_loop(
     mut world: World,
     pubs: Publishers,
     mut cmd_vel: impl futures::Stream<Item = r2r::geometry_msgs::msg::Twist> + Unpin,
     mut joints: impl futures::Stream<Item = r2r::trajectory_msgs::msg::JointTrajectory> + Unpin,
-    seed: u64,
-    rtf: f64,
-    lidar_noise_m: f64,
-    scan_blackout_after_s: Option<f64>,
+    args: &SimArgs,
     stop: &AtomicBool,
 ) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (rtf, lidar_noise_m, scan_blackout_after_s) =
+        (args.rtf, args.lidar_noise_m, args.scan_blackout_after_s);
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let cam = world.robot.camera.clone();
     let lidar = world.robot.lidar.clone();
     let camera_every = ((1.0 / cam.rate_hz) / PHYSICS_DT_S).round().max(1.0) as u64;
@@ -157,10 +155,26 @@ fn sim_loop(
     let mut last_report = (Instant::now(), 0.0);
     let mut step: u64 = 0;
     let mut first_motion_s: Option<f64> = None;
+    // When the last /cmd_vel came, and whether it asked the base to move.
+    let mut last_cmd: Option<(Instant, bool)> = None;
     while !stop.load(Ordering::Relaxed) {
         while let Some(Some(t)) = cmd_vel.next().now_or_never() {
+            let moving = t.linear.x != 0.0 || t.angular.z != 0.0;
+            last_cmd = Some((Instant::now(), moving));
             if let Err(e) = world.command_velocity(t.linear.x, t.angular.z) {
                 tracing::warn!("{e}");
+            }
+        }
+        if let Some((at, true)) = last_cmd {
+            if args.cmd_vel_timeout_s > 0.0 && at.elapsed().as_secs_f64() > args.cmd_vel_timeout_s {
+                tracing::warn!(
+                    "no /cmd_vel for {:.2} s: the base brakes to a stop",
+                    args.cmd_vel_timeout_s
+                );
+                last_cmd = Some((at, false));
+                if let Err(e) = world.command_velocity(0.0, 0.0) {
+                    tracing::warn!("{e}");
+                }
             }
         }
         {

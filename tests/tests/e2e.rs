@@ -168,7 +168,11 @@ fn ctrl_c_stops_every_node_and_leaves_no_orphans() {
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["outcome"], "interrupted");
     let nodes = r["nodes"].as_array().unwrap();
-    assert_eq!(nodes.len(), 4);
+    assert_eq!(
+        nodes.len(),
+        5,
+        "sim, perception, planner, executive, control"
+    );
     for n in nodes {
         let pid = n["pid"].as_i64().unwrap() as i32;
         // Signal 0 probes for existence: every node process must be gone (and reaped).

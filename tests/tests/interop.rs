@@ -274,3 +274,49 @@ fn a_dead_lidar_stops_the_base() {
     );
     assert_eq!(seen["max_speed_last_2s_m_s"], 0.0, "{seen:#}");
 }
+
+/// A crashed controller, over ROS 2: the nodes run as separate processes
+/// (not under `rosetta up`, which would stop them all when one dies), and
+/// control is killed with SIGKILL while the robot drives to the dock. The
+/// sim's base driver brakes when `/cmd_vel` goes silent, the executive
+/// notices that control stopped answering, and the goal ends `failed` with
+/// that reason, after the planner's bounded retries.
+#[test]
+fn a_killed_controller_leaves_the_robot_stopped_and_the_goal_failed() {
+    let domain = 44;
+    let node = |args: &[&str]| {
+        Running(
+            rosetta(domain)
+                .args(args)
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {args:?}: {e}")),
+        )
+    };
+    let _sim = node(&["sim"]);
+    let _perception = node(&["perception"]);
+    let _planner = node(&["planner"]);
+    let _executive = node(&["executive"]);
+    let control = node(&["control"]);
+    let pid = control.0.id().to_string();
+    let seen = python(domain, "crash_client.py", &["120", &pid]);
+    eprintln!(
+        "control killed: standstill after {:.0} ms ({:.3} m), goal ended after {:.1} s",
+        seen["kill_to_standstill_ms"].as_f64().unwrap_or(f64::NAN),
+        seen["moved_after_kill_m"].as_f64().unwrap_or(f64::NAN),
+        seen["kill_to_result_s"].as_f64().unwrap_or(f64::NAN),
+    );
+    assert_eq!(seen["error"], serde_json::Value::Null, "{seen:#}");
+    assert_eq!(seen["goal"]["outcome"], "failed", "{seen:#}");
+    assert!(
+        seen["goal"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("control is not answering"),
+        "{seen:#}"
+    );
+    assert!(
+        seen["moved_after_kill_m"].as_f64().unwrap() < 0.5,
+        "{seen:#}"
+    );
+    assert_eq!(seen["moved_after_result_m"], 0.0, "{seen:#}");
+}
