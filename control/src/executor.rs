@@ -31,12 +31,20 @@ pub const REPLAN_WHEN_BLOCKED_S: f64 = 1.0;
 /// Recovery: after this long blocked the base backs up a little, once.
 pub const BACK_UP_AFTER_S: f64 = 2.5;
 pub const BACK_UP_M: f64 = 0.15;
+/// Recovery when no path is found: one full turn in place at this rate, while
+/// the map refreshes (a person who stood in a doorway has walked on), then
+/// plan again; still no path fails the step.
+pub const SPIN_RATE_RAD_S: f64 = 0.6;
 /// A navigation step fails after this long blocked by an obstacle.
 pub const BLOCKED_FAIL_S: f64 = 5.0;
 /// Pure pursuit looks this far ahead; closer to the goal, the precise go-to-pose takes over.
 pub const LOOKAHEAD_M: f64 = 0.35;
 /// The base stops this far short of an obstacle seen on the scan.
 pub const STOP_MARGIN_M: f64 = 0.03;
+/// Paths keep the footprint at least this far from anything on the map
+/// (the lethal radius of the costmap is the base's radius plus this): the
+/// grid's cells and pure pursuit's corner cutting are each a few cm.
+pub const FOOTPRINT_PADDING_M: f64 = 0.03;
 /// Extra room kept around the footprint by the path planner's cost.
 pub const CLEARANCE_M: f64 = 0.25;
 /// Paths are planned first within this margin around the robot and the goal.
@@ -112,6 +120,10 @@ struct StepCtx {
     blocked_replanned_s: f64,
     backed_up: bool,
     back_up_from: Option<[f64; 2]>,
+    /// The turn-in-place recovery: how far it has turned, and the last yaw;
+    /// and whether it was used in this step.
+    spin: Option<(f64, f64)>,
+    spun: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -305,12 +317,45 @@ impl Executor {
             || now - self.ctx.planned_s > REPLAN_PERIOD_S
             || (blocked_for > REPLAN_WHEN_BLOCKED_S
                 && now - self.ctx.blocked_replanned_s > REPLAN_WHEN_BLOCKED_S);
-        if replan && !self.ctx.at_goal {
+        if replan && !self.ctx.at_goal && self.ctx.spin.is_none() {
             if blocked_for > 0.0 {
                 self.ctx.blocked_replanned_s = now;
             }
+            match self.plan_to(inp, target) {
+                Ok(()) => {}
+                Err(PathError::NoPath) if !self.ctx.spun => {
+                    tracing::info!(%target, "no path: turning in place once while the map refreshes");
+                    self.ctx.spun = true;
+                    self.ctx.spin = Some((0.0, inp.pose.yaw_rad));
+                }
+                Err(PathError::NoPath) => {
+                    return Progress::Failed(format!(
+                        "no way to {target}: {} (also after a full turn in place)",
+                        PathError::NoPath
+                    ));
+                }
+                Err(e) => return Progress::Failed(format!("no way to {target}: {e}")),
+            }
+        }
+        if let Some((turned, last_yaw)) = self.ctx.spin {
+            let turned = turned + wrap_angle_rad(inp.pose.yaw_rad - last_yaw).abs();
+            // Turning is not a lack of progress.
+            self.ctx.progress = (now, f64::INFINITY);
+            if turned < std::f64::consts::TAU {
+                self.ctx.spin = Some((turned, inp.pose.yaw_rad));
+                return Progress::Continue(Outputs {
+                    cmd_vel: Some(Twist2D {
+                        linear_m_s: 0.0,
+                        angular_rad_s: SPIN_RATE_RAD_S,
+                    }),
+                    ..Default::default()
+                });
+            }
+            self.ctx.spin = None;
             if let Err(e) = self.plan_to(inp, target) {
-                return Progress::Failed(format!("no way to {target}: {e}"));
+                return Progress::Failed(format!(
+                    "no way to {target}: {e} (also after a full turn in place)"
+                ));
             }
         }
         let Some(goal) = self.ctx.goal else {
@@ -406,7 +451,7 @@ impl Executor {
             robot[0].max(goal[0]) + PLAN_MARGIN_M,
             robot[1].max(goal[1]) + PLAN_MARGIN_M,
         ];
-        let radius = self.robot.base_radius_m;
+        let radius = self.robot.base_radius_m + FOOTPRINT_PADDING_M;
         let window = Costmap::from_grid_window(grid, radius, CLEARANCE_M, lo, hi);
         match self.plan_on(&window, inp, target, goal) {
             Err(PathError::NoPath) => {

@@ -46,12 +46,6 @@ pub struct SimArgs {
     /// exercise control's scan watchdog.
     #[arg(long)]
     pub scan_blackout_after_s: Option<f64>,
-    /// The base driver's command watchdog: with no /cmd_vel for this many
-    /// wall seconds, the base brakes to a stop (as ros2_control's
-    /// diff_drive_controller does with `cmd_vel_timeout`). A crashed
-    /// controller cannot leave the robot driving. 0 disables it.
-    #[arg(long, default_value_t = 0.5)]
-    pub cmd_vel_timeout_s: f64,
 }
 
 const PHYSICS_DT_S: f64 = 0.01;
@@ -155,26 +149,10 @@ fn sim_loop(
     let mut last_report = (Instant::now(), 0.0);
     let mut step: u64 = 0;
     let mut first_motion_s: Option<f64> = None;
-    // When the last /cmd_vel came, and whether it asked the base to move.
-    let mut last_cmd: Option<(Instant, bool)> = None;
     while !stop.load(Ordering::Relaxed) {
         while let Some(Some(t)) = cmd_vel.next().now_or_never() {
-            let moving = t.linear.x != 0.0 || t.angular.z != 0.0;
-            last_cmd = Some((Instant::now(), moving));
             if let Err(e) = world.command_velocity(t.linear.x, t.angular.z) {
                 tracing::warn!("{e}");
-            }
-        }
-        if let Some((at, true)) = last_cmd {
-            if args.cmd_vel_timeout_s > 0.0 && at.elapsed().as_secs_f64() > args.cmd_vel_timeout_s {
-                tracing::warn!(
-                    "no /cmd_vel for {:.2} s: the base brakes to a stop",
-                    args.cmd_vel_timeout_s
-                );
-                last_cmd = Some((at, false));
-                if let Err(e) = world.command_velocity(0.0, 0.0) {
-                    tracing::warn!("{e}");
-                }
             }
         }
         {

@@ -46,7 +46,8 @@ pub struct Room {
     pub floor_rgb: [u8; 3],
 }
 
-/// A static box: a table, a dock.
+/// A box: a table, a dock; or, with a `path`, something that moves (a
+/// person, a cart).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Furniture {
@@ -56,6 +57,46 @@ pub struct Furniture {
     pub rgb: [u8; 3],
     /// Whether the base collides with it (a dock on the floor does not).
     pub obstacle: bool,
+    /// Where its centre is on the floor at given sim times: it stands at
+    /// `center_m` until the first waypoint's time, moves in straight lines
+    /// between waypoints, and stays at the last one. Empty: it never moves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<Waypoint>,
+}
+
+/// Where a moving box's centre is at a sim time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Waypoint {
+    pub t_s: f64,
+    pub center_xy_m: [f64; 2],
+}
+
+impl Furniture {
+    /// Whether it has a path to follow.
+    pub fn moves(&self) -> bool {
+        !self.path.is_empty()
+    }
+
+    /// Its centre at sim time `t_s`.
+    pub fn center_at(&self, t_s: f64) -> [f64; 3] {
+        let z = self.center_m[2];
+        let mut from = (0.0, [self.center_m[0], self.center_m[1]]);
+        for w in &self.path {
+            if t_s < w.t_s {
+                let span = w.t_s - from.0;
+                let k = if span > 0.0 {
+                    ((t_s - from.0) / span).clamp(0.0, 1.0)
+                } else {
+                    1.0
+                };
+                let lerp = |i: usize| from.1[i] + k * (w.center_xy_m[i] - from.1[i]);
+                return [lerp(0), lerp(1), z];
+            }
+            from = (w.t_s, w.center_xy_m);
+        }
+        [from.1[0], from.1[1], z]
+    }
 }
 
 /// A cube (graspable) or a bin (open-topped container, static).
@@ -119,6 +160,16 @@ impl Scene {
             if !ids.insert(f.id.clone()) {
                 return Err(bad(format!("duplicate id {}", f.id)));
             }
+            let mut last_t = 0.0;
+            for w in &f.path {
+                if !w.t_s.is_finite() || !finite(&w.center_xy_m) || w.t_s < last_t {
+                    return Err(bad(format!(
+                        "furniture {}: waypoints need finite positions and times that do not go back (t = {} after {last_t})",
+                        f.id, w.t_s
+                    )));
+                }
+                last_t = w.t_s;
+            }
         }
         for o in &self.objects {
             if !finite(&o.position_m) || !finite(&o.size_m) || o.size_m.iter().any(|s| *s <= 0.0) {
@@ -135,6 +186,36 @@ impl Scene {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_moving_box_stands_then_follows_its_waypoints_then_stays() {
+        let f = Furniture {
+            id: "cart".into(),
+            center_m: [0.0, 0.0, 0.3],
+            size_m: [0.4, 0.4, 0.6],
+            rgb: [1, 2, 3],
+            obstacle: true,
+            path: vec![
+                Waypoint {
+                    t_s: 2.0,
+                    center_xy_m: [2.0, 0.0],
+                },
+                Waypoint {
+                    t_s: 4.0,
+                    center_xy_m: [2.0, 2.0],
+                },
+            ],
+        };
+        assert_eq!(f.center_at(0.0), [0.0, 0.0, 0.3]);
+        assert_eq!(f.center_at(1.0), [1.0, 0.0, 0.3]);
+        assert_eq!(f.center_at(3.0), [2.0, 1.0, 0.3]);
+        assert_eq!(f.center_at(9.0), [2.0, 2.0, 0.3]);
+        let mut bad = Scene::default_scene().unwrap();
+        let mut back = f.clone();
+        back.path[1].t_s = 1.0;
+        bad.furniture.push(back);
+        assert!(bad.validate().is_err());
+    }
 
     #[test]
     fn default_scene_parses_with_the_required_contents() {

@@ -58,7 +58,7 @@ pub struct World {
     pub gripper_opening_m: f64,
     gripper_target_m: f64,
     pub objects: Vec<ObjectState>,
-    /// Static boxes (walls, furniture), built once.
+    /// Boxes of the room: walls, then the scene's furniture in order.
     statics: Vec<VisualBox>,
     /// Steps in which the base was blocked.
     pub collisions: u64,
@@ -228,6 +228,16 @@ impl World {
         &self.statics
     }
 
+    /// Furniture with a path goes where its path says it is now.
+    fn move_furniture(&mut self) {
+        let walls = self.statics.len() - self.scene.furniture.len();
+        for (i, f) in self.scene.furniture.iter().enumerate() {
+            if let (true, Some(b)) = (f.moves(), self.statics.get_mut(walls + i)) {
+                b.aabb = Aabb::from_center_size(f.center_at(self.time_s), f.size_m);
+            }
+        }
+    }
+
     /// Everything the camera can see this instant.
     pub fn visual_boxes(&self) -> Vec<VisualBox> {
         let mut v = self.statics.clone();
@@ -266,6 +276,7 @@ impl World {
     /// Advances the world by `dt_s`.
     pub fn step(&mut self, dt_s: f64) {
         self.time_s += dt_s;
+        self.move_furniture();
         self.step_base(dt_s);
         self.step_arm(dt_s);
         self.step_gripper(dt_s);

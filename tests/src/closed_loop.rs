@@ -119,6 +119,11 @@ impl ClosedLoop {
         self.exec.start(self.command_id, plan, self.world.time_s);
     }
 
+    /// The executor's status: the task, every step, the message.
+    pub fn status(&self) -> rosetta_common::status::ExecutorStatus {
+        self.exec.status()
+    }
+
     /// Whether the executor still runs the plan.
     pub fn running(&self) -> bool {
         self.exec.task() == TaskState::Running
@@ -262,6 +267,7 @@ pub fn obstacle(id: &str, center_xy: [f64; 2], size_xy: [f64; 2]) -> Furniture {
         size_m: [size_xy[0], size_xy[1], 0.6],
         rgb: [90, 90, 160],
         obstacle: true,
+        path: Vec::new(),
     }
 }
 

@@ -263,7 +263,7 @@ fn a_dead_lidar_stops_the_base() {
     assert_eq!(seen["error"], serde_json::Value::Null, "{seen:#}");
     assert_eq!(seen["result"]["state"], "timed_out", "{seen:#}");
     assert!(
-        seen["max_speed_m_s"].as_f64().unwrap() > 0.1,
+        seen["max_speed_m_s"].as_f64().unwrap() > 0.05,
         "it never drove: {seen:#}"
     );
     let last_scan = seen["last_scan_s"].as_f64().unwrap();
