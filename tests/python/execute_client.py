@@ -2,11 +2,13 @@
 /rosetta/execute (rosetta_interfaces/action/ExecuteCommand), the way an
 operator's tool or another robot program would.
 
-  execute_client.py TIMEOUT_S COMMAND [cancel]
+  execute_client.py TIMEOUT_S COMMAND [cancel | preempt:OTHER_COMMAND]
 
 Sends COMMAND as a goal and collects every feedback. With `cancel`, it cancels
 the goal as soon as a step runs, then waits until the sim's ground truth shows
-the robot standing still. Prints one JSON object with what it saw. Every wait
+the robot standing still. With `preempt:OTHER_COMMAND`, it sends OTHER_COMMAND
+as a second goal as soon as a step of the first runs, and reports both results
+(the second as `second`). Prints one JSON object with what it saw. Every wait
 is on a condition, bounded by the deadline."""
 import json
 import math
@@ -27,6 +29,7 @@ def main() -> int:
     deadline = time.monotonic() + float(sys.argv[1])
     command = sys.argv[2]
     cancel = len(sys.argv) > 3 and sys.argv[3] == "cancel"
+    preempt = sys.argv[3][len("preempt:"):] if len(sys.argv) > 3 and sys.argv[3].startswith("preempt:") else None
     rclpy.init()
     node = rclpy.create_node("execute_client")
     truths = []
@@ -59,35 +62,57 @@ def main() -> int:
         print(json.dumps(out))
         return 1
     handle = sent.result()
+    running = lambda: any(f["current_step"] >= 0 for f in out["feedback"])
+    if (cancel or preempt) and not spin_until(running):
+        out["error"] = "no step ran before the deadline"
+        print(json.dumps(out))
+        return 1
     if cancel:
-        running = lambda: any(f["current_step"] >= 0 for f in out["feedback"])
-        if not spin_until(running):
-            out["error"] = "no step ran before the deadline"
-            print(json.dumps(out))
-            return 1
         canceling = handle.cancel_goal_async()
         spin_until(canceling.done)
         out["cancel_accepted"] = canceling.done() and len(canceling.result().goals_canceling) == 1
-    result = handle.get_result_async()
-    if not spin_until(result.done):
+    second = None
+    if preempt:
+        sent2 = client.send_goal_async(ExecuteCommand.Goal(command=preempt))
+        if not spin_until(sent2.done) or not sent2.result().accepted:
+            out["error"] = "the second goal was not accepted"
+            print(json.dumps(out))
+            return 1
+        second = sent2.result()
+
+    def result_of(h):
+        result = h.get_result_async()
+        if not spin_until(result.done):
+            return None
+        r = result.result()
+        res = r.result
+        return {
+            "status": {
+                GoalStatus.STATUS_SUCCEEDED: "succeeded",
+                GoalStatus.STATUS_ABORTED: "aborted",
+                GoalStatus.STATUS_CANCELED: "canceled",
+            }.get(r.status, str(r.status)),
+            "success": res.success,
+            "outcome": res.outcome,
+            "message": res.message,
+            "attempts": res.attempts,
+            "plan": json.loads(res.plan_json) if res.plan_json else None,
+            "report": json.loads(res.report_json) if res.report_json else None,
+        }
+
+    first = result_of(handle)
+    if first is None:
         out["error"] = "no result before the deadline"
         print(json.dumps(out))
         return 1
-    r = result.result()
-    out["status"] = {
-        GoalStatus.STATUS_SUCCEEDED: "succeeded",
-        GoalStatus.STATUS_ABORTED: "aborted",
-        GoalStatus.STATUS_CANCELED: "canceled",
-    }.get(r.status, str(r.status))
-    res = r.result
-    out["result"] = {
-        "success": res.success,
-        "outcome": res.outcome,
-        "message": res.message,
-        "attempts": res.attempts,
-        "plan": json.loads(res.plan_json) if res.plan_json else None,
-        "report": json.loads(res.report_json) if res.report_json else None,
-    }
+    out["status"] = first.pop("status")
+    out["result"] = first
+    if second is not None:
+        out["second"] = result_of(second)
+        if out["second"] is None:
+            out["error"] = "no result for the second goal before the deadline"
+            print(json.dumps(out))
+            return 1
     # The sim's truth after the result: two samples at least 0.5 s of sim time
     # apart, so that a robot still moving shows.
     n0 = len(truths)

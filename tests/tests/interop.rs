@@ -105,7 +105,8 @@ fn execute(domain: u32, command: &str, extra: &[&str]) -> serde_json::Value {
 
 /// The command interface for other programs: an rclpy action client sends
 /// goals to `/rosetta/execute` on a stack started with `rosetta up`, follows
-/// the feedback, cancels one goal, and has one refused. Outcomes are judged
+/// the feedback, cancels one goal, preempts one with another, and has one
+/// refused. Outcomes are judged
 /// on the sim's ground truth.
 #[test]
 fn rclpy_commands_the_stack_through_the_execute_action() {
@@ -173,6 +174,19 @@ fn rclpy_commands_the_stack_through_the_execute_action() {
     assert!(
         (x - dock_x).abs() > 0.3,
         "it reached the dock: not canceled in time"
+    );
+
+    // A new command preempts the running one: the first goal ends
+    // `preempted` while its step runs, and the robot carries out the second.
+    let preempted = execute(domain, "go to the dock", &["preempt:go to the table"]);
+    assert_eq!(preempted["status"], "aborted", "{preempted:#}");
+    assert_eq!(preempted["result"]["outcome"], "preempted", "{preempted:#}");
+    assert_eq!(preempted["second"]["outcome"], "succeeded", "{preempted:#}");
+    let end = &preempted["truth"]["robot_pose"];
+    let (x, y) = (end["x_m"].as_f64().unwrap(), end["y_m"].as_f64().unwrap());
+    assert!(
+        (x - 0.9).hypot(y) < 0.1,
+        "not at the table: ({x:.2}, {y:.2})"
     );
 
     // An unsafe command is refused with a reason, and nothing moves.
