@@ -46,6 +46,12 @@ pub struct SimArgs {
     /// exercise control's scan watchdog.
     #[arg(long)]
     pub scan_blackout_after_s: Option<f64>,
+    /// The base driver's e-stop line: while `/rosetta/estop` is true the
+    /// base ignores /cmd_vel and brakes at this deceleration (m/s²; and
+    /// three times it in rad/s² for turning), as a robot's motor drivers do
+    /// when the e-stop opens, independently of the control software.
+    #[arg(long, default_value_t = 5.0)]
+    pub estop_decel_m_s2: f64,
 }
 
 const PHYSICS_DT_S: f64 = 0.01;
@@ -73,6 +79,12 @@ struct Publishers {
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     if !(args.rtf > 0.0 && args.rtf.is_finite()) {
         anyhow::bail!("--rtf must be a positive number, got {}", args.rtf);
+    }
+    if !(args.estop_decel_m_s2 > 0.0 && args.estop_decel_m_s2.is_finite()) {
+        anyhow::bail!(
+            "--estop-decel-m-s2 must be a positive number, got {}",
+            args.estop_decel_m_s2
+        );
     }
     let scene = Scene::load(&args.scene)?;
     let robot = RobotDescription::default();
@@ -102,6 +114,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         topics::GRIPPER_TRAJECTORY,
         ros::reliable_qos(),
     )?;
+    let estop = node.subscribe::<r2r::std_msgs::msg::Bool>(topics::ESTOP, ros::reliable_qos())?;
     let node = Arc::new(Mutex::new(node));
     let _spinner = Spinner::start(node.clone());
 
@@ -114,6 +127,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
             pubs,
             cmd_vel,
             futures::stream::select(arm, gripper),
+            estop,
             &loop_args,
             &stop_loop,
         )
@@ -135,6 +149,7 @@ fn sim_loop(
     pubs: Publishers,
     mut cmd_vel: impl futures::Stream<Item = r2r::geometry_msgs::msg::Twist> + Unpin,
     mut joints: impl futures::Stream<Item = r2r::trajectory_msgs::msg::JointTrajectory> + Unpin,
+    mut estop: impl futures::Stream<Item = r2r::std_msgs::msg::Bool> + Unpin,
     args: &SimArgs,
     stop: &AtomicBool,
 ) {
@@ -149,7 +164,11 @@ fn sim_loop(
     let mut last_report = (Instant::now(), 0.0);
     let mut step: u64 = 0;
     let mut first_motion_s: Option<f64> = None;
+    let decel = args.estop_decel_m_s2;
     while !stop.load(Ordering::Relaxed) {
+        while let Some(Some(m)) = estop.next().now_or_never() {
+            world.set_estop(m.data.then_some((decel, 3.0 * decel)));
+        }
         while let Some(Some(t)) = cmd_vel.next().now_or_never() {
             if let Err(e) = world.command_velocity(t.linear.x, t.angular.z) {
                 tracing::warn!("{e}");

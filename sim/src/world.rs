@@ -67,6 +67,9 @@ pub struct World {
     pub slip_grasps: u32,
     /// A slip is in progress: the fingers pass the object until they open again.
     slipping: bool,
+    /// The base driver's e-stop line: while engaged, the base ignores
+    /// commands and brakes at these decelerations (m/s², rad/s²).
+    estop_decel: Option<(f64, f64)>,
 }
 
 impl World {
@@ -105,8 +108,19 @@ impl World {
             collisions: 0,
             slip_grasps: 0,
             slipping: false,
+            estop_decel: None,
             robot,
         }
+    }
+
+    /// Engages the base driver's e-stop (braking at `decel`: m/s², rad/s²,
+    /// as a robot's motor drivers do when the e-stop line opens), or
+    /// releases it with `None`. Released, the base stays still until commanded.
+    pub fn set_estop(&mut self, decel: Option<(f64, f64)>) {
+        if decel.is_some() {
+            self.cmd = (0.0, 0.0);
+        }
+        self.estop_decel = decel;
     }
 
     /// A base velocity command (forward m/s, yaw rate rad/s). Non-finite values stop the base.
@@ -117,6 +131,10 @@ impl World {
             return Err(format!(
                 "non-finite velocity command ({linear_m_s}, {angular_rad_s}); stopping"
             ));
+        }
+        if self.estop_decel.is_some() {
+            // The e-stop line is open: the drivers take no commands.
+            return Ok(());
         }
         let r = &self.robot;
         self.cmd = (
@@ -288,17 +306,17 @@ impl World {
 
     fn step_base(&mut self, dt: f64) {
         let r = &self.robot;
-        let (v_cmd, w_cmd) = if self.time_s - self.cmd_time_s > CMD_TIMEOUT_S {
-            (0.0, 0.0)
-        } else {
-            self.cmd
-        };
-        let dv = (v_cmd - self.linear_m_s)
-            .clamp(-r.max_linear_accel_m_s2 * dt, r.max_linear_accel_m_s2 * dt);
-        let dw = (w_cmd - self.angular_rad_s).clamp(
-            -r.max_angular_accel_rad_s2 * dt,
-            r.max_angular_accel_rad_s2 * dt,
-        );
+        let (v_cmd, w_cmd) =
+            if self.estop_decel.is_some() || self.time_s - self.cmd_time_s > CMD_TIMEOUT_S {
+                (0.0, 0.0)
+            } else {
+                self.cmd
+            };
+        let (a_lin, a_ang) = self
+            .estop_decel
+            .unwrap_or((r.max_linear_accel_m_s2, r.max_angular_accel_rad_s2));
+        let dv = (v_cmd - self.linear_m_s).clamp(-a_lin * dt, a_lin * dt);
+        let dw = (w_cmd - self.angular_rad_s).clamp(-a_ang * dt, a_ang * dt);
         self.linear_m_s += dv;
         self.angular_rad_s += dw;
         let mid_yaw = self.pose.yaw_rad + 0.5 * self.angular_rad_s * dt;
@@ -524,6 +542,38 @@ mod tests {
             each(w);
             w.step(0.01);
         }
+    }
+
+    #[test]
+    fn the_estop_line_brakes_hard_and_holds_until_released() {
+        let mut w = world();
+        run(&mut w, 1.0, |w| {
+            w.command_velocity(0.3, 0.0).unwrap();
+        });
+        assert!((w.linear_m_s - 0.3).abs() < 1e-9);
+        w.set_estop(Some((5.0, 15.0)));
+        // 0.3 m/s at 5 m/s² is 60 ms; commands meanwhile change nothing.
+        run(&mut w, 0.06, |w| {
+            w.command_velocity(0.3, 0.5).unwrap();
+        });
+        assert!(w.linear_m_s.abs() < 1e-9, "{}", w.linear_m_s);
+        let at = w.pose;
+        run(&mut w, 0.5, |w| {
+            w.command_velocity(0.3, 0.5).unwrap();
+        });
+        assert_eq!(w.pose, at);
+        // Released: nothing moves until a new command, which then works at the usual limits.
+        w.set_estop(None);
+        run(&mut w, 0.1, |_| {});
+        assert_eq!(w.pose, at);
+        run(&mut w, 0.1, |w| {
+            w.command_velocity(0.3, 0.0).unwrap();
+        });
+        assert!(
+            w.linear_m_s > 0.05 && w.linear_m_s < 0.11,
+            "{}",
+            w.linear_m_s
+        );
     }
 
     #[test]

@@ -47,7 +47,7 @@ def main() -> int:
     if not spin_until(sent.done) or not sent.result().accepted:
         return fail("the dock goal was not accepted")
     handle = sent.result()
-    if not spin_until(lambda: odom and abs(odom[-1][3]) > 0.1):
+    if not spin_until(lambda: odom and abs(odom[-1][3]) > 0.05):
         return fail("the robot never drove")
     out["speed_before_m_s"] = odom[-1][3]
     n = len(odom)

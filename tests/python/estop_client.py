@@ -74,7 +74,7 @@ def main() -> int:
     handle, feedback = goal("go to the dock")
     if handle is None:
         return fail("the dock goal was not accepted")
-    if not spin_until(lambda: odom and abs(odom[-1][4]) > 0.1):
+    if not spin_until(lambda: odom and abs(odom[-1][4]) > 0.05):
         return fail("the robot never drove")
     out["speed_before_m_s"] = odom[-1][4]
     n, c = len(odom), len(cmds)
