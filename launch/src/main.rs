@@ -44,6 +44,35 @@ enum Cmd {
     Executive(rosetta_control::executive::ExecutiveArgs),
     /// Print the JSON Schema of plans (the closed set of skills) on stdout.
     Schema,
+    /// Write the Gazebo files of a scene: the world SDF and the ros_gz_bridge
+    /// configuration (both generated from what the embedded sim uses).
+    GazeboFiles(GazeboFilesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GazeboFilesArgs {
+    /// The scene: `default` (built in) or a scene TOML file.
+    #[arg(long, default_value = "default")]
+    scene: String,
+    /// Where to write `bridge.yaml` and `worlds/<scene>.sdf`.
+    #[arg(long, default_value = "launch/gazebo")]
+    out: std::path::PathBuf,
+}
+
+fn gazebo_files(a: &GazeboFilesArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let scene = rosetta_sim::Scene::load(&a.scene)?;
+    let worlds = a.out.join("worlds");
+    std::fs::create_dir_all(&worlds)
+        .with_context(|| format!("cannot create {}", worlds.display()))?;
+    let bridge = a.out.join("bridge.yaml");
+    std::fs::write(&bridge, rosetta_sim::gazebo::bridge_yaml())
+        .with_context(|| format!("cannot write {}", bridge.display()))?;
+    let world = worlds.join(format!("{}.sdf", scene.name));
+    std::fs::write(&world, rosetta_sim::gazebo::world_sdf(&scene))
+        .with_context(|| format!("cannot write {}", world.display()))?;
+    eprintln!("wrote {} and {}", bridge.display(), world.display());
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,6 +98,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Planner(a) => rosetta_planner::node::run(a).await.map(|_| 0),
             Cmd::Control(a) => rosetta_control::node::run(a).await.map(|_| 0),
             Cmd::Executive(a) => rosetta_control::executive::run(a).await.map(|_| 0),
+            Cmd::GazeboFiles(a) => gazebo_files(&a).map(|_| 0),
             Cmd::Schema => serde_json::to_string_pretty(&rosetta_common::plan::plan_json_schema())
                 .map(|s| {
                     println!("{s}");

@@ -4,6 +4,7 @@
 //! ROS 2 shell ([`node`]) publishes and subscribes exactly the topics a Gazebo
 //! world behind `ros_gz_bridge` would, plus the ground truth on its own topic.
 
+pub mod gazebo;
 pub mod geometry;
 pub mod node;
 pub mod render;

@@ -334,3 +334,86 @@ fn a_killed_controller_leaves_the_robot_stopped_and_the_goal_failed() {
     );
     assert_eq!(seen["moved_after_result_m"], 0.0, "{seen:#}");
 }
+
+/// The Gazebo contract, from the embedded sim's side: the topics and types
+/// the running sim node publishes and subscribes (read from the ROS graph by
+/// rclpy) are exactly those of `launch/gazebo/bridge.yaml`
+/// (`rosetta_sim::gazebo::BRIDGED`) plus the sim-only ones, and its camera's
+/// intrinsics are those Gazebo derives from the URDF's field of view.
+#[test]
+fn the_embedded_sim_offers_exactly_the_gazebo_bridge_topics() {
+    use rosetta_sim::gazebo::{Direction, BRIDGED, SIM_ONLY};
+    let domain = 45;
+    let _sim = Running(
+        rosetta(domain)
+            .args(["sim"])
+            .spawn()
+            .expect("start the sim"),
+    );
+    let seen = python(domain, "graph_client.py", &["60", "rosetta_sim"]);
+    assert_eq!(seen["error"], serde_json::Value::Null, "{seen:#}");
+    let infrastructure = ["/rosout", "/parameter_events"];
+    let actual = |key: &str| {
+        let mut v: Vec<(String, String)> = seen[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e[0].as_str().unwrap().to_string(),
+                    e[1][0].as_str().unwrap().to_string(),
+                )
+            })
+            .filter(|(t, _)| !infrastructure.contains(&t.as_str()))
+            .collect();
+        v.sort();
+        v
+    };
+    let expected = |dir: Direction| {
+        let mut v: Vec<(String, String)> = BRIDGED
+            .iter()
+            .filter(|b| b.direction == dir)
+            .map(|b| (b.ros_topic.to_string(), b.ros_type.to_string()))
+            .chain(
+                SIM_ONLY
+                    .iter()
+                    .filter(|s| s.2 == dir)
+                    .map(|s| (s.0.to_string(), s.1.to_string())),
+            )
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(actual("publishes"), expected(Direction::GzToRos));
+    assert_eq!(actual("subscribes"), expected(Direction::RosToGz));
+
+    let robot = rosetta_common::robot::RobotDescription::default();
+    let info = &seen["camera_info"];
+    assert_eq!(info["frame_id"], "camera_optical_frame");
+    assert_eq!(info["width"], robot.camera.width_px);
+    let k: Vec<f64> = info["k"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    // Gazebo: fx = fy = width / (2 tan(hfov / 2)), with the URDF's hfov.
+    let urdf = include_str!("../../launch/robot/rosetta.urdf");
+    let hfov: f64 = urdf
+        .split("<horizontal_fov>")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let fx = f64::from(robot.camera.width_px) / (2.0 * (hfov / 2.0).tan());
+    assert!(
+        (k[0] - fx).abs() < 1e-6 && (k[4] - fx).abs() < 1e-6,
+        "{k:?} vs {fx}"
+    );
+    assert!(
+        (k[2] - f64::from(robot.camera.width_px) / 2.0).abs() <= 1.0,
+        "{k:?}"
+    );
+}

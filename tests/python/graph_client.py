@@ -1,0 +1,67 @@
+"""The embedded sim's side of the Gazebo contract, read from the ROS graph:
+every topic the sim node publishes and subscribes, with its type, and one
+camera_info (to compare its intrinsics with the URDF's camera).
+
+  graph_client.py TIMEOUT_S NODE_NAME
+
+Prints one JSON object. Every wait is on a condition, bounded by the deadline."""
+import json
+import sys
+import time
+
+import rclpy
+from waits import spinner
+from sensor_msgs.msg import CameraInfo
+
+
+def main() -> int:
+    deadline = time.monotonic() + float(sys.argv[1])
+    target = sys.argv[2]
+    rclpy.init()
+    node = rclpy.create_node("graph_client")
+    spin_until = spinner(node, deadline)
+    out = {"error": None}
+    infos = []
+    node.create_subscription(CameraInfo, "/camera/camera_info", infos.append, 10)
+
+    def namespace_of():
+        for name, ns in node.get_node_names_and_namespaces():
+            if name == target:
+                return ns
+        return None
+
+    if not spin_until(lambda: namespace_of() is not None):
+        out["error"] = f"no node {target}"
+        print(json.dumps(out))
+        return 1
+    ns = namespace_of()
+    # Discovery fills in the endpoints shortly after the node appears: wait
+    # until both lists are non-empty and stop changing for a few spins.
+    seen = {"last": None, "same": 0}
+
+    def settled() -> bool:
+        pubs = node.get_publisher_names_and_types_by_node(target, ns)
+        subs = node.get_subscriber_names_and_types_by_node(target, ns)
+        now = (sorted((t, tuple(ty)) for t, ty in pubs), sorted((t, tuple(ty)) for t, ty in subs))
+        seen["same"] = seen["same"] + 1 if now == seen["last"] and pubs and subs else 0
+        seen["last"] = now
+        return seen["same"] >= 25
+
+    if not spin_until(settled):
+        out["error"] = "the sim's endpoints did not settle"
+        print(json.dumps(out))
+        return 1
+    pubs, subs = seen["last"]
+    out["publishes"] = [[t, list(ty)] for t, ty in pubs]
+    out["subscribes"] = [[t, list(ty)] for t, ty in subs]
+    if spin_until(lambda: infos):
+        i = infos[-1]
+        out["camera_info"] = {"width": i.width, "height": i.height, "k": list(i.k), "frame_id": i.header.frame_id}
+    print(json.dumps(out))
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
