@@ -24,6 +24,8 @@ pub enum RosError {
     Timeout { what: String, waited_s: f64 },
     #[error("the ROS node lock was poisoned by a panic in another thread")]
     Poisoned,
+    #[error("{0:?} is not a ROS namespace: use tokens of letters, digits and _ separated by /, none starting with a digit (e.g. robot1 or fleet/robot1)")]
+    Namespace(String),
 }
 
 pub type SharedNode = Arc<Mutex<r2r::Node>>;
@@ -39,10 +41,41 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Creates a node in a fresh context.
+/// The environment variable that puts every node of a stack in one namespace.
+pub const NAMESPACE_ENV: &str = "ROSETTA_NAMESPACE";
+
+/// Creates a node in a fresh context, in the namespace `ROSETTA_NAMESPACE`
+/// names (none when it is unset or empty).
 pub fn create_node(name: &str) -> Result<r2r::Node, RosError> {
+    let ns = std::env::var(NAMESPACE_ENV).unwrap_or_default();
+    create_node_in(name, &ns)
+}
+
+/// Creates a node in a fresh context, in namespace `ns` (`robot1` or
+/// `/robot1`; empty: none). Relative topic and action names resolve in it.
+pub fn create_node_in(name: &str, ns: &str) -> Result<r2r::Node, RosError> {
+    let ns = normalize_namespace(ns)?;
     let ctx = r2r::Context::create()?;
-    Ok(r2r::Node::create(ctx, name, "")?)
+    Ok(r2r::Node::create(ctx, name, &ns)?)
+}
+
+/// `robot1` → `/robot1`; empty → empty. A ROS namespace has tokens of
+/// letters, digits and `_`, separated by `/`, none starting with a digit.
+pub fn normalize_namespace(ns: &str) -> Result<String, RosError> {
+    let trimmed = ns.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    let ok = trimmed.split('/').all(|t| {
+        !t.is_empty()
+            && !t.starts_with(|c: char| c.is_ascii_digit())
+            && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    });
+    if ok {
+        Ok(format!("/{trimmed}"))
+    } else {
+        Err(RosError::Namespace(ns.to_string()))
+    }
 }
 
 /// Spins a node on its own thread until dropped.
@@ -231,6 +264,21 @@ mod tests {
         m.pose.pose.position.x = 1.5;
         let p = odom_pose(&m);
         assert!((p.yaw_rad - yaw).abs() < 1e-12 && p.x_m == 1.5);
+    }
+
+    #[test]
+    fn namespaces_are_normalised_or_refused_with_the_rule() {
+        assert_eq!(normalize_namespace("").unwrap(), "");
+        assert_eq!(normalize_namespace("/").unwrap(), "");
+        assert_eq!(normalize_namespace("robot1").unwrap(), "/robot1");
+        assert_eq!(
+            normalize_namespace("/fleet/robot_2/").unwrap(),
+            "/fleet/robot_2"
+        );
+        for bad in ["1robot", "robot-1", "a//b", "robot 1"] {
+            let e = normalize_namespace(bad).unwrap_err().to_string();
+            assert!(e.contains("not a ROS namespace"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub struct DemoArgs {
     /// Give up after this many wall seconds.
     #[arg(long, default_value_t = 300.0)]
     pub timeout_s: f64,
+    /// Run every node in this ROS namespace (e.g. `robot1`: `/robot1/cmd_vel`),
+    /// so that several robots share a domain without crosstalk.
+    #[arg(long, env = "ROSETTA_NAMESPACE", default_value = "")]
+    pub namespace: String,
 }
 
 #[derive(Debug, Default)]
@@ -109,8 +113,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         dir: episode_dir,
         parts,
         logs,
-        envs,
+        mut envs,
     } = Episode::create(&args.episodes)?;
+    let namespace = ros::normalize_namespace(&args.namespace)?;
+    envs.push((ros::NAMESPACE_ENV.to_string(), namespace));
     if args.command.trim().is_empty() {
         eprintln!(
             "error: the command is empty; try: rosetta demo \"put the red cube in the blue bin\""
@@ -306,7 +312,7 @@ async fn drive(
     nodes: &mut [NodeProcess],
     wall_start: Instant,
 ) -> anyhow::Result<(Report, u8)> {
-    let mut node = ros::create_node("rosetta_launch")?;
+    let mut node = ros::create_node_in("rosetta_launch", &args.namespace)?;
     let commands = JsonPublisher::<CommandMessage>::new(&mut node, topics::COMMAND)?;
     let mut truths = ros::json_subscription::<GroundTruth>(&mut node, topics::GROUND_TRUTH)?;
     let mut statuses = ros::json_subscription::<ExecutorStatus>(&mut node, topics::STATUS)?;

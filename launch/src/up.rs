@@ -34,6 +34,11 @@ pub struct UpArgs {
     /// Folder of recorded episodes; this run gets a subfolder with the .rrd and logs.
     #[arg(long, default_value = "episodes")]
     pub episodes: PathBuf,
+    /// Run every node in this ROS namespace (e.g. `robot1`: `/robot1/cmd_vel`,
+    /// `/robot1/rosetta/execute`), so that several robots share a domain
+    /// without crosstalk.
+    #[arg(long, env = "ROSETTA_NAMESPACE", default_value = "")]
+    pub namespace: String,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
@@ -46,11 +51,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
         dir: episode_dir,
         parts,
         logs,
-        envs,
+        mut envs,
     } = Episode::create(&args.episodes)?;
+    let namespace = ros::normalize_namespace(&args.namespace)?;
+    envs.push((ros::NAMESPACE_ENV.to_string(), namespace.clone()));
     let specs = stack_specs(&args.sim, &args.planner, 1);
     let mut nodes = spawn_all(&specs, &envs, &logs)?;
-    let code = watch(&mut nodes, started).await;
+    let code = watch(&mut nodes, started, &namespace).await;
     stop_all(&mut nodes, Duration::from_secs(5));
     let rrd = merge_recording(&parts, &episode_dir.join("episode.rrd"));
     eprintln!(
@@ -62,8 +69,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
 }
 
 /// Waits until the stack is connected, says so, then until Ctrl-C or a node dies.
-async fn watch(nodes: &mut [crate::procs::NodeProcess], started: Instant) -> anyhow::Result<u8> {
-    let mut node = ros::create_node("rosetta_up")?;
+async fn watch(
+    nodes: &mut [crate::procs::NodeProcess],
+    started: Instant,
+    namespace: &str,
+) -> anyhow::Result<u8> {
+    let mut node = ros::create_node_in("rosetta_up", namespace)?;
     let mut truths = ros::json_subscription::<GroundTruth>(&mut node, topics::GROUND_TRUTH)?;
     let mut statuses = ros::json_subscription::<ExecutorStatus>(&mut node, topics::STATUS)?;
     let mut worlds = ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?;
@@ -109,11 +120,11 @@ async fn watch(nodes: &mut [crate::procs::NodeProcess], started: Instant) -> any
         Err(why) => anyhow::bail!("the stack did not connect ({why})"),
         Ok(()) => {}
     }
+    let action = format!("{namespace}/{}", topics::EXECUTE);
     eprintln!(
-        "rosetta: connected after {:.1} s; command it through the action {} \
+        "rosetta: connected after {:.1} s; command it through the action {action} \
          (rosetta_interfaces/action/ExecuteCommand); Ctrl-C stops everything",
         started.elapsed().as_secs_f64(),
-        topics::EXECUTE
     );
     println!("ready");
     let end = wait_for("Ctrl-C", Duration::MAX, nodes, || None::<()>).await?;

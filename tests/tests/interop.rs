@@ -373,12 +373,12 @@ fn the_embedded_sim_offers_exactly_the_gazebo_bridge_topics() {
         let mut v: Vec<(String, String)> = BRIDGED
             .iter()
             .filter(|b| b.direction == dir)
-            .map(|b| (b.ros_topic.to_string(), b.ros_type.to_string()))
+            .map(|b| (format!("/{}", b.ros_topic), b.ros_type.to_string()))
             .chain(
                 SIM_ONLY
                     .iter()
                     .filter(|s| s.2 == dir)
-                    .map(|s| (s.0.to_string(), s.1.to_string())),
+                    .map(|s| (format!("/{}", s.0), s.1.to_string())),
             )
             .collect();
         v.sort();
@@ -416,4 +416,34 @@ fn the_embedded_sim_offers_exactly_the_gazebo_bridge_topics() {
         (k[2] - f64::from(robot.camera.width_px) / 2.0).abs() <= 1.0,
         "{k:?}"
     );
+}
+
+/// Two robots side by side on one domain, each stack under its own
+/// namespace (`rosetta up --namespace`): each robot carries out only its
+/// own command, judged on its own sim's ground truth.
+#[test]
+fn two_namespaced_robots_share_a_domain_without_crosstalk() {
+    let domain = 46;
+    let _r1 = stack_up_with(domain, &["--namespace", "r1"]);
+    let _r2 = stack_up_with(domain, &["--namespace", "r2"]);
+    let seen = python(
+        domain,
+        "two_robots_client.py",
+        &["180", "r1", "go to the dock", "r2", "go to the table"],
+    );
+    assert_eq!(seen["error"], serde_json::Value::Null, "{seen:#}");
+    for (ns, target, at) in [("r1", "dock", [-2.6, 0.0]), ("r2", "table", [0.9, 0.0])] {
+        let r = &seen["robots"][ns];
+        assert_eq!(r["outcome"], "succeeded", "{ns}: {seen:#}");
+        let steps = &r["plan"]["outcome"]["steps"];
+        assert_eq!(steps[0]["target"], target, "{ns}: {seen:#}");
+        let (x, y) = (
+            r["pose"]["x_m"].as_f64().unwrap(),
+            r["pose"]["y_m"].as_f64().unwrap(),
+        );
+        assert!(
+            (x - at[0]).hypot(y - at[1]) < 0.15,
+            "{ns} ended at ({x:.2}, {y:.2}), not at the {target}"
+        );
+    }
 }
