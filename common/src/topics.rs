@@ -47,6 +47,30 @@ pub const OBJECTS: &str = "perception/objects";
 /// std_msgs/String, JSON [`crate::status::GroundTruth`]. Only tests and reports read it.
 pub const GROUND_TRUTH: &str = "sim/ground_truth";
 
+/// Every topic and action name above: what a robot profile may remap.
+pub const ALL: &[&str] = &[
+    CMD_VEL,
+    ODOM,
+    CLOCK,
+    IMAGE,
+    DEPTH,
+    CAMERA_INFO,
+    SCAN,
+    MAP,
+    JOINT_STATES,
+    ARM_TRAJECTORY,
+    GRIPPER_TRAJECTORY,
+    COMMAND,
+    PLAN,
+    STATUS,
+    CONTROL_STATUS,
+    SKILL,
+    ESTOP,
+    EXECUTE,
+    OBJECTS,
+    GROUND_TRUTH,
+];
+
 pub const FRAME_ODOM: &str = "odom";
 pub const FRAME_BASE: &str = "base_link";
 pub const FRAME_CAMERA_OPTICAL: &str = "camera_optical_frame";

@@ -46,6 +46,38 @@ pub struct ControlArgs {
     #[arg(long, value_delimiter = ',', num_args = 4, allow_hyphen_values = true,
           default_values_t = [-9.5, -9.5, 9.5, 9.5])]
     pub geofence_m: Vec<f64>,
+    /// Cap the base's forward speed below the URDF's limit (m/s), e.g. for a
+    /// first run on a real robot. It can only lower the limit.
+    #[arg(long)]
+    pub max_linear_speed_m_s: Option<f64>,
+    /// Cap the base's turn rate below the URDF's limit (rad/s).
+    #[arg(long)]
+    pub max_angular_speed_rad_s: Option<f64>,
+}
+
+/// The robot description with the command line's speed caps applied.
+fn capped_robot(args: &ControlArgs) -> anyhow::Result<RobotDescription> {
+    let mut robot = RobotDescription::default();
+    for (cap, limit, what) in [
+        (
+            args.max_linear_speed_m_s,
+            &mut robot.max_linear_speed_m_s,
+            "--max-linear-speed-m-s",
+        ),
+        (
+            args.max_angular_speed_rad_s,
+            &mut robot.max_angular_speed_rad_s,
+            "--max-angular-speed-rad-s",
+        ),
+    ] {
+        if let Some(c) = cap {
+            if !(c.is_finite() && c > 0.0) {
+                anyhow::bail!("{what} must be a positive number, got {c}");
+            }
+            *limit = limit.min(c);
+        }
+    }
+    Ok(robot)
 }
 
 enum Input {
@@ -89,7 +121,12 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
 }
 
 async fn run_on_this_thread(args: ControlArgs) -> anyhow::Result<()> {
-    let robot = RobotDescription::default();
+    let robot = capped_robot(&args)?;
+    tracing::info!(
+        max_linear_speed_m_s = robot.max_linear_speed_m_s,
+        max_angular_speed_rad_s = robot.max_angular_speed_rad_s,
+        "base speed limits"
+    );
     let mut node = ros::create_node("rosetta_control")?;
     let qos = ros::sensor_qos();
     let odom = node

@@ -8,6 +8,7 @@
 
 mod demo;
 mod procs;
+mod profile;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -77,7 +78,15 @@ fn gazebo_files(a: &GazeboFilesArgs) -> anyhow::Result<()> {
 
 fn main() -> std::process::ExitCode {
     rosetta_common::ros::init_tracing();
-    let cli = Cli::parse();
+    // ROS arguments (`--ros-args -r cmd_vel:=/base/cmd_vel ...`) are rcl's:
+    // r2r hands the whole command line to rcl_init, so clap sees only what
+    // comes before them.
+    let argv: Vec<String> = std::env::args().collect();
+    let cut = argv
+        .iter()
+        .position(|a| a == "--ros-args")
+        .unwrap_or(argv.len());
+    let cli = Cli::parse_from(&argv[..cut]);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

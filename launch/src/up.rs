@@ -13,6 +13,7 @@ use rosetta_common::{topics, WorldModel};
 
 use crate::demo::{merge_recording, spawn_all, stack_specs, wait_for, Episode, INTERRUPTED};
 use crate::procs::stop_all;
+use crate::profile::RobotProfile;
 
 /// Start the sim and every node, and keep them running until Ctrl-C.
 ///
@@ -39,6 +40,11 @@ pub struct UpArgs {
     /// without crosstalk.
     #[arg(long, env = "ROSETTA_NAMESPACE", default_value = "")]
     pub namespace: String,
+    /// Run on a real robot described by this profile (see
+    /// config/robots/example.toml): no embedded sim, the profile's topic
+    /// remaps, namespace and limits. The sim options are then ignored.
+    #[arg(long)]
+    pub robot_profile: Option<PathBuf>,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
@@ -53,11 +59,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
         logs,
         mut envs,
     } = Episode::create(&args.episodes)?;
-    let namespace = ros::normalize_namespace(&args.namespace)?;
+    let profile = args
+        .robot_profile
+        .as_deref()
+        .map(RobotProfile::load)
+        .transpose()?;
+    let namespace = match &profile {
+        Some(p) if args.namespace.is_empty() => ros::normalize_namespace(&p.namespace)?,
+        _ => ros::normalize_namespace(&args.namespace)?,
+    };
     envs.push((ros::NAMESPACE_ENV.to_string(), namespace.clone()));
-    let specs = stack_specs(&args.sim, &args.planner, 1);
+    let mut specs = stack_specs(&args.sim, &args.planner, 1);
+    if let Some(p) = &profile {
+        eprintln!("rosetta: robot profile {:?}: no embedded sim", p.name);
+        specs.retain(|(name, _)| *name != "sim");
+        for (name, a) in &mut specs {
+            if *name == "control" {
+                a.extend(p.control_args());
+            }
+            // ROS arguments last: everything after them is rcl's.
+            a.extend(p.ros_args());
+        }
+    }
     let mut nodes = spawn_all(&specs, &envs, &logs)?;
-    let code = watch(&mut nodes, started, &namespace).await;
+    let code = watch(&mut nodes, started, &namespace, profile.is_none()).await;
     stop_all(&mut nodes, Duration::from_secs(5));
     let rrd = merge_recording(&parts, &episode_dir.join("episode.rrd"));
     eprintln!(
@@ -73,6 +98,7 @@ async fn watch(
     nodes: &mut [crate::procs::NodeProcess],
     started: Instant,
     namespace: &str,
+    with_sim: bool,
 ) -> anyhow::Result<u8> {
     let mut node = ros::create_node_in("rosetta_up", namespace)?;
     let mut truths = ros::json_subscription::<GroundTruth>(&mut node, topics::GROUND_TRUTH)?;
@@ -81,7 +107,8 @@ async fn watch(
     let mut controls = ros::json_subscription::<ExecutorStatus>(&mut node, topics::CONTROL_STATUS)?;
     let node = Arc::new(Mutex::new(node));
     let spinner = Spinner::start(node.clone());
-    let seen = Arc::new(Mutex::new([false; 4]));
+    // Ground truth, status, world model, control; a robot has no ground truth.
+    let seen = Arc::new(Mutex::new([!with_sim, false, false, false]));
     let s = seen.clone();
     let collector = tokio::spawn(async move {
         let mark = |i: usize| {

@@ -113,6 +113,17 @@ def main() -> int:
             out["error"] = "no result for the second goal before the deadline"
             print(json.dumps(out))
             return 1
+    # The fastest the base went while the goal ran, from the sim's truth
+    # (5 Hz; over spans of at least 0.4 s of sim time).
+    fastest = 0.0
+    for i, a in enumerate(truths):
+        for b in truths[i + 1 :]:
+            dt = b["stamp_s"] - a["stamp_s"]
+            if dt >= 0.4:
+                pa, pb = a["robot_pose"], b["robot_pose"]
+                fastest = max(fastest, math.hypot(pb["x_m"] - pa["x_m"], pb["y_m"] - pa["y_m"]) / dt)
+                break
+    out["max_truth_speed_m_s"] = fastest
     # The sim's truth after the result: two samples at least 0.5 s of sim time
     # apart, so that a robot still moving shows.
     n0 = len(truths)

@@ -447,3 +447,65 @@ fn two_namespaced_robots_share_a_domain_without_crosstalk() {
         );
     }
 }
+
+/// A robot profile puts the stack onto a robot whose topics have other
+/// names: the embedded sim plays that robot (its topics remapped under
+/// /base and /lidar), `rosetta up --robot-profile` starts the stack alone
+/// with the profile's remaps and a 0.2 m/s speed cap, and a goal of the
+/// execute action is carried out, judged on the sim's ground truth.
+#[test]
+fn a_robot_profile_puts_the_stack_on_a_robot_with_other_topic_names() {
+    use std::io::{BufRead, BufReader};
+    let domain = 47;
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("robot.toml");
+    std::fs::write(
+        &profile,
+        r#"name = "remapped"
+[remap]
+cmd_vel = "/base/cmd_vel"
+odom = "/base/odom"
+scan = "/lidar/scan"
+[limits]
+max_linear_speed_m_s = 0.2
+"#,
+    )
+    .unwrap();
+    let _robot = Running(
+        rosetta(domain)
+            .args(["sim", "--ros-args", "-r", "cmd_vel:=/base/cmd_vel"])
+            .args(["-r", "odom:=/base/odom", "-r", "scan:=/lidar/scan"])
+            .spawn()
+            .expect("start the sim as the robot"),
+    );
+    let mut up = Running(
+        rosetta(domain)
+            .arg("up")
+            .arg("--robot-profile")
+            .arg(&profile)
+            .arg("--episodes")
+            .arg(dir.path().join("episodes"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start rosetta up"),
+    );
+    let stdout = up.0.stdout.take().unwrap();
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.trim() == "ready");
+    assert!(ready, "rosetta up ended before the stack was ready");
+    let done = execute(domain, "go to the table", &[]);
+    assert_eq!(done["result"]["outcome"], "succeeded", "{done:#}");
+    let end = &done["truth"]["robot_pose"];
+    let (x, y) = (end["x_m"].as_f64().unwrap(), end["y_m"].as_f64().unwrap());
+    assert!(
+        (x - 0.9).hypot(y) < 0.1,
+        "not at the table: ({x:.2}, {y:.2})"
+    );
+    let fastest = done["max_truth_speed_m_s"].as_f64().unwrap();
+    assert!(
+        fastest > 0.05 && fastest <= 0.23,
+        "the base went {fastest:.3} m/s under a 0.2 m/s cap"
+    );
+}
