@@ -1,6 +1,7 @@
 """The embedded sim's side of the Gazebo contract, read from the ROS graph:
 every topic the sim node publishes and subscribes, with its type, and one
-camera_info (to compare its intrinsics with the URDF's camera).
+camera_info, scan and joint_states (to compare with the URDF's sensors and
+joints).
 
   graph_client.py TIMEOUT_S NODE_NAME
 
@@ -11,7 +12,8 @@ import time
 
 import rclpy
 from waits import spinner
-from sensor_msgs.msg import CameraInfo
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import CameraInfo, JointState, LaserScan
 
 
 def main() -> int:
@@ -21,8 +23,12 @@ def main() -> int:
     node = rclpy.create_node("graph_client")
     spin_until = spinner(node, deadline)
     out = {"error": None}
-    infos = []
+    infos, scans, joints = [], [], []
     node.create_subscription(CameraInfo, "/camera/camera_info", infos.append, 10)
+    node.create_subscription(LaserScan, "/scan", scans.append, 10)
+    node.create_subscription(JointState, "/joint_states", joints.append, 10)
+    odoms = []
+    node.create_subscription(Odometry, "/odom", odoms.append, 10)
 
     def namespace_of():
         for name, ns in node.get_node_names_and_namespaces():
@@ -57,6 +63,21 @@ def main() -> int:
     if spin_until(lambda: infos):
         i = infos[-1]
         out["camera_info"] = {"width": i.width, "height": i.height, "k": list(i.k), "frame_id": i.header.frame_id}
+    if spin_until(lambda: scans):
+        m = scans[-1]
+        out["scan"] = {
+            "frame_id": m.header.frame_id,
+            "angle_min": m.angle_min,
+            "angle_max": m.angle_max,
+            "angle_increment": m.angle_increment,
+            "range_min": m.range_min,
+            "range_max": m.range_max,
+            "rays": len(m.ranges),
+        }
+    if spin_until(lambda: odoms):
+        out["odom_frames"] = [odoms[-1].header.frame_id, odoms[-1].child_frame_id]
+    if spin_until(lambda: joints):
+        out["joint_names"] = list(joints[-1].name)
     print(json.dumps(out))
     node.destroy_node()
     rclpy.shutdown()

@@ -416,6 +416,56 @@ fn the_embedded_sim_offers_exactly_the_gazebo_bridge_topics() {
         (k[2] - f64::from(robot.camera.width_px) / 2.0).abs() <= 1.0,
         "{k:?}"
     );
+
+    // The lidar is the URDF's gpu_lidar: frame, angles, rays and range.
+    let lidar = urdf.split("<sensor name=\"lidar\"").nth(1).unwrap();
+    let tag = |name: &str| -> f64 {
+        lidar
+            .split(&format!("<{name}>"))
+            .nth(1)
+            .and_then(|s| s.split('<').next())
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let scan = &seen["scan"];
+    let f = |k: &str| scan[k].as_f64().unwrap();
+    assert_eq!(scan["frame_id"], "lidar_link", "{scan:#}");
+    assert_eq!(f("rays"), tag("samples"), "{scan:#}");
+    assert!((f("angle_min") - tag("min_angle")).abs() < 1e-5, "{scan:#}");
+    assert!((f("angle_max") - tag("max_angle")).abs() < 1e-5, "{scan:#}");
+    assert!((f("range_min") - tag("min")).abs() < 1e-5, "{scan:#}");
+    assert!((f("range_max") - tag("max")).abs() < 1e-5, "{scan:#}");
+    // Odometry's frames are the URDF drive plugin's.
+    let drive = |name: &str| {
+        urdf.split(&format!("<{name}>"))
+            .nth(1)
+            .and_then(|s| s.split('<').next())
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        seen["odom_frames"],
+        serde_json::json!([drive("frame_id"), drive("child_frame_id")])
+    );
+    // The joints are the ones the URDF's joint-state publisher names.
+    let mut named: Vec<&str> = urdf
+        .split("<joint_name>")
+        .skip(1)
+        .filter_map(|s| s.split('<').next())
+        .collect();
+    named.sort();
+    named.dedup();
+    let mut joints: Vec<&str> = seen["joint_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    joints.sort();
+    assert_eq!(joints, named);
 }
 
 /// Two robots side by side on one domain, each stack under its own
