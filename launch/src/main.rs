@@ -7,6 +7,7 @@
 //! ```
 
 mod demo;
+mod episodes;
 mod procs;
 mod profile;
 mod up;
@@ -33,6 +34,8 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Run the whole stack on the embedded simulator until Ctrl-C, commanded over ROS 2.
     Up(up::UpArgs),
+    /// List recorded episodes with their outcome, or open one in the rerun viewer.
+    Episodes(episodes::EpisodesArgs),
     /// Run the embedded simulator node.
     Sim(rosetta_sim::node::SimArgs),
     /// Run the perception node.
@@ -102,6 +105,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Cmd::Demo(a) => demo::run(a).await,
             Cmd::Up(a) => up::run(a).await,
+            Cmd::Episodes(a) => episodes::run(&a),
             Cmd::Sim(a) => rosetta_sim::node::run(a).await.map(|_| 0),
             Cmd::Perception(a) => rosetta_perception::node::run(a).await.map(|_| 0),
             Cmd::Planner(a) => rosetta_planner::node::run(a).await.map(|_| 0),

@@ -6,7 +6,6 @@ watchdog), and the goal must end failed with a reason that names control.
   crash_client.py TIMEOUT_S CONTROL_PID
 
 Prints one JSON object. Every wait is on a condition, bounded by the deadline."""
-import json
 import math
 import os
 import signal
@@ -14,7 +13,7 @@ import sys
 import time
 
 import rclpy
-from waits import spinner
+from waits import report, spinner
 from nav_msgs.msg import Odometry
 from rclpy.action import ActionClient
 from rosetta_interfaces.action import ExecuteCommand
@@ -37,9 +36,7 @@ def main() -> int:
     spin_until = spinner(node, deadline)
 
     def fail(why: str) -> int:
-        out["error"] = why
-        print(json.dumps(out))
-        return 1
+        return report(node, out, error=why)
 
     if not client.wait_for_server(timeout_sec=max(1.0, deadline - time.monotonic())):
         return fail("no action server")
@@ -70,10 +67,7 @@ def main() -> int:
     k = len(odom) - 1
     spin_until(lambda: len(odom) > k + 25)
     out["moved_after_result_m"] = math.hypot(odom[-1][1] - odom[k][1], odom[-1][2] - odom[k][2])
-    print(json.dumps(out))
-    node.destroy_node()
-    rclpy.shutdown()
-    return 0
+    return report(node, out)
 
 
 if __name__ == "__main__":

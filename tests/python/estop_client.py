@@ -9,13 +9,12 @@ Prints one JSON object. Every wait is on a condition, bounded by the deadline.
 The e-stop latencies (wall time from publishing to the first zero /cmd_vel,
 and to the first odometry showing a standstill, which includes the base's
 braking) are reported, not judged: timing belongs to benchmarks."""
-import json
 import math
 import sys
 import time
 
 import rclpy
-from waits import spinner
+from waits import report, spinner
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.action import ActionClient
@@ -46,9 +45,7 @@ def main() -> int:
     spin_until = spinner(node, deadline)
 
     def fail(why: str) -> int:
-        out["error"] = why
-        print(json.dumps(out))
-        return 1
+        return report(node, out, error=why)
 
     def goal(command: str):
         feedback = []
@@ -112,10 +109,7 @@ def main() -> int:
     if handle is None:
         return fail("the goal after release was not accepted")
     out["after_release_goal"] = result_of(handle)
-    print(json.dumps(out))
-    node.destroy_node()
-    rclpy.shutdown()
-    return 0
+    return report(node, out)
 
 
 if __name__ == "__main__":

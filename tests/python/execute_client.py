@@ -16,7 +16,7 @@ import sys
 import time
 
 import rclpy
-from waits import spinner
+from waits import report, spinner
 from action_msgs.msg import GoalStatus
 from rclpy.action import ActionClient
 from rosetta_interfaces.action import ExecuteCommand
@@ -40,9 +40,7 @@ def main() -> int:
     spin_until = spinner(node, deadline)
 
     if not client.wait_for_server(timeout_sec=max(1.0, deadline - time.monotonic())):
-        out["error"] = "no action server on /rosetta/execute"
-        print(json.dumps(out))
-        return 1
+        return report(node, out, error="no action server on /rosetta/execute")
 
     def on_feedback(msg) -> None:
         f = msg.feedback
@@ -58,15 +56,11 @@ def main() -> int:
 
     sent = client.send_goal_async(ExecuteCommand.Goal(command=command), feedback_callback=on_feedback)
     if not spin_until(sent.done) or not sent.result().accepted:
-        out["error"] = "the goal was not accepted"
-        print(json.dumps(out))
-        return 1
+        return report(node, out, error="the goal was not accepted")
     handle = sent.result()
     running = lambda: any(f["current_step"] >= 0 for f in out["feedback"])
     if (cancel or preempt) and not spin_until(running):
-        out["error"] = "no step ran before the deadline"
-        print(json.dumps(out))
-        return 1
+        return report(node, out, error="no step ran before the deadline")
     if cancel:
         canceling = handle.cancel_goal_async()
         spin_until(canceling.done)
@@ -75,9 +69,7 @@ def main() -> int:
     if preempt:
         sent2 = client.send_goal_async(ExecuteCommand.Goal(command=preempt))
         if not spin_until(sent2.done) or not sent2.result().accepted:
-            out["error"] = "the second goal was not accepted"
-            print(json.dumps(out))
-            return 1
+            return report(node, out, error="the second goal was not accepted")
         second = sent2.result()
 
     def result_of(h):
@@ -102,17 +94,13 @@ def main() -> int:
 
     first = result_of(handle)
     if first is None:
-        out["error"] = "no result before the deadline"
-        print(json.dumps(out))
-        return 1
+        return report(node, out, error="no result before the deadline")
     out["status"] = first.pop("status")
     out["result"] = first
     if second is not None:
         out["second"] = result_of(second)
         if out["second"] is None:
-            out["error"] = "no result for the second goal before the deadline"
-            print(json.dumps(out))
-            return 1
+            return report(node, out, error="no result for the second goal before the deadline")
     # The fastest the base went while the goal ran, from the sim's truth
     # (5 Hz; over spans of at least 0.4 s of sim time).
     fastest = 0.0
@@ -156,10 +144,7 @@ def main() -> int:
             "table_face": max(cell(1.30 + dx, 0.0) for dx in (0.0, 0.03, 0.06)),
             "floor": cell(0.8, 0.0),
         }
-    print(json.dumps(out))
-    node.destroy_node()
-    rclpy.shutdown()
-    return 0
+    return report(node, out)
 
 
 if __name__ == "__main__":

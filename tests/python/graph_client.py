@@ -6,12 +6,11 @@ joints).
   graph_client.py TIMEOUT_S NODE_NAME
 
 Prints one JSON object. Every wait is on a condition, bounded by the deadline."""
-import json
 import sys
 import time
 
 import rclpy
-from waits import spinner
+from waits import report, spinner
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, JointState, LaserScan
 
@@ -37,9 +36,7 @@ def main() -> int:
         return None
 
     if not spin_until(lambda: namespace_of() is not None):
-        out["error"] = f"no node {target}"
-        print(json.dumps(out))
-        return 1
+        return report(node, out, error=f"no node {target}")
     ns = namespace_of()
     # Discovery fills in the endpoints shortly after the node appears: wait
     # until both lists are non-empty and stop changing for a few spins.
@@ -54,9 +51,7 @@ def main() -> int:
         return seen["same"] >= 25
 
     if not spin_until(settled):
-        out["error"] = "the sim's endpoints did not settle"
-        print(json.dumps(out))
-        return 1
+        return report(node, out, error="the sim's endpoints did not settle")
     pubs, subs = seen["last"]
     out["publishes"] = [[t, list(ty)] for t, ty in pubs]
     out["subscribes"] = [[t, list(ty)] for t, ty in subs]
@@ -78,10 +73,7 @@ def main() -> int:
         out["odom_frames"] = [odoms[-1].header.frame_id, odoms[-1].child_frame_id]
     if spin_until(lambda: joints):
         out["joint_names"] = list(joints[-1].name)
-    print(json.dumps(out))
-    node.destroy_node()
-    rclpy.shutdown()
-    return 0
+    return report(node, out)
 
 
 if __name__ == "__main__":

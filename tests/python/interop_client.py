@@ -2,7 +2,6 @@
 embedded sim forward on /cmd_vel and reads /odom and /camera/image_raw.
 
 Prints one JSON line with what it saw. Waits on conditions, bounded by a deadline."""
-import json
 import sys
 import time
 
@@ -10,6 +9,7 @@ import rclpy
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import Image
+from waits import report
 
 
 def main() -> int:
@@ -42,10 +42,7 @@ def main() -> int:
         if seen["image"] is not None and moved > 0.1:
             break
     pub.publish(Twist())
-    print(json.dumps({"moved_m": moved, "odom_count": seen["odom_count"], "image": seen["image"]}))
-    node.destroy_node()
-    rclpy.shutdown()
-    return 0
+    return report(node, {"moved_m": moved, "odom_count": seen["odom_count"], "image": seen["image"]})
 
 
 if __name__ == "__main__":

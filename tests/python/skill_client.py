@@ -7,7 +7,7 @@ import sys
 import time
 
 import rclpy
-from waits import spinner
+from waits import report, spinner
 from rclpy.action import ActionClient
 from rosetta_interfaces.action import RunSkill
 
@@ -41,17 +41,12 @@ def main() -> int:
         return {"success": res.success, "state": res.state, "message": res.message, "feedback": len(feedback)}
 
     if not client.wait_for_server(timeout_sec=max(1.0, deadline - time.monotonic())):
-        out["error"] = "no action server on /rosetta/skill"
-        print(json.dumps(out))
-        return 1
+        return report(node, out, error="no action server on /rosetta/skill")
     out["wait"] = run({"skill": "wait", "seconds": 1.0})
     out["timeout"] = run({"skill": "navigate_to", "target": "dock"}, timeout_s=1.0)
     out["cancel"] = run({"skill": "navigate_to", "target": "table"}, cancel_after_feedback=True)
     out["malformed"] = run({"skill": "fly", "to": "the moon"})
-    print(json.dumps(out))
-    node.destroy_node()
-    rclpy.shutdown()
-    return 0
+    return report(node, out)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import sys
 import time
 
 import rclpy
-from waits import spinner
+from waits import report, spinner
 from rclpy.action import ActionClient
 from rosetta_interfaces.action import ExecuteCommand
 from std_msgs.msg import String
@@ -31,19 +31,13 @@ def main() -> int:
     clients = {ns: ActionClient(node, ExecuteCommand, f"/{ns}/rosetta/execute") for ns, _ in robots}
     for ns, client in clients.items():
         if not client.wait_for_server(timeout_sec=max(1.0, deadline - time.monotonic())):
-            out["error"] = f"no action server /{ns}/rosetta/execute"
-            print(json.dumps(out))
-            return 1
+            return report(node, out, error=f"no action server /{ns}/rosetta/execute")
     sent = {ns: clients[ns].send_goal_async(ExecuteCommand.Goal(command=cmd)) for ns, cmd in robots}
     if not spin_until(lambda: all(s.done() for s in sent.values())):
-        out["error"] = "goals not accepted in time"
-        print(json.dumps(out))
-        return 1
+        return report(node, out, error="goals not accepted in time")
     results = {ns: s.result().get_result_async() for ns, s in sent.items()}
     if not spin_until(lambda: all(r.done() for r in results.values())):
-        out["error"] = "no results in time"
-        print(json.dumps(out))
-        return 1
+        return report(node, out, error="no results in time")
     for ns, r in results.items():
         res = r.result().result
         n = len(truths[ns])
@@ -55,10 +49,7 @@ def main() -> int:
             "plan": json.loads(res.plan_json) if res.plan_json else None,
             "pose": last["robot_pose"] if last else None,
         }
-    print(json.dumps(out))
-    node.destroy_node()
-    rclpy.shutdown()
-    return 0
+    return report(node, out)
 
 
 if __name__ == "__main__":

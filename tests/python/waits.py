@@ -1,5 +1,7 @@
 """Shared by the rclpy test programs: wait on a condition while spinning the
-node, never past the program's deadline (no fixed sleeps)."""
+node, never past the program's deadline (no fixed sleeps), and end with one
+JSON object on stdout."""
+import json
 import time
 
 import rclpy
@@ -17,3 +19,14 @@ def spinner(node, deadline: float, period_s: float = 0.02):
         return cond()
 
     return spin_until
+
+
+def report(node, out: dict, error: str | None = None) -> int:
+    """Ends a test program: prints its one JSON object (with `error` set when
+    it failed), shuts rclpy down, and returns the exit code."""
+    if error is not None:
+        out["error"] = error
+    print(json.dumps(out))
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0 if error is None else 1

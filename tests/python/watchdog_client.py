@@ -8,7 +8,7 @@ import sys
 import time
 
 import rclpy
-from waits import spinner
+from waits import report, spinner
 from nav_msgs.msg import Odometry
 from rclpy.action import ActionClient
 from rosetta_interfaces.action import RunSkill
@@ -35,21 +35,19 @@ def main() -> int:
     spin_until = spinner(node, deadline)
 
     if not client.wait_for_server(timeout_sec=max(1.0, deadline - time.monotonic())):
-        out["error"] = "no action server"
-        print(json.dumps(out))
-        return 1
-    goal = RunSkill.Goal(skill_json=json.dumps({"skill": "navigate_to", "target": "dock"}), timeout_s=8.0)
+        return report(node, out, error="no action server")
+    # 9 s: the lidar dies 3.5 s after the first motion (the robot first
+    # turns towards the dock, then drives); the step's own no-progress check
+    # (8 s after the last progress, made while driving) comes after this
+    # timeout.
+    goal = RunSkill.Goal(skill_json=json.dumps({"skill": "navigate_to", "target": "dock"}), timeout_s=9.0)
     sent = client.send_goal_async(goal)
     if not spin_until(sent.done) or not sent.result().accepted:
-        out["error"] = "goal not accepted"
-        print(json.dumps(out))
-        return 1
+        return report(node, out, error="goal not accepted")
     r = sent.result().get_result_async()
     spin_until(r.done)
     if not r.done():
-        out["error"] = "no result"
-        print(json.dumps(out))
-        return 1
+        return report(node, out, error="no result")
     res = r.result().result
     out["result"] = {"state": res.state, "message": res.message}
     end = odom[-1][0] if odom else 0.0
@@ -59,10 +57,7 @@ def main() -> int:
     out["end_s"] = end
     # Speed over the last 2 s of sim time before the result (well after the scan died).
     out["max_speed_last_2s_m_s"] = max((abs(v) for t, v in odom if t >= end - 2.0), default=None)
-    print(json.dumps(out))
-    node.destroy_node()
-    rclpy.shutdown()
-    return 0
+    return report(node, out)
 
 
 if __name__ == "__main__":
