@@ -18,7 +18,13 @@ pub fn open_recording(node: &str) -> RecordingStream {
     ) else {
         return RecordingStream::disabled();
     };
-    let path = std::path::Path::new(&dir).join(format!("{node}.rrd"));
+    open_recording_at(std::path::Path::new(&dir), &id, node)
+}
+
+/// Opens `<dir>/<node>.rrd` as part of recording `id`, or a disabled stream
+/// (with the error logged) when it cannot be written.
+pub fn open_recording_at(dir: &std::path::Path, id: &str, node: &str) -> RecordingStream {
+    let path = dir.join(format!("{node}.rrd"));
     match rerun::RecordingStreamBuilder::new(APPLICATION_ID)
         .recording_id(id)
         .save(&path)
@@ -32,6 +38,35 @@ pub fn open_recording(node: &str) -> RecordingStream {
             RecordingStream::disabled()
         }
     }
+}
+
+/// The layout a newcomer sees when opening an episode: the 3-D scene (map,
+/// robot, path, objects, camera frustum) beside the camera image with its
+/// detections; below them the plan and each step's state, and the nodes'
+/// logs.
+pub fn default_blueprint() -> rerun::blueprint::Blueprint {
+    use rerun::blueprint::{
+        Blueprint, Horizontal, Spatial2DView, Spatial3DView, TextDocumentView, TextLogView,
+        Vertical,
+    };
+    let top = Horizontal::new([
+        Spatial3DView::new("Scene").with_origin("world").into(),
+        Spatial2DView::new("Camera")
+            .with_origin("world/robot/camera/image")
+            .into(),
+    ])
+    .with_column_shares([3.0, 2.0]);
+    let bottom = Horizontal::new([
+        TextDocumentView::new("Plan")
+            .with_origin("plan/steps")
+            .into(),
+        TextDocumentView::new("Steps")
+            .with_origin("plan/status")
+            .into(),
+        TextLogView::new("Logs").with_origin("log").into(),
+    ])
+    .with_column_shares([1.0, 1.0, 2.0]);
+    Blueprint::new(Vertical::new([top.into(), bottom.into()]).with_row_shares([3.0, 1.0]))
 }
 
 /// Sets the sim-time timeline for subsequent log calls on this thread.

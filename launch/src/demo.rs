@@ -78,6 +78,8 @@ pub struct Report {
     pub real_time_factor: Option<f64>,
     pub scene: String,
     pub seed: u64,
+    /// The source it ran from (`git describe`), to reproduce it.
+    pub git_revision: Option<String>,
     pub rrd_path: Option<PathBuf>,
     pub episode_dir: PathBuf,
     /// The sim's ground truth at the end (map frame); never read by the stack.
@@ -114,6 +116,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         parts,
         logs,
         mut envs,
+        rec,
     } = Episode::create(&args.episodes)?;
     let namespace = ros::normalize_namespace(&args.namespace)?;
     envs.push((ros::NAMESPACE_ENV.to_string(), namespace));
@@ -137,6 +140,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     report.nodes = nodes.iter_mut().map(|n| n.report()).collect();
     report.wall_time_s = wall_start.elapsed().as_secs_f64();
     report.episode_dir = episode_dir.clone();
+    log_episode(&rec, &report);
+    if let Err(e) = rec.flush_blocking() {
+        eprintln!("rosetta: the launcher's recording part is incomplete: {e}");
+    }
     report.rrd_path = merge_recording(&parts, &episode_dir.join("episode.rrd"));
     write_report(&report, &episode_dir.join("report.json"))?;
     if let Some(p) = &args.report {
@@ -154,6 +161,9 @@ pub struct Episode {
     pub parts: PathBuf,
     pub logs: PathBuf,
     pub envs: Vec<(String, String)>,
+    /// The launcher's own part of the recording: the default blueprint and
+    /// the episode's metadata.
+    pub rec: rerun::RecordingStream,
 }
 
 impl Episode {
@@ -169,18 +179,23 @@ impl Episode {
         for d in [&parts, &logs] {
             std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
         }
+        let recording_id = format!("rosetta-{run_id}");
+        let rec = rosetta_common::rec::open_recording_at(&parts, &recording_id, "launch");
+        if let Err(e) = rosetta_common::rec::default_blueprint()
+            .send(&rec, rerun::blueprint::BlueprintActivation::default())
+        {
+            eprintln!("rosetta: cannot record the viewer layout: {e}");
+        }
         let envs = vec![
             ("ROSETTA_RRD_DIR".to_string(), parts.display().to_string()),
-            (
-                "ROSETTA_RECORDING_ID".to_string(),
-                format!("rosetta-{run_id}"),
-            ),
+            ("ROSETTA_RECORDING_ID".to_string(), recording_id),
         ];
         Ok(Self {
             dir,
             parts,
             logs,
             envs,
+            rec,
         })
     }
 }
@@ -269,6 +284,7 @@ fn empty_report(args: &DemoArgs, outcome: &str, message: &str) -> Report {
         real_time_factor: None,
         scene: args.sim.scene.clone(),
         seed: args.sim.seed,
+        git_revision: git_revision(),
         rrd_path: None,
         episode_dir: PathBuf::new(),
         ground_truth: None,
@@ -542,6 +558,40 @@ pub fn merge_recording(parts: &Path, out: &Path) -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// The episode's metadata, in the recording itself (`episode`): what was
+/// asked, how it ended, and what reproduces it.
+fn log_episode(rec: &rerun::RecordingStream, r: &Report) {
+    let md = format!(
+        "## Episode\n\n\
+         - command: \"{}\"\n- outcome: **{}** {}\n- planner: {}\n- attempts: {}\n\
+         - scene: {}, seed {}\n- wall {:.1} s, sim {:.1} s\n- git revision: {}\n",
+        r.command,
+        r.outcome,
+        r.message,
+        r.planner.as_deref().unwrap_or("-"),
+        r.attempts,
+        r.scene,
+        r.seed,
+        r.wall_time_s,
+        r.sim_time_s,
+        r.git_revision.as_deref().unwrap_or("unknown"),
+    );
+    let _ = rec.log_static("episode", &rerun::TextDocument::from_markdown(md));
+}
+
+/// The checkout's commit (with `-dirty` when it has changes), if this runs in one.
+fn git_revision() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty", "--abbrev=12"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 fn write_report(report: &Report, path: &Path) -> anyhow::Result<()> {

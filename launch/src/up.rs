@@ -58,6 +58,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
         parts,
         logs,
         mut envs,
+        rec,
     } = Episode::create(&args.episodes)?;
     let profile = args
         .robot_profile
@@ -84,6 +85,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
     let mut nodes = spawn_all(&specs, &envs, &logs)?;
     let code = watch(&mut nodes, started, &namespace, profile.is_none()).await;
     stop_all(&mut nodes, Duration::from_secs(5));
+    if let Err(e) = rec.flush_blocking() {
+        eprintln!("rosetta: the launcher's recording part is incomplete: {e}");
+    }
     let rrd = merge_recording(&parts, &episode_dir.join("episode.rrd"));
     eprintln!(
         "rosetta: stopped after {:.1} s; episode {}",

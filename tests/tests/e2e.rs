@@ -64,6 +64,7 @@ fn red_cube_goes_into_the_blue_bin() {
         "/plan/status",
         "/world/map",
         "/world/planned_path",
+        "/episode",
     ] {
         assert!(
             text.lines()
@@ -71,6 +72,17 @@ fn red_cube_goes_into_the_blue_bin() {
             "{entity} missing from the recording:\n{text}"
         );
     }
+    // The default viewer layout travels with the episode, as a blueprint store.
+    let print = std::process::Command::new("rerun")
+        .args(["rrd", "print", rrd])
+        .output()
+        .expect("rerun CLI");
+    let printed = String::from_utf8_lossy(&print.stdout);
+    assert!(
+        printed.contains("Blueprint") && printed.contains("ViewBlueprint"),
+        "no blueprint in the episode"
+    );
+    assert!(report["git_revision"].is_string(), "{report:#}");
 }
 
 /// Closed loop: the sim lets the first grasp slip; the executor reports the
