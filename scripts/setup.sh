@@ -16,7 +16,9 @@ mkdir -p "$local_dir"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 RERUN_VERSION="0.36.3"
-APT_PACKAGES=(clang libclang-dev libopencv-dev pkg-config)
+# mesa-vulkan-drivers + libvulkan1: Mesa's software Vulkan, for the rerun
+# viewer's headless screenshots (rosetta episodes shot).
+APT_PACKAGES=(clang libclang-dev libopencv-dev pkg-config mesa-vulkan-drivers libvulkan1)
 ROS_PACKAGES=(
   ros-jazzy-rclpy ros-jazzy-rmw-fastrtps-cpp
   ros-jazzy-std-msgs ros-jazzy-geometry-msgs ros-jazzy-sensor-msgs ros-jazzy-nav-msgs

@@ -43,11 +43,12 @@ pub fn open_recording_at(dir: &std::path::Path, id: &str, node: &str) -> Recordi
 /// The layout a newcomer sees when opening an episode: the 3-D scene (map,
 /// robot, path, objects, camera frustum) beside the camera image with its
 /// detections; below them the plan and each step's state, and the nodes'
-/// logs.
+/// logs; the time panel on sim time, following the newest data.
 pub fn default_blueprint() -> rerun::blueprint::Blueprint {
+    use rerun::blueprint::components::PlayState;
     use rerun::blueprint::{
         Blueprint, Horizontal, Spatial2DView, Spatial3DView, TextDocumentView, TextLogView,
-        Vertical,
+        TimePanel, Vertical,
     };
     let top = Horizontal::new([
         Spatial3DView::new("Scene").with_origin("world").into(),
@@ -66,7 +67,13 @@ pub fn default_blueprint() -> rerun::blueprint::Blueprint {
         TextLogView::new("Logs").with_origin("log").into(),
     ])
     .with_column_shares([1.0, 1.0, 2.0]);
+    // On sim time, following the newest data: a live run shows what happens
+    // now, and a finished episode opens on how it ended.
+    let time = TimePanel::new()
+        .with_timeline(TIMELINE_SIM)
+        .with_play_state(PlayState::Following);
     Blueprint::new(Vertical::new([top.into(), bottom.into()]).with_row_shares([3.0, 1.0]))
+        .with_time_panel(time)
 }
 
 /// Sets the sim-time timeline for subsequent log calls on this thread.

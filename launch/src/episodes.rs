@@ -14,6 +14,7 @@ use anyhow::Context;
 ///   rosetta episodes                 # newest last: id, date, outcome, command
 ///   rosetta episodes open latest     # the newest one in the rerun viewer
 ///   rosetta episodes open 1795918220 # by id, or a unique prefix of one
+///   rosetta episodes shot latest     # a headless screenshot of its layout
 #[derive(Debug, Clone, clap::Args)]
 pub struct EpisodesArgs {
     /// Folder of recorded episodes.
@@ -34,6 +35,18 @@ pub enum EpisodesAction {
         /// Print the viewer command instead of running it.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Render a screenshot of an episode in the viewer, headless (Mesa's
+    /// software Vulkan, which the set-up installs), to look at its layout.
+    Shot {
+        /// An episode id, a unique prefix of one, or `latest`.
+        id: String,
+        /// The PNG to write (default: `screenshot.png` in the episode's folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The viewer's window size, WIDTHxHEIGHT.
+        #[arg(long, default_value = "1280x720")]
+        size: String,
     },
 }
 
@@ -96,6 +109,20 @@ fn row(dir: &Path) -> EpisodeRow {
     }
 }
 
+/// The episode's merged recording, or why there is none.
+fn recording_of(r: &EpisodeRow) -> anyhow::Result<PathBuf> {
+    let rrd = r.dir.join("episode.rrd");
+    if !rrd.is_file() {
+        anyhow::bail!(
+            "episode {} has no recording ({} is missing); its node parts may still be in {}",
+            r.id,
+            rrd.display(),
+            r.dir.join("parts").display()
+        );
+    }
+    Ok(rrd)
+}
+
 /// The episode `id` names: `latest`, an exact id, or a unique prefix.
 pub fn find<'a>(rows: &'a [EpisodeRow], id: &str) -> anyhow::Result<&'a EpisodeRow> {
     if id == "latest" {
@@ -139,17 +166,32 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Some(EpisodesAction::Open { id, dry_run }) => {
+        Some(EpisodesAction::Shot { id, out, size }) => {
             let r = find(&rows, id)?;
-            let rrd = r.dir.join("episode.rrd");
-            if !rrd.is_file() {
+            let rrd = recording_of(r)?;
+            let out = out.clone().unwrap_or_else(|| r.dir.join("screenshot.png"));
+            let status = std::process::Command::new("rerun")
+                .env("RERUN_ANALYTICS", "0")
+                .env("WGPU_BACKEND", "vulkan")
+                .args(["--headless", "--window-size", size, "--screenshot-to"])
+                .arg(&out)
+                .arg(&rrd)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .context("cannot start the rerun viewer (`rerun` from the set-up's venv: source .local/env.sh)")?;
+            if !status.success() || !out.is_file() {
                 anyhow::bail!(
-                    "episode {} has no recording ({} is missing); its node parts may still be in {}",
-                    r.id,
-                    rrd.display(),
-                    r.dir.join("parts").display()
+                    "the viewer did not render {} ({status}); it needs Vulkan (Debian mesa-vulkan-drivers, which scripts/setup.sh installs)",
+                    out.display()
                 );
             }
+            println!("{}", out.display());
+            Ok(0)
+        }
+        Some(EpisodesAction::Open { id, dry_run }) => {
+            let r = find(&rows, id)?;
+            let rrd = recording_of(r)?;
             if *dry_run {
                 println!("rerun {}", rrd.display());
                 return Ok(0);

@@ -29,7 +29,7 @@ fn assert_untouched(report: &serde_json::Value, cube: &str) {
 
 #[test]
 fn red_cube_goes_into_the_blue_bin() {
-    let (out, report, _dir) = run_demo(31, "put the red cube in the blue bin");
+    let (out, report, dir) = run_demo(31, "put the red cube in the blue bin");
     assert!(out.status.success(), "exit {:?}: {report:#}", out.status);
     assert_eq!(report["outcome"], "succeeded");
     assert_in_bin(&report, "red_cube", "blue_bin");
@@ -83,6 +83,30 @@ fn red_cube_goes_into_the_blue_bin() {
         "no blueprint in the episode"
     );
     assert!(report["git_revision"].is_string(), "{report:#}");
+
+    // The episode renders in the viewer, headless, to a screenshot that
+    // shows its layout (look at it: the PNG lands in the episode folder).
+    let episodes = dir.path().join("episodes");
+    let shot = std::process::Command::new(rosetta_tests::rosetta_bin())
+        .arg("episodes")
+        .arg("--episodes")
+        .arg(&episodes)
+        .args(["shot", "latest", "--size", "800x450"])
+        .output()
+        .expect("rosetta episodes shot");
+    assert!(
+        shot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    let png_path = String::from_utf8_lossy(&shot.stdout).trim().to_string();
+    let png = std::fs::read(&png_path).expect("the screenshot");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    let width = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+    assert!(width >= 800, "{width} px wide");
+    // A blank frame compresses to almost nothing; the layout with the
+    // scene, the camera image and text does not.
+    assert!(png.len() > 50_000, "{} bytes: blank?", png.len());
 }
 
 /// Closed loop: the sim lets the first grasp slip; the executor reports the
