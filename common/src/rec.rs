@@ -9,6 +9,8 @@ use rerun::RecordingStream;
 
 pub const APPLICATION_ID: &str = "rosetta";
 pub const TIMELINE_SIM: &str = "sim_time";
+/// A sequence timeline: which step of the plan runs (1-based; 0 before the first).
+pub const TIMELINE_PLAN_STEP: &str = "plan_step";
 
 /// Opens this node's part of the run's recording, or a disabled stream.
 pub fn open_recording(node: &str) -> RecordingStream {
@@ -81,6 +83,11 @@ pub fn set_sim_time(rec: &RecordingStream, sim_time_s: f64) {
     if sim_time_s.is_finite() {
         rec.set_duration_secs(TIMELINE_SIM, sim_time_s);
     }
+}
+
+/// Sets the plan-step timeline for subsequent log calls on this thread.
+pub fn set_plan_step(rec: &RecordingStream, step: usize) {
+    rec.set_time_sequence(TIMELINE_PLAN_STEP, step as i64);
 }
 
 /// Logs a text line under `log/<node>`; logging failures are only traced.

@@ -278,6 +278,15 @@ fn status_of(run: &PlanRun, control: Option<&ExecutorStatus>) -> ExecutorStatus 
 
 fn log_status(rec: &rerun::RecordingStream, s: &ExecutorStatus) {
     rec::set_sim_time(rec, s.stamp_s);
+    // The plan-step timeline: the running step, or how far the plan got.
+    let step = s
+        .steps
+        .iter()
+        .filter(|st| st.state != StepState::Pending)
+        .map(|st| st.index + 1)
+        .max()
+        .unwrap_or(0);
+    rec::set_plan_step(rec, step);
     let mut md = format!("## Task: {:?}\n\n{}\n\n", s.task, s.message);
     for step in &s.steps {
         let mark = match &step.state {

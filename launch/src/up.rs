@@ -11,7 +11,9 @@ use rosetta_common::ros::{self, Spinner};
 use rosetta_common::status::{ExecutorStatus, GroundTruth};
 use rosetta_common::{topics, WorldModel};
 
-use crate::demo::{merge_recording, spawn_all, stack_specs, wait_for, Episode, INTERRUPTED};
+use crate::demo::{
+    check_parts, merge_recording, spawn_all, stack_specs, wait_for, Episode, INTERRUPTED,
+};
 use crate::procs::stop_all;
 use crate::profile::RobotProfile;
 
@@ -87,6 +89,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
     stop_all(&mut nodes, Duration::from_secs(5));
     if let Err(e) = rec.flush_blocking() {
         eprintln!("rosetta: the launcher's recording part is incomplete: {e}");
+    }
+    for p in check_parts(&parts) {
+        eprintln!("rosetta: recording: {p}");
     }
     let rrd = merge_recording(&parts, &episode_dir.join("episode.rrd"));
     eprintln!(
