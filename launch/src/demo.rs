@@ -230,6 +230,10 @@ pub fn stack_specs(
                 &sim.lidar_noise_m.to_string(),
                 "--slip-grasps",
                 &sim.slip_grasps.to_string(),
+                "--estop-decel-m-s2",
+                &sim.estop_decel_m_s2.to_string(),
+                "--odom-frame",
+                &sim.odom_frame,
             ])
             .into_iter()
             .chain(

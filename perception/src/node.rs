@@ -38,7 +38,9 @@ enum Input {
     Image(Image),
     Depth(Image),
     Info(CameraInfo),
-    Odom(f64, Pose2D),
+    /// Stamp, pose, and the odometry's frame (the frame the stack's map and
+    /// objects are published in: the robot's, whatever it calls it).
+    Odom(f64, Pose2D, String),
     Scan(r2r::sensor_msgs::msg::LaserScan),
 }
 
@@ -69,7 +71,13 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
         .map(Input::Info);
     let odoms = node
         .subscribe::<r2r::nav_msgs::msg::Odometry>(topics::ODOM, qos.clone())?
-        .map(|m| Input::Odom(stamp_to_secs(&m.header.stamp), ros::odom_pose(&m)));
+        .map(|m| {
+            Input::Odom(
+                stamp_to_secs(&m.header.stamp),
+                ros::odom_pose(&m),
+                m.header.frame_id,
+            )
+        });
     let scans = node
         .subscribe::<r2r::sensor_msgs::msg::LaserScan>(topics::SCAN, qos.clone())?
         .map(Input::Scan);
@@ -98,6 +106,7 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
     let mut grid = OccupancyGrid::new([0.0, 0.0], [args.map_size_m, args.map_size_m], 0.05);
     let mut last_map_s = f64::NEG_INFINITY;
     let mut odom_history: VecDeque<(f64, Pose2D)> = VecDeque::new();
+    let mut odom_frame = topics::FRAME_ODOM.to_string();
     let mut camera: Option<CameraDescription> = None;
     let mut last_image: Option<Image> = None;
     let mut last_depth: Option<Image> = None;
@@ -108,10 +117,14 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
     let work = async {
         while let Some(input) = inputs.next().await {
             match input {
-                Input::Odom(t, p) => {
+                Input::Odom(t, p, frame) => {
                     if !p.is_finite() || !t.is_finite() {
                         tracing::warn!("odometry with NaN skipped");
                         continue;
+                    }
+                    if !frame.is_empty() && frame != odom_frame {
+                        tracing::info!(%frame, "publishing the map and objects in the odometry's frame");
+                        odom_frame = frame;
                     }
                     odom_history.push_back((t, p));
                     while odom_history.len() > 200 {
@@ -141,7 +154,9 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
                     grid.integrate_scan(&Pose2D::new(xy[0], xy[1], pose.yaw_rad), &view);
                     if stamp - last_map_s >= MAP_PERIOD_S {
                         last_map_s = stamp;
-                        if let Err(e) = map_pub.publish(&occupancy_msg(&grid, &scan.header.stamp)) {
+                        if let Err(e) =
+                            map_pub.publish(&occupancy_msg(&grid, &odom_frame, &scan.header.stamp))
+                        {
                             tracing::warn!(error = %e, "cannot publish the map");
                         }
                         log_map(&rec, &grid, stamp);
@@ -185,7 +200,7 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
             match detected {
                 Ok(dets) => {
                     tracker.update(&dets, stamp);
-                    let mut world = tracker.world_model(stamp, topics::FRAME_ODOM);
+                    let mut world = tracker.world_model(stamp, &odom_frame);
                     world.places.clone_from(&places);
                     if let Err(e) = objects.publish(&world) {
                         tracing::warn!(error = %e, "cannot publish the object map");
@@ -365,16 +380,17 @@ fn encode_jpeg(img: &Image) -> Option<Vec<u8>> {
     Some(buf.to_vec())
 }
 
-/// The grid as `nav_msgs/OccupancyGrid` in `odom`.
+/// The grid as `nav_msgs/OccupancyGrid` in the odometry's frame.
 fn occupancy_msg(
     grid: &OccupancyGrid,
+    frame_id: &str,
     stamp: &r2r::builtin_interfaces::msg::Time,
 ) -> r2r::nav_msgs::msg::OccupancyGrid {
     use r2r::geometry_msgs::msg::{Point, Pose, Quaternion};
     r2r::nav_msgs::msg::OccupancyGrid {
         header: r2r::std_msgs::msg::Header {
             stamp: stamp.clone(),
-            frame_id: topics::FRAME_ODOM.to_string(),
+            frame_id: frame_id.to_string(),
         },
         info: r2r::nav_msgs::msg::MapMetaData {
             map_load_time: stamp.clone(),

@@ -52,6 +52,10 @@ pub struct SimArgs {
     /// when the e-stop opens, independently of the control software.
     #[arg(long, default_value_t = 5.0)]
     pub estop_decel_m_s2: f64,
+    /// The odometry's frame (REP-105: `odom`); another name plays a robot
+    /// whose drivers call it something else.
+    #[arg(long, default_value = "odom")]
+    pub odom_frame: String,
 }
 
 const PHYSICS_DT_S: f64 = 0.01;
@@ -215,7 +219,7 @@ fn sim_loop(
             clock: stamp.clone(),
         });
         if step.is_multiple_of(ODOM_EVERY) {
-            publish_odom(&pubs, &world, &stamp);
+            publish_odom(&pubs, &world, &stamp, &args.odom_frame);
         }
         if first_motion_s.is_none() && (world.linear_m_s != 0.0 || world.angular_rad_s != 0.0) {
             first_motion_s = Some(world.time_s);
@@ -262,7 +266,7 @@ fn sim_loop(
     );
 }
 
-fn publish_odom(pubs: &Publishers, world: &World, stamp: &Time) {
+fn publish_odom(pubs: &Publishers, world: &World, stamp: &Time, frame: &str) {
     use r2r::geometry_msgs::msg::{
         Point, Pose, PoseWithCovariance, Quaternion, Twist, TwistWithCovariance, Vector3,
     };
@@ -273,7 +277,7 @@ fn publish_odom(pubs: &Publishers, world: &World, stamp: &Time) {
         cov[i] = 1e-4;
     }
     let odom = r2r::nav_msgs::msg::Odometry {
-        header: header(stamp.clone(), topics::FRAME_ODOM),
+        header: header(stamp.clone(), frame),
         child_frame_id: topics::FRAME_BASE.to_string(),
         pose: PoseWithCovariance {
             pose: Pose {

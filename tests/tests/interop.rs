@@ -500,7 +500,7 @@ fn two_namespaced_robots_share_a_domain_without_crosstalk() {
 
 /// A robot profile puts the stack onto a robot whose topics have other
 /// names: the embedded sim plays that robot (its topics remapped under
-/// /base and /lidar), `rosetta up --robot-profile` starts the stack alone
+/// /base and /lidar, its odometry frame called base_odom), `rosetta up --robot-profile` starts the stack alone
 /// with the profile's remaps and a 0.2 m/s speed cap, and a goal of the
 /// execute action is carried out, judged on the sim's ground truth.
 #[test]
@@ -522,7 +522,8 @@ max_linear_speed_m_s = 0.2
     .unwrap();
     let _robot = Running(
         rosetta(domain)
-            .args(["sim", "--ros-args", "-r", "cmd_vel:=/base/cmd_vel"])
+            .args(["sim", "--odom-frame", "base_odom"])
+            .args(["--ros-args", "-r", "cmd_vel:=/base/cmd_vel"])
             .args(["-r", "odom:=/base/odom", "-r", "scan:=/lidar/scan"])
             .spawn()
             .expect("start the sim as the robot"),
@@ -536,6 +537,8 @@ max_linear_speed_m_s = 0.2
         (x - 0.9).hypot(y) < 0.1,
         "not at the table: ({x:.2}, {y:.2})"
     );
+    // The map is published in the robot's odometry frame, whatever its name.
+    assert_eq!(done["map"]["frame_id"], "base_odom", "{done:#}");
     let fastest = done["max_truth_speed_m_s"].as_f64().unwrap();
     assert!(
         fastest > 0.05 && fastest <= 0.23,
