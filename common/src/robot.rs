@@ -52,6 +52,15 @@ pub struct LidarDescription {
     pub rate_hz: f64,
 }
 
+impl LidarDescription {
+    /// Where the lidar is, in the plane, when the base is at `base`: the
+    /// pose its scans are taken from.
+    pub fn sensor_pose(&self, base: &crate::Pose2D) -> crate::Pose2D {
+        let xy = base.transform_point([self.position_m[0], self.position_m[1]]);
+        crate::Pose2D::new(xy[0], xy[1], base.yaw_rad)
+    }
+}
+
 /// A planar arm in the base's x-z plane: shoulder, elbow and wrist pitch
 /// joints (positive = raise), then a parallel gripper pointing along the last link.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

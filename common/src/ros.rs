@@ -41,6 +41,17 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// A `sensor_msgs/LaserScan` as the grid's view of a scan (no copy).
+pub fn scan_view(scan: &r2r::sensor_msgs::msg::LaserScan) -> crate::grid::ScanView<'_> {
+    crate::grid::ScanView {
+        angle_min_rad: f64::from(scan.angle_min),
+        angle_increment_rad: f64::from(scan.angle_increment),
+        range_min_m: f64::from(scan.range_min),
+        range_max_m: f64::from(scan.range_max),
+        ranges_m: &scan.ranges,
+    }
+}
+
 /// The environment variable that puts every node of a stack in one namespace.
 pub const NAMESPACE_ENV: &str = "ROSETTA_NAMESPACE";
 

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use r2r::rosetta_interfaces::action::RunSkill;
 use r2r::sensor_msgs::msg::LaserScan;
 use r2r::trajectory_msgs::msg::{JointTrajectory, JointTrajectoryPoint};
-use rosetta_common::grid::{OccupancyGrid, ScanView};
+use rosetta_common::grid::OccupancyGrid;
 use rosetta_common::rec::{self, log_text};
 use rosetta_common::robot::{ArmJoints, RobotDescription};
 use rosetta_common::ros::{self, stamp_to_secs, JsonPublisher, Spinner};
@@ -388,9 +388,7 @@ async fn run_on_this_thread(args: ControlArgs) -> anyhow::Result<()> {
                     // The scan was taken about where odometry last put the
                     // robot; the mapper thread integrates it off this loop.
                     if let Some((_, _, pose)) = last_odom {
-                        let lidar = robot.lidar.position_m;
-                        let xy = pose.transform_point([lidar[0], lidar[1]]);
-                        let sensor = Pose2D::new(xy[0], xy[1], pose.yaw_rad);
+                        let sensor = robot.lidar.sensor_pose(&pose);
                         if scan_tx.send((sensor, scan)).is_err() {
                             tracing::error!("the mapper thread is gone");
                         }
@@ -655,13 +653,7 @@ fn mapper(
         while let Ok((p, s)) = scans.try_recv() {
             (sensor, scan) = (p, s);
         }
-        let view = ScanView {
-            angle_min_rad: f64::from(scan.angle_min),
-            angle_increment_rad: f64::from(scan.angle_increment),
-            range_min_m: f64::from(scan.range_min),
-            range_max_m: f64::from(scan.range_max),
-            ranges_m: &scan.ranges,
-        };
+        let view = ros::scan_view(&scan);
         grid.integrate_scan(&sensor, &view);
         let snapshot = MapSnapshot {
             obstacles_m: view.hit_points(&sensor),

@@ -109,20 +109,16 @@ fn lock(seen: &Arc<Mutex<Seen>>) -> std::sync::MutexGuard<'_, Seen> {
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
-    tokio::spawn(async {
-        ros::shutdown_signal().await;
-        INTERRUPTED.store(true, Ordering::SeqCst);
-    });
     let wall_start = Instant::now();
+    let mut episode = Episode::start(&args.episodes)?;
+    episode.set_namespace(&args.namespace)?;
     let Episode {
         dir: episode_dir,
         parts,
         logs,
-        mut envs,
+        envs,
         rec,
-    } = Episode::create(&args.episodes)?;
-    let namespace = ros::normalize_namespace(&args.namespace)?;
-    envs.push((ros::NAMESPACE_ENV.to_string(), namespace));
+    } = episode;
     if args.command.trim().is_empty() {
         eprintln!(
             "error: the command is empty; try: rosetta demo \"put the red cube in the blue bin\""
@@ -174,6 +170,24 @@ pub struct Episode {
 }
 
 impl Episode {
+    /// Starts a run: Ctrl-C (or SIGTERM) from now on sets [`INTERRUPTED`],
+    /// and the run gets its episode folder.
+    pub fn start(episodes: &Path) -> anyhow::Result<Self> {
+        tokio::spawn(async {
+            ros::shutdown_signal().await;
+            INTERRUPTED.store(true, Ordering::SeqCst);
+        });
+        Self::create(episodes)
+    }
+
+    /// Every node of the run goes into namespace `ns` (checked; empty: none),
+    /// which is returned normalised (`robot1` → `/robot1`).
+    pub fn set_namespace(&mut self, ns: &str) -> anyhow::Result<String> {
+        let ns = ros::normalize_namespace(ns)?;
+        self.envs.push((ros::NAMESPACE_ENV.to_string(), ns.clone()));
+        Ok(ns)
+    }
+
     pub fn create(episodes: &Path) -> anyhow::Result<Self> {
         let stamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -2,7 +2,6 @@
 //! commanded by other programs through the `/rosetta/execute` action.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,9 +10,7 @@ use rosetta_common::ros::{self, Spinner};
 use rosetta_common::status::{ExecutorStatus, GroundTruth};
 use rosetta_common::{topics, WorldModel};
 
-use crate::demo::{
-    check_parts, merge_recording, spawn_all, stack_specs, wait_for, Episode, INTERRUPTED,
-};
+use crate::demo::{check_parts, merge_recording, spawn_all, stack_specs, wait_for, Episode};
 use crate::procs::stop_all;
 use crate::profile::RobotProfile;
 
@@ -50,28 +47,24 @@ pub struct UpArgs {
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
-    tokio::spawn(async {
-        ros::shutdown_signal().await;
-        INTERRUPTED.store(true, Ordering::SeqCst);
-    });
     let started = Instant::now();
-    let Episode {
-        dir: episode_dir,
-        parts,
-        logs,
-        mut envs,
-        rec,
-    } = Episode::create(&args.episodes)?;
     let profile = args
         .robot_profile
         .as_deref()
         .map(RobotProfile::load)
         .transpose()?;
+    let mut episode = Episode::start(&args.episodes)?;
     let namespace = match &profile {
-        Some(p) if args.namespace.is_empty() => ros::normalize_namespace(&p.namespace)?,
-        _ => ros::normalize_namespace(&args.namespace)?,
+        Some(p) if args.namespace.is_empty() => episode.set_namespace(&p.namespace)?,
+        _ => episode.set_namespace(&args.namespace)?,
     };
-    envs.push((ros::NAMESPACE_ENV.to_string(), namespace.clone()));
+    let Episode {
+        dir: episode_dir,
+        parts,
+        logs,
+        envs,
+        rec,
+    } = episode;
     let mut specs = stack_specs(&args.sim, &args.planner, 1);
     if let Some(p) = &profile {
         eprintln!("rosetta: robot profile {:?}: no embedded sim", p.name);

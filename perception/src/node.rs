@@ -9,7 +9,7 @@ use nalgebra::Isometry3;
 use opencv::core::Vector;
 use opencv::prelude::*;
 use r2r::sensor_msgs::msg::{CameraInfo, Image};
-use rosetta_common::grid::{Cell, OccupancyGrid, ScanView};
+use rosetta_common::grid::{Cell, OccupancyGrid};
 use rosetta_common::rec::{self, log_text};
 use rosetta_common::robot::{CameraDescription, RobotDescription};
 use rosetta_common::ros::{self, stamp_to_secs, JsonPublisher, Spinner};
@@ -142,16 +142,8 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
                         tracing::debug!(stamp, "no odometry near the scan's stamp; scan skipped");
                         continue;
                     };
-                    let lidar = robot.lidar.position_m;
-                    let xy = pose.transform_point([lidar[0], lidar[1]]);
-                    let view = ScanView {
-                        angle_min_rad: f64::from(scan.angle_min),
-                        angle_increment_rad: f64::from(scan.angle_increment),
-                        range_min_m: f64::from(scan.range_min),
-                        range_max_m: f64::from(scan.range_max),
-                        ranges_m: &scan.ranges,
-                    };
-                    grid.integrate_scan(&Pose2D::new(xy[0], xy[1], pose.yaw_rad), &view);
+                    let sensor = robot.lidar.sensor_pose(&pose);
+                    grid.integrate_scan(&sensor, &ros::scan_view(&scan));
                     if stamp - last_map_s >= MAP_PERIOD_S {
                         last_map_s = stamp;
                         if let Err(e) =

@@ -139,9 +139,7 @@ impl ClosedLoop {
         let mut ticked = None;
         if self.step.is_multiple_of(SCAN_EVERY) {
             let scan = render_scan(&self.world, lidar, self.lidar_noise_m, &mut self.rng);
-            let base = self.world.odom_pose();
-            let xy = base.transform_point([lidar.position_m[0], lidar.position_m[1]]);
-            let sensor = Pose2D::new(xy[0], xy[1], base.yaw_rad);
+            let sensor = lidar.sensor_pose(&self.world.odom_pose());
             let view = ScanView {
                 angle_min_rad: scan.angle_min_rad,
                 angle_increment_rad: scan.angle_increment_rad,
