@@ -140,9 +140,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     report.wall_time_s = wall_start.elapsed().as_secs_f64();
     report.episode_dir = episode_dir.clone();
     log_episode(&rec, &report);
-    if let Err(e) = rec.flush_blocking() {
-        eprintln!("rosetta: the launcher's recording part is incomplete: {e}");
-    }
+    finish_recording(rec);
     report.recording_problems = check_parts(&parts);
     for p in &report.recording_problems {
         eprintln!("rosetta: recording: {p}");
@@ -565,6 +563,16 @@ fn starts_like_rrd(path: &Path) -> bool {
     std::fs::File::open(path)
         .and_then(|mut f| f.read_exact(&mut head))
         .is_ok_and(|()| &head == b"RRF2")
+}
+
+/// Ends the launcher's own part of the recording: flushed, and closed (the
+/// stream dropped), so that its file gets its footer before the parts are
+/// checked and merged.
+pub fn finish_recording(rec: rerun::RecordingStream) {
+    if let Err(e) = rec.flush_blocking() {
+        eprintln!("rosetta: the launcher's recording part is incomplete: {e}");
+    }
+    drop(rec);
 }
 
 /// Checks each node's part of the recording with `rerun rrd verify`: a part

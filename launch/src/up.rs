@@ -10,7 +10,9 @@ use rosetta_common::ros::{self, Spinner};
 use rosetta_common::status::{ExecutorStatus, GroundTruth};
 use rosetta_common::{topics, WorldModel};
 
-use crate::demo::{check_parts, merge_recording, spawn_all, stack_specs, wait_for, Episode};
+use crate::demo::{
+    check_parts, finish_recording, merge_recording, spawn_all, stack_specs, wait_for, Episode,
+};
 use crate::procs::stop_all;
 use crate::profile::RobotProfile;
 
@@ -80,9 +82,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
     let mut nodes = spawn_all(&specs, &envs, &logs)?;
     let code = watch(&mut nodes, started, &namespace, profile.is_none()).await;
     stop_all(&mut nodes, Duration::from_secs(5));
-    if let Err(e) = rec.flush_blocking() {
-        eprintln!("rosetta: the launcher's recording part is incomplete: {e}");
-    }
+    finish_recording(rec);
     for p in check_parts(&parts) {
         eprintln!("rosetta: recording: {p}");
     }

@@ -65,8 +65,14 @@ def main() -> int:
 
     if not client.wait_for_server(timeout_sec=max(1.0, deadline - time.monotonic())):
         return fail("no action server")
-    if not spin_until(lambda: estop.get_subscription_count() > 0):
-        return fail("nobody subscribes /rosetta/estop")
+    # Both ends of the e-stop line must hear it: control, and the base driver
+    # (the sim). A message sent before a subscriber is matched is lost to it.
+    def estop_heard() -> bool:
+        names = {i.node_name for i in node.get_subscriptions_info_by_topic("/rosetta/estop")}
+        return {"rosetta_control", "rosetta_sim"} <= names and estop.get_subscription_count() >= len(names)
+
+    if not spin_until(estop_heard):
+        return fail("control and the sim do not both subscribe /rosetta/estop")
 
     handle, feedback = goal("go to the dock")
     if handle is None:

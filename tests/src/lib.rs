@@ -68,6 +68,45 @@ pub fn run_demo_with(
     (out, json, dir)
 }
 
+/// The last `lines` lines of every node log (`*/logs/*.log`) under an
+/// episodes folder, each under its file's name: what a failed test prints.
+pub fn log_tails(episodes: &std::path::Path, lines: usize) -> String {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(episodes)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|run| {
+            std::fs::read_dir(run.path().join("logs"))
+                .into_iter()
+                .flatten()
+        })
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    let mut out = String::new();
+    for path in logs {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let tail = &all[all.len().saturating_sub(lines)..];
+        out.push_str(&format!(
+            "----- {} (last {} of {} lines) -----\n",
+            path.display(),
+            tail.len(),
+            all.len()
+        ));
+        for l in tail {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    if out.is_empty() {
+        out = format!("(no node logs under {})", episodes.display());
+    }
+    out
+}
+
 /// The ground-truth object with this id in a report.
 pub fn truth_object<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
     report["ground_truth"]["objects"]
@@ -91,5 +130,27 @@ impl Drop for Running {
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_tails_keeps_the_last_lines_of_each_node_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("1-2/logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let text: String = (1..=50).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(logs.join("control.log"), text).unwrap();
+        std::fs::write(logs.join("notes.txt"), "not a log").unwrap();
+        let tails = super::log_tails(dir.path(), 3);
+        assert!(
+            tails.contains("control.log (last 3 of 50 lines)"),
+            "{tails}"
+        );
+        assert!(tails.contains("line 48\nline 49\nline 50\n"), "{tails}");
+        assert!(!tails.contains("line 47\n") && !tails.contains("not a log"));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(super::log_tails(empty.path(), 3).starts_with("(no node logs"));
     }
 }

@@ -42,6 +42,12 @@ fn red_cube_goes_into_the_blue_bin() {
         report["plan"].as_array().map(|p| p.len())
     );
 
+    // Every node's part of the recording, and the launcher's, is complete.
+    assert_eq!(
+        report["recording_problems"],
+        serde_json::json!([]),
+        "{report:#}"
+    );
     // The episode opens with the rerun CLI and holds every stage's entities.
     let rrd = report["rrd_path"].as_str().expect("an .rrd was written");
     let stats = std::process::Command::new("rerun")

@@ -44,13 +44,29 @@ fn rclpy_drives_the_sim_and_reads_odom_and_camera() {
     assert_eq!(seen["image"]["bytes"], 640 * 480 * 3);
 }
 
+/// A stack started with `rosetta up`, stopped when dropped. When a test
+/// fails while it runs, the tail of each node's log goes into the failure's
+/// output: a failure in CI carries its own evidence.
+struct Stack {
+    _up: Running,
+    episodes: tempfile::TempDir,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", rosetta_tests::log_tails(self.episodes.path(), 40));
+        }
+    }
+}
+
 /// `rosetta up` on `domain`, returned once it says the stack is ready.
-fn stack_up(domain: u32) -> (Running, tempfile::TempDir) {
+fn stack_up(domain: u32) -> Stack {
     stack_up_with(domain, &[])
 }
 
 /// [`stack_up`] with extra `rosetta up` options.
-fn stack_up_with(domain: u32, extra: &[&str]) -> (Running, tempfile::TempDir) {
+fn stack_up_with(domain: u32, extra: &[&str]) -> Stack {
     use std::io::{BufRead, BufReader};
     let episodes = tempfile::tempdir().unwrap();
     let mut up = Running(
@@ -69,8 +85,9 @@ fn stack_up_with(domain: u32, extra: &[&str]) -> (Running, tempfile::TempDir) {
         .lines()
         .map_while(Result::ok)
         .any(|l| l.trim() == "ready");
+    let stack = Stack { _up: up, episodes };
     assert!(ready, "rosetta up ended before the stack was ready");
-    (up, episodes)
+    stack
 }
 
 /// Runs one of `tests/python/*.py` (an rclpy program) on `domain`; its stdout is JSON.
