@@ -14,6 +14,7 @@ pub mod nav;
 pub mod node;
 pub mod path;
 pub mod plan_run;
+pub mod rec;
 pub mod safety;
 
 pub use executor::{Executor, Inputs, Outputs};

@@ -20,6 +20,7 @@ use rosetta_common::{topics, Pose2D, WorldModel};
 
 use crate::executor::{Executor, Inputs, Outputs};
 use crate::nav::Twist2D;
+use crate::rec::{log_planned_path, log_pose};
 use crate::safety::{Geofence, SafetyLimits};
 
 /// Carry out plans on the robot.
@@ -711,32 +712,6 @@ fn trajectory(names: Vec<String>, positions: Vec<f64>) -> JointTrajectory {
         }],
         ..Default::default()
     }
-}
-
-fn log_pose(rec: &rerun::RecordingStream, t: f64, pose: &Pose2D, path: &[[f32; 3]]) {
-    if !rec.is_enabled() {
-        return;
-    }
-    rec::set_sim_time(rec, t);
-    rec::log_robot_pose(rec, pose);
-    let _ = rec.log(
-        "world/robot_path",
-        &rerun::LineStrips3D::new([path.to_vec()]),
-    );
-}
-
-fn log_planned_path(rec: &rerun::RecordingStream, path: &[[f64; 2]]) {
-    if !rec.is_enabled() {
-        return;
-    }
-    let points: Vec<[f32; 3]> = path
-        .iter()
-        .map(|p| [p[0] as f32, p[1] as f32, 0.02])
-        .collect();
-    let _ = rec.log(
-        "world/planned_path",
-        &rerun::LineStrips3D::new([points]).with_colors([rerun::Color::from_rgb(80, 200, 255)]),
-    );
 }
 
 fn log_status(rec: &rerun::RecordingStream, s: &ExecutorStatus) {

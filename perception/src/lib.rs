@@ -6,6 +6,7 @@
 
 pub mod detect;
 pub mod node;
+pub mod rec;
 pub mod tracker;
 
 pub use detect::{detect, Detection, PerceptionError};

@@ -6,16 +6,15 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use nalgebra::Isometry3;
-use opencv::core::Vector;
-use opencv::prelude::*;
 use r2r::sensor_msgs::msg::{CameraInfo, Image};
-use rosetta_common::grid::{Cell, OccupancyGrid};
+use rosetta_common::grid::OccupancyGrid;
 use rosetta_common::rec::{self, log_text};
 use rosetta_common::robot::{CameraDescription, RobotDescription};
 use rosetta_common::ros::{self, stamp_to_secs, JsonPublisher, Spinner};
 use rosetta_common::{topics, Pose2D, WorldModel};
 
 use crate::detect::{detect, Detection, PerceptionError};
+use crate::rec::{log_map, log_static_camera, FrameLog, FrameLogger};
 use crate::tracker::Tracker;
 
 /// Detect objects in the camera stream and publish the object map.
@@ -112,6 +111,7 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
     let mut last_depth: Option<Image> = None;
     let mut tracker = Tracker::default();
     log_static_camera(&rec, &robot.camera, &base_from_optical);
+    let mut frame_logger = FrameLogger::start(rec.clone());
     tracing::info!("perception ready");
 
     let work = async {
@@ -190,14 +190,23 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
             let detected =
                 tokio::task::block_in_place(|| process(&img, &dep, &cam, &odom_from_optical));
             match detected {
-                Ok(dets) => {
+                Ok((depth_m, dets)) => {
                     tracker.update(&dets, stamp);
                     let mut world = tracker.world_model(stamp, &odom_frame);
                     world.places.clone_from(&places);
                     if let Err(e) = objects.publish(&world) {
                         tracing::warn!(error = %e, "cannot publish the object map");
                     }
-                    log_frame(&rec, stamp, &pose, &img, &dets, &world);
+                    frame_logger.log(FrameLog {
+                        stamp_s: stamp,
+                        pose,
+                        width_px: img.width,
+                        height_px: img.height,
+                        rgb: img.data,
+                        depth_m,
+                        detections: dets,
+                        world,
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "frame skipped");
@@ -210,6 +219,13 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
         _ = ros::shutdown_signal() => {}
         _ = work => {}
     }
+    if frame_logger.dropped() > 0 {
+        tracing::warn!(
+            dropped = frame_logger.dropped(),
+            "camera frames left out of the recording"
+        );
+    }
+    frame_logger.finish();
     let _ = rec.flush_blocking();
     Ok(())
 }
@@ -241,12 +257,14 @@ fn camera_from_info(info: &CameraInfo, mount: &CameraDescription) -> Option<Came
     })
 }
 
+/// Checks a frame pair and runs the detector on it; returns the depth (metres)
+/// with the detections, for the recording.
 fn process(
     img: &Image,
     dep: &Image,
     cam: &CameraDescription,
     odom_from_optical: &Isometry3<f64>,
-) -> Result<Vec<Detection>, PerceptionError> {
+) -> Result<(Vec<f32>, Vec<Detection>), PerceptionError> {
     if img.encoding != "rgb8" {
         return Err(PerceptionError::Encoding(img.encoding.clone()));
     }
@@ -266,110 +284,8 @@ fn process(
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    detect(&img.data, &depth, cam, odom_from_optical)
-}
-
-fn log_static_camera(
-    rec: &rerun::RecordingStream,
-    cam: &CameraDescription,
-    base_from_optical: &Isometry3<f64>,
-) {
-    let t = base_from_optical.translation.vector;
-    let q = base_from_optical.rotation;
-    let _ = rec.log_static(
-        "world/robot/camera",
-        &rerun::Transform3D::from_translation_rotation(
-            [t.x as f32, t.y as f32, t.z as f32],
-            rerun::Quaternion::from_xyzw([q.i as f32, q.j as f32, q.k as f32, q.w as f32]),
-        ),
-    );
-    let _ = rec.log_static(
-        "world/robot/camera",
-        &rerun::Pinhole::from_focal_length_and_resolution(
-            [cam.fx_px as f32, cam.fy_px as f32],
-            [cam.width_px as f32, cam.height_px as f32],
-        )
-        .with_principal_point([cam.cx_px as f32, cam.cy_px as f32]),
-    );
-}
-
-fn log_frame(
-    rec: &rerun::RecordingStream,
-    stamp: f64,
-    pose: &Pose2D,
-    img: &Image,
-    dets: &[Detection],
-    world: &WorldModel,
-) {
-    if !rec.is_enabled() {
-        return;
-    }
-    rec::set_sim_time(rec, stamp);
-    rec::log_robot_pose(rec, pose);
-    // JPEG keeps a 5 Hz camera at tens of kB per frame instead of 900 kB.
-    if let Some(jpeg) = encode_jpeg(img) {
-        let _ = rec.log(
-            "world/robot/camera/image",
-            &rerun::EncodedImage::from_file_contents(jpeg).with_media_type(rerun::MediaType::JPEG),
-        );
-    }
-    let mins: Vec<[f32; 2]> = dets
-        .iter()
-        .map(|d| [d.bbox_px[0] as f32, d.bbox_px[1] as f32])
-        .collect();
-    let sizes: Vec<[f32; 2]> = dets
-        .iter()
-        .map(|d| [d.bbox_px[2] as f32, d.bbox_px[3] as f32])
-        .collect();
-    let labels: Vec<String> = dets
-        .iter()
-        .map(|d| {
-            format!(
-                "{} {} ({:.0}%)",
-                d.color.name(),
-                d.kind.name(),
-                d.confidence * 100.0
-            )
-        })
-        .collect();
-    let colors: Vec<rerun::Color> = dets.iter().map(|d| rgb(d.color.rgb())).collect();
-    let _ = rec.log(
-        "world/robot/camera/image/detections",
-        &rerun::Boxes2D::from_mins_and_sizes(mins, sizes)
-            .with_labels(labels)
-            .with_colors(colors),
-    );
-    for o in &world.objects {
-        let size = o.kind.nominal_size_m();
-        let _ = rec.log(
-            format!("world/objects/{}", o.id),
-            &rerun::Boxes3D::from_centers_and_sizes(
-                [[
-                    o.position_m[0] as f32,
-                    o.position_m[1] as f32,
-                    o.position_m[2] as f32,
-                ]],
-                [[size[0] as f32, size[1] as f32, size[2] as f32]],
-            )
-            .with_labels([o.id.clone()])
-            .with_colors([rgb(o.color.rgb())]),
-        );
-    }
-}
-
-fn rgb(c: [u8; 3]) -> rerun::Color {
-    rerun::Color::from_rgb(c[0], c[1], c[2])
-}
-
-fn encode_jpeg(img: &Image) -> Option<Vec<u8>> {
-    let flat = Mat::from_slice(&img.data).ok()?;
-    let rgb = flat.reshape(3, img.height as i32).ok()?;
-    let mut bgr = Mat::default();
-    opencv::imgproc::cvt_color_def(&rgb, &mut bgr, opencv::imgproc::COLOR_RGB2BGR).ok()?;
-    let mut buf = Vector::<u8>::new();
-    let params = Vector::<i32>::from_slice(&[opencv::imgcodecs::IMWRITE_JPEG_QUALITY, 80]);
-    opencv::imgcodecs::imencode(".jpg", &bgr, &mut buf, &params).ok()?;
-    Some(buf.to_vec())
+    let dets = detect(&img.data, &depth, cam, odom_from_optical)?;
+    Ok((depth, dets))
 }
 
 /// The grid as `nav_msgs/OccupancyGrid` in the odometry's frame.
@@ -405,27 +321,4 @@ fn occupancy_msg(
         },
         data: grid.to_ros_data(),
     }
-}
-
-/// The occupied cells as points on the floor, under `world/map`.
-fn log_map(rec: &rerun::RecordingStream, grid: &OccupancyGrid, stamp_s: f64) {
-    if !rec.is_enabled() {
-        return;
-    }
-    let mut points = Vec::new();
-    for cy in 0..grid.height {
-        for cx in 0..grid.width {
-            if grid.cell((cx, cy)) == Cell::Occupied {
-                let p = grid.center_of((cx, cy));
-                points.push([p[0] as f32, p[1] as f32, 0.0]);
-            }
-        }
-    }
-    rec::set_sim_time(rec, stamp_s);
-    let _ = rec.log(
-        "world/map",
-        &rerun::Points3D::new(points)
-            .with_radii([grid.resolution_m as f32 / 2.0])
-            .with_colors([rerun::Color::from_rgb(60, 60, 60)]),
-    );
 }

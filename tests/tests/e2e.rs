@@ -62,6 +62,7 @@ fn red_cube_goes_into_the_blue_bin() {
     let text = String::from_utf8_lossy(&stats.stdout);
     for entity in [
         "/world/robot/camera/image",
+        "/world/robot/camera/depth",
         "/world/robot/camera/image/detections",
         "/world/objects/red_cube",
         "/world/robot",

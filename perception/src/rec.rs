@@ -1,0 +1,315 @@
+//! What perception logs to rerun, free of ROS: the camera (pinhole, RGB as
+//! JPEG, depth in millimetres), the detections as 2-D boxes on the image, the
+//! object map as 3-D boxes, and the occupancy grid. The node calls these; so
+//! does the logging benchmark (`rec-bench`), which measures their cost.
+
+use nalgebra::Isometry3;
+use opencv::core::Vector;
+use opencv::prelude::*;
+use rosetta_common::grid::{Cell, OccupancyGrid};
+use rosetta_common::rec;
+use rosetta_common::robot::CameraDescription;
+use rosetta_common::{Pose2D, WorldModel};
+
+use crate::detect::Detection;
+
+/// One camera frame as it came in: RGB8 pixels and depth in metres, row-major.
+#[derive(Debug, Clone, Copy)]
+pub struct CameraFrame<'a> {
+    pub width_px: u32,
+    pub height_px: u32,
+    pub rgb: &'a [u8],
+    pub depth_m: &'a [f32],
+}
+
+/// The camera's mount (a static transform under the robot) and its pinhole
+/// model, so that the viewer projects the image and depth into the 3-D scene.
+pub fn log_static_camera(
+    rec: &rerun::RecordingStream,
+    cam: &CameraDescription,
+    base_from_optical: &Isometry3<f64>,
+) {
+    let t = base_from_optical.translation.vector;
+    let q = base_from_optical.rotation;
+    let _ = rec.log_static(
+        "world/robot/camera",
+        &rerun::Transform3D::from_translation_rotation(
+            [t.x as f32, t.y as f32, t.z as f32],
+            rerun::Quaternion::from_xyzw([q.i as f32, q.j as f32, q.k as f32, q.w as f32]),
+        ),
+    );
+    let _ = rec.log_static(
+        "world/robot/camera",
+        &rerun::Pinhole::from_focal_length_and_resolution(
+            [cam.fx_px as f32, cam.fy_px as f32],
+            [cam.width_px as f32, cam.height_px as f32],
+        )
+        .with_principal_point([cam.cx_px as f32, cam.cy_px as f32]),
+    );
+}
+
+/// One processed frame: the robot's pose at its stamp, the image, the depth,
+/// the detections on the image and the object map in the scene.
+pub fn log_frame(
+    rec: &rerun::RecordingStream,
+    stamp: f64,
+    pose: &Pose2D,
+    frame: &CameraFrame<'_>,
+    dets: &[Detection],
+    world: &WorldModel,
+) {
+    if !rec.is_enabled() {
+        return;
+    }
+    rec::set_sim_time(rec, stamp);
+    rec::log_robot_pose(rec, pose);
+    // JPEG keeps the camera at tens of kB per frame instead of 900 kB.
+    if let Some(jpeg) = encode_jpeg(frame) {
+        let _ = rec.log(
+            "world/robot/camera/image",
+            &rerun::EncodedImage::from_file_contents(jpeg).with_media_type(rerun::MediaType::JPEG),
+        );
+    }
+    if frame.depth_m.len() == (frame.width_px * frame.height_px) as usize {
+        let _ = rec.log(
+            "world/robot/camera/depth",
+            &rerun::DepthImage::from_gray16(
+                depth_mm_bytes(frame.depth_m),
+                [frame.width_px, frame.height_px],
+            )
+            .with_meter(1000.0),
+        );
+    }
+    let mins: Vec<[f32; 2]> = dets
+        .iter()
+        .map(|d| [d.bbox_px[0] as f32, d.bbox_px[1] as f32])
+        .collect();
+    let sizes: Vec<[f32; 2]> = dets
+        .iter()
+        .map(|d| [d.bbox_px[2] as f32, d.bbox_px[3] as f32])
+        .collect();
+    let labels: Vec<String> = dets
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {} ({:.0}%)",
+                d.color.name(),
+                d.kind.name(),
+                d.confidence * 100.0
+            )
+        })
+        .collect();
+    let colors: Vec<rerun::Color> = dets.iter().map(|d| rgb(d.color.rgb())).collect();
+    let _ = rec.log(
+        "world/robot/camera/image/detections",
+        &rerun::Boxes2D::from_mins_and_sizes(mins, sizes)
+            .with_labels(labels)
+            .with_colors(colors),
+    );
+    for o in &world.objects {
+        let size = o.kind.nominal_size_m();
+        let _ = rec.log(
+            format!("world/objects/{}", o.id),
+            &rerun::Boxes3D::from_centers_and_sizes(
+                [[
+                    o.position_m[0] as f32,
+                    o.position_m[1] as f32,
+                    o.position_m[2] as f32,
+                ]],
+                [[size[0] as f32, size[1] as f32, size[2] as f32]],
+            )
+            .with_labels([o.id.clone()])
+            .with_colors([rgb(o.color.rgb())]),
+        );
+    }
+}
+
+/// A frame that the logger owns: what [`FrameLogger`] takes off the
+/// perception thread.
+#[derive(Debug, Clone)]
+pub struct FrameLog {
+    pub stamp_s: f64,
+    pub pose: Pose2D,
+    pub width_px: u32,
+    pub height_px: u32,
+    pub rgb: Vec<u8>,
+    pub depth_m: Vec<f32>,
+    pub detections: Vec<Detection>,
+    pub world: WorldModel,
+}
+
+/// How many frames may wait for the logger before new ones are left out of
+/// the recording (about 8 MB at 640x480).
+pub const LOG_QUEUE_FRAMES: usize = 4;
+
+/// Logs camera frames on a thread of its own, so that the JPEG and depth
+/// encoding and rerun's serialisation never hold up detection. A frame that
+/// finds [`LOG_QUEUE_FRAMES`] frames waiting is left out of the recording
+/// (never out of perception) and counted.
+pub struct FrameLogger {
+    tx: Option<std::sync::mpsc::SyncSender<FrameLog>>,
+    worker: Option<std::thread::JoinHandle<()>>,
+    dropped: u64,
+}
+
+impl FrameLogger {
+    /// A logger into `rec`; with rerun off, no thread and nothing to do.
+    pub fn start(rec: rerun::RecordingStream) -> Self {
+        if !rec.is_enabled() {
+            return Self {
+                tx: None,
+                worker: None,
+                dropped: 0,
+            };
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<FrameLog>(LOG_QUEUE_FRAMES);
+        let worker = std::thread::Builder::new()
+            .name("frame-logger".into())
+            .spawn(move || {
+                for f in rx {
+                    let frame = CameraFrame {
+                        width_px: f.width_px,
+                        height_px: f.height_px,
+                        rgb: &f.rgb,
+                        depth_m: &f.depth_m,
+                    };
+                    log_frame(&rec, f.stamp_s, &f.pose, &frame, &f.detections, &f.world);
+                }
+            });
+        match worker {
+            Ok(w) => Self {
+                tx: Some(tx),
+                worker: Some(w),
+                dropped: 0,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "no thread for the frame logger: camera frames are not recorded");
+                Self {
+                    tx: None,
+                    worker: None,
+                    dropped: 0,
+                }
+            }
+        }
+    }
+
+    /// Hands a frame to the logger; `false` when it was left out (queue full).
+    pub fn log(&mut self, frame: FrameLog) -> bool {
+        let Some(tx) = &self.tx else { return true };
+        match tx.try_send(frame) {
+            Ok(()) => true,
+            Err(_) => {
+                self.dropped += 1;
+                if self.dropped == 1 || self.dropped.is_power_of_two() {
+                    tracing::warn!(
+                        dropped = self.dropped,
+                        "the recording falls behind the camera: frames left out of it"
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Frames left out of the recording so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Logs what is queued, then stops the thread.
+    pub fn finish(mut self) {
+        self.tx = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Depth as little-endian u16 millimetres (rerun's 16-bit depth, meter =
+/// 1000); no return (NaN, infinite, beyond 65 m) is 0, which rerun leaves out.
+pub fn depth_mm_bytes(depth_m: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(depth_m.len() * 2);
+    for d in depth_m {
+        let mm = if d.is_finite() && *d > 0.0 && *d < 65.535 {
+            (d * 1000.0).round() as u16
+        } else {
+            0
+        };
+        out.extend_from_slice(&mm.to_le_bytes());
+    }
+    out
+}
+
+fn rgb(c: [u8; 3]) -> rerun::Color {
+    rerun::Color::from_rgb(c[0], c[1], c[2])
+}
+
+/// The frame's RGB as JPEG (quality 80); `None` when the buffer does not
+/// match its size or OpenCV fails.
+pub fn encode_jpeg(frame: &CameraFrame<'_>) -> Option<Vec<u8>> {
+    if frame.rgb.len() != (frame.width_px * frame.height_px * 3) as usize {
+        return None;
+    }
+    let flat = Mat::from_slice(frame.rgb).ok()?;
+    let rgb = flat.reshape(3, frame.height_px as i32).ok()?;
+    let mut bgr = Mat::default();
+    opencv::imgproc::cvt_color_def(&rgb, &mut bgr, opencv::imgproc::COLOR_RGB2BGR).ok()?;
+    let mut buf = Vector::<u8>::new();
+    let params = Vector::<i32>::from_slice(&[opencv::imgcodecs::IMWRITE_JPEG_QUALITY, 80]);
+    opencv::imgcodecs::imencode(".jpg", &bgr, &mut buf, &params).ok()?;
+    Some(buf.to_vec())
+}
+
+/// The occupied cells as points on the floor, under `world/map`.
+pub fn log_map(rec: &rerun::RecordingStream, grid: &OccupancyGrid, stamp_s: f64) {
+    if !rec.is_enabled() {
+        return;
+    }
+    let mut points = Vec::new();
+    for cy in 0..grid.height {
+        for cx in 0..grid.width {
+            if grid.cell((cx, cy)) == Cell::Occupied {
+                let p = grid.center_of((cx, cy));
+                points.push([p[0] as f32, p[1] as f32, 0.0]);
+            }
+        }
+    }
+    rec::set_sim_time(rec, stamp_s);
+    let _ = rec.log(
+        "world/map",
+        &rerun::Points3D::new(points)
+            .with_radii([grid.resolution_m as f32 / 2.0])
+            .with_colors([rerun::Color::from_rgb(60, 60, 60)]),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_goes_to_millimetres_and_no_return_to_zero() {
+        let bytes = depth_mm_bytes(&[1.2345, f32::NAN, f32::INFINITY, -1.0, 70.0, 0.0005]);
+        let mm: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        assert_eq!(mm, vec![1235, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn a_wrong_size_frame_gives_no_jpeg() {
+        let rgb = vec![0u8; 10];
+        let frame = CameraFrame {
+            width_px: 4,
+            height_px: 4,
+            rgb: &rgb,
+            depth_m: &[],
+        };
+        assert!(encode_jpeg(&frame).is_none());
+        let rgb = vec![128u8; 4 * 4 * 3];
+        let frame = CameraFrame { rgb: &rgb, ..frame };
+        let jpeg = encode_jpeg(&frame).unwrap();
+        assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG starts with SOI");
+    }
+}
