@@ -51,6 +51,8 @@ pub struct ClosedLoop {
     pub lidar_noise_m: f64,
     /// Print the pose, the running step and the path once per sim second.
     pub trace: bool,
+    /// Wall time spent in the executor's ticks so far (seconds).
+    pub tick_wall_s: f64,
 }
 
 impl ClosedLoop {
@@ -71,6 +73,7 @@ impl ClosedLoop {
             last_arm_target: None,
             lidar_noise_m: 0.005,
             trace: false,
+            tick_wall_s: 0.0,
         }
     }
 
@@ -124,6 +127,11 @@ impl ClosedLoop {
         self.exec.status()
     }
 
+    /// The path the executor follows now (odom frame).
+    pub fn planned_path(&self) -> &[[f64; 2]] {
+        self.exec.current_path()
+    }
+
     /// Whether the executor still runs the plan.
     pub fn running(&self) -> bool {
         self.exec.task() == TaskState::Running
@@ -157,6 +165,7 @@ impl ClosedLoop {
             if self.trace && self.step.is_multiple_of(100) {
                 self.print_trace(&pose);
             }
+            let t0 = std::time::Instant::now();
             let out = self.exec.tick(&Inputs {
                 time_s: self.world.time_s,
                 pose,
@@ -166,6 +175,7 @@ impl ClosedLoop {
                 grid: Some(&self.grid),
                 obstacles_m: &self.obstacles,
             });
+            self.tick_wall_s += t0.elapsed().as_secs_f64();
             let arm = &self.world.robot.arm;
             let (joints, gripper) = (arm.joint_names.clone(), arm.gripper_joint.clone());
             if let Some(want) = out.cmd_vel {
