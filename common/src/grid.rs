@@ -209,6 +209,64 @@ impl OccupancyGrid {
             .collect()
     }
 
+    /// How well this (estimated) grid's obstacles match a true map: the
+    /// intersection over union of occupied cells, over what a scan can see.
+    ///
+    /// An occupied cell here agrees when `truth` has an occupied cell within
+    /// `tolerance_cells` (Chebyshev distance), and is a false positive
+    /// otherwise. A true surface cell (occupied, next to a cell this grid has
+    /// observed free) is missed when no occupied cell here lies within the
+    /// tolerance. Obstacle interiors, and cells never observed, are not
+    /// judged: a scan cannot see them. `None` when the grids differ in size
+    /// or there is nothing to judge.
+    pub fn observed_iou(&self, truth: &OccupancyGrid, tolerance_cells: usize) -> Option<f64> {
+        if self.width != truth.width || self.height != truth.height {
+            return None;
+        }
+        let t = tolerance_cells as isize;
+        let near = |g: &OccupancyGrid, (cx, cy): (usize, usize)| {
+            (-t..=t).any(|dy| {
+                (-t..=t).any(|dx| {
+                    let (x, y) = (cx as isize + dx, cy as isize + dy);
+                    x >= 0
+                        && y >= 0
+                        && (x as usize) < g.width
+                        && (y as usize) < g.height
+                        && g.is_occupied((x as usize, y as usize))
+                })
+            })
+        };
+        let free_neighbour = |(cx, cy): (usize, usize)| {
+            [(-1isize, 0isize), (1, 0), (0, -1), (0, 1)]
+                .iter()
+                .any(|(dx, dy)| {
+                    let (x, y) = (cx as isize + dx, cy as isize + dy);
+                    x >= 0
+                        && y >= 0
+                        && (x as usize) < self.width
+                        && (y as usize) < self.height
+                        && self.cell((x as usize, y as usize)) == Cell::Free
+                })
+        };
+        let (mut tp, mut fp, mut missed) = (0usize, 0usize, 0usize);
+        for cy in 0..self.height {
+            for cx in 0..self.width {
+                let c = (cx, cy);
+                if self.is_occupied(c) {
+                    if near(truth, c) {
+                        tp += 1;
+                    } else {
+                        fp += 1;
+                    }
+                } else if truth.is_occupied(c) && free_neighbour(c) && !near(self, c) {
+                    missed += 1;
+                }
+            }
+        }
+        let all = tp + fp + missed;
+        (all > 0).then(|| tp as f64 / all as f64)
+    }
+
     /// Fraction of cells that agree on being occupied, over all cells that
     /// either grid calls occupied (intersection over union).
     pub fn occupied_iou(&self, other: &OccupancyGrid) -> Option<f64> {
@@ -230,6 +288,51 @@ impl OccupancyGrid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn observed_iou_judges_surfaces_within_the_tolerance() {
+        let mut truth = OccupancyGrid::new([0.0, 0.0], [2.0, 2.0], 0.05);
+        // A wall along x = 0.5 (cells 30..32), and free space seen before it.
+        let wall = |g: &mut OccupancyGrid, x0: usize| {
+            for cy in 0..g.height {
+                for cx in x0..x0 + 3 {
+                    g.set_occupied((cx, cy));
+                }
+            }
+        };
+        wall(&mut truth, 30);
+        let mut seen = OccupancyGrid::new([0.0, 0.0], [2.0, 2.0], 0.05);
+        for cy in 0..seen.height {
+            for cx in 0..30 {
+                let i = cy * seen.width + cx;
+                seen.log_odds[i] = -MAX_LOG_ODDS;
+                seen.observed[i] = true;
+            }
+            seen.set_occupied((30, cy));
+        }
+        assert_eq!(
+            seen.observed_iou(&truth, 0),
+            Some(1.0),
+            "the surface seen exactly"
+        );
+        // The surface seen one cell short of the wall: wrong without tolerance, right with one cell.
+        let mut short = seen.clone();
+        for cy in 0..short.height {
+            let i = cy * short.width + 30;
+            short.log_odds[i] = 0.0;
+            short.observed[i] = false;
+            short.set_occupied((29, cy));
+        }
+        assert_eq!(short.observed_iou(&truth, 0), Some(0.0));
+        assert_eq!(short.observed_iou(&truth, 1), Some(1.0));
+        // A phantom obstacle in the open is a false positive; a surface never seen is not judged.
+        let mut phantom = seen.clone();
+        phantom.set_occupied((5, 5));
+        let iou = phantom.observed_iou(&truth, 1).unwrap();
+        assert!((iou - 40.0 / 41.0).abs() < 1e-9, "{iou}");
+        let other = OccupancyGrid::new([0.0, 0.0], [1.0, 1.0], 0.05);
+        assert_eq!(seen.observed_iou(&other, 1), None);
+    }
 
     #[test]
     fn cells_and_centres_round_trip() {

@@ -127,6 +127,12 @@ impl ClosedLoop {
         self.exec.status()
     }
 
+    /// The occupancy grid built from the scans so far, as perception and
+    /// control build theirs (`common::grid`).
+    pub fn grid(&self) -> &OccupancyGrid {
+        &self.grid
+    }
+
     /// The path the executor follows now (odom frame).
     pub fn planned_path(&self) -> &[[f64; 2]] {
         self.exec.current_path()
@@ -332,4 +338,27 @@ pub fn footprint_fits(scene: &Scene, p: [f64; 2], r: f64, margin_m: f64) -> bool
         let dy = ((p[1] - f.center_m[1]).abs() - f.size_m[1] / 2.0).max(0.0);
         dx.hypot(dy) > r + margin_m
     })
+}
+
+/// The true map of a scene at the lidar's height: walls and obstacle
+/// boxes, rasterised conservatively (a cell is occupied when any part of it
+/// lies in a wall or box, as a map at this resolution must mark it).
+pub fn true_grid(scene: &Scene) -> OccupancyGrid {
+    let mut g = OccupancyGrid::new([0.0, 0.0], [20.0, 20.0], 0.05);
+    let half = [scene.room.size_m[0] / 2.0, scene.room.size_m[1] / 2.0];
+    let r = g.resolution_m / 2.0;
+    for cy in 0..g.height {
+        for cx in 0..g.width {
+            let p = g.center_of((cx, cy));
+            let wall = p[0].abs() + r > half[0] || p[1].abs() + r > half[1];
+            let boxed = scene.furniture.iter().filter(|f| f.obstacle).any(|f| {
+                (p[0] - f.center_m[0]).abs() < f.size_m[0] / 2.0 + r
+                    && (p[1] - f.center_m[1]).abs() < f.size_m[1] / 2.0 + r
+            });
+            if wall || boxed {
+                g.set_occupied((cx, cy));
+            }
+        }
+    }
+    g
 }

@@ -11,12 +11,13 @@ use std::time::Instant;
 use clap::Parser;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rosetta_common::grid::OccupancyGrid;
 use rosetta_common::status::TaskState;
 use rosetta_common::Skill;
 use rosetta_control::path::{plan_path, Costmap};
 use rosetta_sim::scene::Scene;
-use rosetta_tests::closed_loop::{carry, cluttered_room, footprint_fits, place, ClosedLoop};
+use rosetta_tests::closed_loop::{
+    carry, cluttered_room, footprint_fits, place, true_grid, ClosedLoop,
+};
 
 /// Benchmark navigation and manipulation in closed loop with the simulator.
 ///
@@ -126,26 +127,6 @@ fn control_loop(args: &Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The true map of a scene: walls and obstacle boxes, as occupied cells.
-fn true_grid(scene: &Scene) -> OccupancyGrid {
-    let mut g = OccupancyGrid::new([0.0, 0.0], [20.0, 20.0], 0.05);
-    let half = [scene.room.size_m[0] / 2.0, scene.room.size_m[1] / 2.0];
-    for cy in 0..g.height {
-        for cx in 0..g.width {
-            let p = g.center_of((cx, cy));
-            let wall = p[0].abs() >= half[0] || p[1].abs() >= half[1];
-            let boxed = scene.furniture.iter().filter(|f| f.obstacle).any(|f| {
-                (p[0] - f.center_m[0]).abs() <= f.size_m[0] / 2.0
-                    && (p[1] - f.center_m[1]).abs() <= f.size_m[1] / 2.0
-            });
-            if wall || boxed {
-                g.set_occupied((cx, cy));
-            }
-        }
-    }
-    g
 }
 
 fn navigation(args: &Args, rng: &mut ChaCha8Rng) {
