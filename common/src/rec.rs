@@ -44,19 +44,25 @@ pub fn open_recording_at(dir: &std::path::Path, id: &str, node: &str) -> Recordi
 
 /// The layout a newcomer sees when opening an episode: the 3-D scene (map,
 /// robot, path, objects, camera frustum) beside the camera image with its
-/// detections; below them the plan and each step's state, and the nodes'
-/// logs; the time panel on sim time, following the newest data.
+/// detections and the depth image; below them the plan and each step's
+/// state, the arm's joints over time, and the nodes' logs; the time panel on sim time, following the newest data.
 pub fn default_blueprint() -> rerun::blueprint::Blueprint {
     use rerun::blueprint::components::PlayState;
     use rerun::blueprint::{
         Blueprint, Horizontal, Spatial2DView, Spatial3DView, TextDocumentView, TextLogView,
-        TimePanel, Vertical,
+        TimePanel, TimeSeriesView, Vertical,
     };
-    let top = Horizontal::new([
-        Spatial3DView::new("Scene").with_origin("world").into(),
+    let camera = Vertical::new([
         Spatial2DView::new("Camera")
             .with_origin("world/robot/camera/image")
             .into(),
+        Spatial2DView::new("Depth")
+            .with_origin("world/robot/camera/depth")
+            .into(),
+    ]);
+    let top = Horizontal::new([
+        Spatial3DView::new("Scene").with_origin("world").into(),
+        camera.into(),
     ])
     .with_column_shares([3.0, 2.0]);
     let bottom = Horizontal::new([
@@ -66,9 +72,12 @@ pub fn default_blueprint() -> rerun::blueprint::Blueprint {
         TextDocumentView::new("Steps")
             .with_origin("plan/status")
             .into(),
+        TimeSeriesView::new("Joints")
+            .with_origin("robot/joints")
+            .into(),
         TextLogView::new("Logs").with_origin("log").into(),
     ])
-    .with_column_shares([1.0, 1.0, 2.0]);
+    .with_column_shares([1.0, 1.0, 1.0, 2.0]);
     // On sim time, following the newest data: a live run shows what happens
     // now, and a finished episode opens on how it ended.
     let time = TimePanel::new()

@@ -20,7 +20,7 @@ use rosetta_common::{topics, Pose2D, WorldModel};
 
 use crate::executor::{Executor, Inputs, Outputs};
 use crate::nav::Twist2D;
-use crate::rec::{log_planned_path, log_pose};
+use crate::rec::{log_joints, log_planned_path, log_pose};
 use crate::safety::{Geofence, SafetyLimits};
 
 /// Carry out plans on the robot.
@@ -222,6 +222,7 @@ async fn run_on_this_thread(args: ControlArgs) -> anyhow::Result<()> {
     let mut arm_busy_until: Option<Instant> = None;
     let mut skill: Option<ActiveSkill> = None;
     let mut last_pose_log_s = f64::NEG_INFINITY;
+    let mut last_joints_log_s = f64::NEG_INFINITY;
     let mut skill_ids = 0u64;
     let mut last_tick: Option<Instant> = None;
     let mut loop_stats = crate::clock::LoopStats::new(CONTROL_PERIOD, 1000);
@@ -285,6 +286,13 @@ async fn run_on_this_thread(args: ControlArgs) -> anyhow::Result<()> {
                     }
                     if found == 3 {
                         arm_q = Some(q);
+                        // The joints in the recording, at most at 10 Hz.
+                        let stamp = stamp_to_secs(&js.header.stamp);
+                        if stamp - last_joints_log_s >= 0.1 {
+                            last_joints_log_s = stamp;
+                            let gripper = gripper_m.map(|g| (robot.arm.gripper_joint.as_str(), g));
+                            log_joints(&rec, stamp, &robot.arm.joint_names, &q, gripper);
+                        }
                     }
                 }
                 Input::World(w) => world = w,

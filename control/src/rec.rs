@@ -32,3 +32,24 @@ pub fn log_planned_path(rec: &rerun::RecordingStream, path: &[[f64; 2]]) {
         &rerun::LineStrips3D::new([points]).with_colors([rerun::Color::from_rgb(80, 200, 255)]),
     );
 }
+
+/// The arm's joint positions (rad) and the gripper's opening (m) at sim
+/// time `t`, one time series each under `robot/joints/<name>`.
+pub fn log_joints(
+    rec: &rerun::RecordingStream,
+    t: f64,
+    names: &[String],
+    q: &[f64],
+    gripper: Option<(&str, f64)>,
+) {
+    if !rec.is_enabled() {
+        return;
+    }
+    rec::set_sim_time(rec, t);
+    let named = names.iter().map(String::as_str).zip(q.iter().copied());
+    for (name, v) in named.chain(gripper) {
+        if v.is_finite() {
+            let _ = rec.log(format!("robot/joints/{name}"), &rerun::Scalars::single(v));
+        }
+    }
+}

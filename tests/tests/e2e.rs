@@ -79,6 +79,15 @@ fn red_cube_goes_into_the_blue_bin() {
             "{entity} missing from the recording:\n{text}"
         );
     }
+    // The arm's joints, one time series per joint.
+    let joints = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("/robot/joints/"))
+        .count();
+    assert!(
+        joints >= 4,
+        "{joints} joint series in the recording:\n{text}"
+    );
     // The default viewer layout travels with the episode, as a blueprint store.
     let print = std::process::Command::new("rerun")
         .args(["rrd", "print", rrd])
