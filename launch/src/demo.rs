@@ -44,6 +44,11 @@ pub struct DemoArgs {
     /// so that several robots share a domain without crosstalk.
     #[arg(long, env = "ROSETTA_NAMESPACE", default_value = "")]
     pub namespace: String,
+    /// Also record the raw sensor topics (camera, depth, scan, odometry,
+    /// joints) into `sensors.mcap` in the episode folder, for `rosetta replay`
+    /// (about 1 MB per camera frame before compression).
+    #[arg(long)]
+    pub record_sensors: bool,
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +96,8 @@ pub struct Report {
     /// Parts of the recording that were truncated or corrupt (a node that
     /// crashed mid-write), each with the reason.
     pub recording_problems: Vec<String>,
+    /// The raw sensor recording (MCAP), with `--record-sensors`.
+    pub sensors_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -124,7 +131,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             "error: the command is empty; try: rosetta demo \"put the red cube in the blue bin\""
         );
     }
-    let specs = stack_specs(&args.sim, &args.planner, 2);
+    let mut specs = stack_specs(&args.sim, &args.planner, 2);
+    if args.record_sensors {
+        specs.push(recorder_spec(&episode_dir, None));
+    }
     let mut nodes = spawn_all(&specs, &envs, &logs)?;
     let result = drive(&args, &mut nodes, wall_start).await;
     // Stop every node; control leaves the base stopped on the way out.
@@ -146,6 +156,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         eprintln!("rosetta: recording: {p}");
     }
     report.rrd_path = merge_recording(&parts, &episode_dir.join("episode.rrd"));
+    let sensors = episode_dir.join(SENSORS_FILE);
+    report.sensors_path = sensors.exists().then_some(sensors);
     write_report(&report, &episode_dir.join("report.json"))?;
     if let Some(p) = &args.report {
         write_report(&report, p)?;
@@ -272,6 +284,24 @@ pub fn stack_specs(
     ]
 }
 
+/// The sensor recording's name in an episode folder.
+pub const SENSORS_FILE: &str = "sensors.mcap";
+
+/// The recorder node, writing the episode's `sensors.mcap`; `ros_args`: a
+/// robot profile's remaps, so that it records the robot's own topics.
+pub fn recorder_spec(
+    episode_dir: &Path,
+    ros_args: Option<Vec<String>>,
+) -> (&'static str, Vec<String>) {
+    let mut a = vec![
+        "record".to_string(),
+        "--out".to_string(),
+        episode_dir.join(SENSORS_FILE).display().to_string(),
+    ];
+    a.extend(ros_args.unwrap_or_default());
+    ("recorder", a)
+}
+
 /// Starts every node; on a failure, stops the ones already started.
 pub fn spawn_all(
     specs: &[(&'static str, Vec<String>)],
@@ -314,6 +344,7 @@ fn empty_report(args: &DemoArgs, outcome: &str, message: &str) -> Report {
         nodes: vec![],
         control_loop: None,
         recording_problems: vec![],
+        sensors_path: None,
     }
 }
 

@@ -10,6 +10,7 @@ mod demo;
 mod episodes;
 mod procs;
 mod profile;
+mod sensors;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,13 @@ enum Cmd {
     Control(rosetta_control::node::ControlArgs),
     /// Run the executive node: sends each step of a plan to control's skill action.
     Executive(rosetta_control::executive::ExecutiveArgs),
+    /// Record the robot's raw sensor topics (camera, depth, scan, odometry,
+    /// joints) into an MCAP file until Ctrl-C (`up` and `demo` run it with
+    /// `--record-sensors`).
+    Record(sensors::RecordArgs),
+    /// Publish a sensor recording (MCAP) again with its timing, so that
+    /// perception and the planner run on it offline, without a sim or robot.
+    Replay(sensors::ReplayArgs),
     /// Print the JSON Schema of plans (the closed set of skills) on stdout.
     Schema,
     /// Write the Gazebo files of a scene: the world SDF and the ros_gz_bridge
@@ -112,6 +120,8 @@ fn main() -> std::process::ExitCode {
             Cmd::Control(a) => rosetta_control::node::run(a).await.map(|_| 0),
             Cmd::Executive(a) => rosetta_control::executive::run(a).await.map(|_| 0),
             Cmd::GazeboFiles(a) => gazebo_files(&a).map(|_| 0),
+            Cmd::Record(a) => sensors::record(a).await.map(|_| 0),
+            Cmd::Replay(a) => sensors::replay(a).await.map(|_| 0),
             Cmd::Schema => serde_json::to_string_pretty(&rosetta_common::plan::plan_json_schema())
                 .map(|s| {
                     println!("{s}");

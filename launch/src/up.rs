@@ -46,6 +46,11 @@ pub struct UpArgs {
     /// remaps, namespace and limits. The sim options are then ignored.
     #[arg(long)]
     pub robot_profile: Option<PathBuf>,
+    /// Also record the raw sensor topics (camera, depth, scan, odometry,
+    /// joints) into `sensors.mcap` in the episode folder, for `rosetta replay`
+    /// (about 1 MB per camera frame before compression).
+    #[arg(long)]
+    pub record_sensors: bool,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
@@ -78,6 +83,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
             // ROS arguments last: everything after them is rcl's.
             a.extend(p.ros_args());
         }
+    }
+    if args.record_sensors {
+        let recorder =
+            crate::demo::recorder_spec(&episode_dir, profile.as_ref().map(|p| p.ros_args()));
+        specs.push(recorder);
     }
     let mut nodes = spawn_all(&specs, &envs, &logs)?;
     let code = watch(&mut nodes, started, &namespace, profile.is_none()).await;

@@ -36,6 +36,16 @@ pub fn rosetta(domain_id: u32) -> Command {
     c
 }
 
+/// One `rosetta` subcommand (a node) running on `domain`, stopped when dropped.
+pub fn start(domain_id: u32, args: &[&str]) -> Running {
+    Running(
+        rosetta(domain_id)
+            .args(args)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {args:?}: {e}")),
+    )
+}
+
 /// Runs `rosetta demo <command>` and returns its output and parsed report.
 pub fn run_demo(domain_id: u32, command: &str) -> (Output, serde_json::Value, tempfile::TempDir) {
     run_demo_with(domain_id, command, &[])
@@ -105,6 +115,30 @@ pub fn log_tails(episodes: &std::path::Path, lines: usize) -> String {
         out = format!("(no node logs under {})", episodes.display());
     }
     out
+}
+
+/// Runs one of `tests/python/*.py` (an rclpy program) on `domain`; its stdout is JSON.
+pub fn python(domain: u32, script: &str, args: &[&str]) -> serde_json::Value {
+    let venv = std::env::var("ROSETTA_VENV").expect("ROSETTA_VENV: run through ./rosetta test");
+    // rclpy must not see the Rust-only stub libraries.
+    let py_libs = std::env::var("ROSETTA_PY_LD_LIBRARY_PATH").unwrap_or_default();
+    let path = format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(format!("{venv}/bin/python3"))
+        .arg(path)
+        .args(args)
+        .env("ROS_DOMAIN_ID", domain.to_string())
+        .env("LD_LIBRARY_PATH", py_libs)
+        .output()
+        .expect("run the rclpy program");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{script} printed no JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(out.status.success(), "{script} failed: {seen:#}");
+    seen
 }
 
 /// The ground-truth object with this id in a report.

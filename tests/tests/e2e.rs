@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a missing field is a test failure
 
-use rosetta_tests::{run_demo, run_demo_with, truth_object};
+use rosetta_tests::{python, run_demo, run_demo_with, truth_object};
 
 fn assert_in_bin(report: &serde_json::Value, cube: &str, bin: &str) {
     let o = truth_object(report, cube);
@@ -237,4 +237,75 @@ fn ctrl_c_stops_every_node_and_leaves_no_orphans() {
         // Each node stopped cleanly on SIGINT rather than being killed.
         assert_eq!(n["exit_code"], 0, "node {} did not exit cleanly", n["name"]);
     }
+}
+
+/// Issue 6's offline re-run: a demo records its raw sensors
+/// (`--record-sensors`, MCAP); then perception and the planner run again on
+/// that recording alone (`rosetta replay`, no sim, no control, another
+/// domain). Perception finds the cubes where the sim had them, and the
+/// planner plans the command on what it sees. A truncated recording is
+/// refused with a clear error.
+#[test]
+fn perception_and_the_planner_rerun_offline_on_recorded_sensors() {
+    use rosetta_tests::{rosetta, start};
+    let (out, report, _dir) = run_demo_with(
+        39,
+        "put the red cube in the blue bin",
+        &["--record-sensors"],
+    );
+    assert!(out.status.success(), "exit {:?}: {report:#}", out.status);
+    let sensors = report["sensors_path"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no sensor recording: {report:#}"))
+        .to_string();
+
+    let domain = 48;
+    let node = |args: &[&str]| start(domain, args);
+    let _perception = node(&["perception"]);
+    let _planner = node(&["planner"]);
+    let _replay = node(&["replay", &sensors]);
+    let cubes = ["red_cube", "green_cube", "blue_cube", "yellow_cube"];
+    let mut args = vec!["120", "put the red cube in the blue bin"];
+    args.extend(cubes);
+    let seen = python(domain, "replay_client.py", &args);
+    assert_eq!(seen["error"], serde_json::Value::Null, "{seen:#}");
+    // The cubes the robot did not move are where the sim has them now.
+    for id in ["green_cube", "blue_cube", "yellow_cube"] {
+        let truth = &truth_object(&report, id)["position_m"];
+        let got = &seen["objects"][id];
+        let err = (0..3)
+            .map(|i| (got[i].as_f64().unwrap() - truth[i].as_f64().unwrap()).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!(err < 0.03, "{id}: {err:.3} m off on replay: {seen:#}");
+    }
+    let steps = seen["plan"]["outcome"]["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no plan: {seen:#}"));
+    let carry = [
+        serde_json::json!({"skill": "navigate_to", "target": "red_cube"}),
+        serde_json::json!({"skill": "pick", "object": "red_cube"}),
+        serde_json::json!({"skill": "navigate_to", "target": "blue_bin"}),
+        serde_json::json!({"skill": "place", "object": "red_cube", "target": "blue_bin"}),
+    ];
+    assert!(
+        steps.len() >= 4 && steps[steps.len() - 4..] == carry,
+        "{steps:#?}"
+    );
+
+    // A truncated recording: a clear error, and the file is left alone.
+    let bytes = std::fs::read(&sensors).unwrap();
+    let cut = _dir.path().join("cut.mcap");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    let replay = rosetta(domain)
+        .arg("replay")
+        .arg(&cut)
+        .output()
+        .expect("run rosetta replay");
+    let err = String::from_utf8_lossy(&replay.stderr);
+    assert!(!replay.status.success());
+    assert!(
+        err.contains("cut.mcap") && err.contains("not a readable MCAP"),
+        "{err}"
+    );
 }

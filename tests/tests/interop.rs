@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use rosetta_tests::{rosetta, Running};
+use rosetta_tests::{python, rosetta, start, Running};
 
 #[test]
 fn rclpy_drives_the_sim_and_reads_odom_and_camera() {
@@ -88,30 +88,6 @@ fn stack_up_with(domain: u32, extra: &[&str]) -> Stack {
     let stack = Stack { _up: up, episodes };
     assert!(ready, "rosetta up ended before the stack was ready");
     stack
-}
-
-/// Runs one of `tests/python/*.py` (an rclpy program) on `domain`; its stdout is JSON.
-fn python(domain: u32, script: &str, args: &[&str]) -> serde_json::Value {
-    let venv = std::env::var("ROSETTA_VENV").expect("ROSETTA_VENV: run through ./rosetta test");
-    // rclpy must not see the Rust-only stub libraries.
-    let py_libs = std::env::var("ROSETTA_PY_LD_LIBRARY_PATH").unwrap_or_default();
-    let path = format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(format!("{venv}/bin/python3"))
-        .arg(path)
-        .args(args)
-        .env("ROS_DOMAIN_ID", domain.to_string())
-        .env("LD_LIBRARY_PATH", py_libs)
-        .output()
-        .expect("run the rclpy program");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "{script} printed no JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(out.status.success(), "{script} failed: {seen:#}");
-    seen
 }
 
 fn execute(domain: u32, command: &str, extra: &[&str]) -> serde_json::Value {
@@ -315,14 +291,7 @@ fn a_dead_lidar_stops_the_base() {
 #[test]
 fn a_killed_controller_leaves_the_robot_stopped_and_the_goal_failed() {
     let domain = 44;
-    let node = |args: &[&str]| {
-        Running(
-            rosetta(domain)
-                .args(args)
-                .spawn()
-                .unwrap_or_else(|e| panic!("start {args:?}: {e}")),
-        )
-    };
+    let node = |args: &[&str]| start(domain, args);
     let _sim = node(&["sim"]);
     let _perception = node(&["perception"]);
     let _planner = node(&["planner"]);
