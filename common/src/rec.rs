@@ -12,6 +12,11 @@ pub const TIMELINE_SIM: &str = "sim_time";
 /// A sequence timeline: which step of the plan runs (1-based; 0 before the first).
 pub const TIMELINE_PLAN_STEP: &str = "plan_step";
 
+/// When set, every node also streams its recording live to this rerun
+/// viewer or server (its gRPC proxy URL, e.g.
+/// `rerun+http://127.0.0.1:9876/proxy`); the `.rrd` parts are written either way.
+pub const CONNECT_ENV: &str = "ROSETTA_RERUN_CONNECT";
+
 /// Opens this node's part of the run's recording, or a disabled stream.
 pub fn open_recording(node: &str) -> RecordingStream {
     let (Ok(dir), Ok(id)) = (
@@ -20,19 +25,39 @@ pub fn open_recording(node: &str) -> RecordingStream {
     ) else {
         return RecordingStream::disabled();
     };
-    open_recording_at(std::path::Path::new(&dir), &id, node)
+    let live = std::env::var(CONNECT_ENV).ok();
+    open_recording_at(std::path::Path::new(&dir), &id, node, live.as_deref())
 }
 
-/// Opens `<dir>/<node>.rrd` as part of recording `id`, or a disabled stream
-/// (with the error logged) when it cannot be written.
-pub fn open_recording_at(dir: &std::path::Path, id: &str, node: &str) -> RecordingStream {
+/// Opens `<dir>/<node>.rrd` as part of recording `id`, also streamed live to
+/// the viewer at `live` when given (a bad URL is logged and the file is
+/// still written), or a disabled stream (with the error logged) when the
+/// file cannot be written.
+pub fn open_recording_at(
+    dir: &std::path::Path,
+    id: &str,
+    node: &str,
+    live: Option<&str>,
+) -> RecordingStream {
     let path = dir.join(format!("{node}.rrd"));
-    match rerun::RecordingStreamBuilder::new(APPLICATION_ID)
-        .recording_id(id)
-        .save(&path)
-    {
+    let builder = rerun::RecordingStreamBuilder::new(APPLICATION_ID).recording_id(id);
+    let uri = live.filter(|u| !u.is_empty()).and_then(|u| {
+        u.parse::<rerun::external::re_uri::ProxyUri>()
+            .map_err(|e| tracing::error!(url = u, error = %e, "not a rerun viewer URL; recording to the file only"))
+            .ok()
+    });
+    let opened = match uri {
+        None => builder.save(&path).map_err(|e| e.to_string()),
+        Some(uri) => match rerun::sink::FileSink::new(&path) {
+            Ok(file) => builder
+                .set_sinks((file, rerun::sink::GrpcSink::new(uri)))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    match opened {
         Ok(rec) => {
-            tracing::info!(path = %path.display(), "logging to rerun");
+            tracing::info!(path = %path.display(), live = live.unwrap_or("no"), "logging to rerun");
             rec
         }
         Err(e) => {
@@ -54,10 +79,10 @@ pub fn default_blueprint() -> rerun::blueprint::Blueprint {
     };
     let camera = Vertical::new([
         Spatial2DView::new("Camera")
-            .with_origin("world/robot/camera/image")
+            .with_origin("world/robot/base_link/camera/image")
             .into(),
         Spatial2DView::new("Depth")
-            .with_origin("world/robot/camera/depth")
+            .with_origin("world/robot/base_link/camera/depth")
             .into(),
     ]);
     let top = Horizontal::new([
@@ -111,10 +136,12 @@ pub fn log_text(rec: &RecordingStream, node: &str, level: &str, text: &str) {
     }
 }
 
-/// Logs the robot's base pose in the odom frame as the transform of `world/robot`.
+/// Logs the robot's base pose in the odom frame as the transform of
+/// `world/robot/base_link`: entity paths follow the ROS frame tree
+/// (`base_link`, then the camera under it).
 pub fn log_robot_pose(rec: &RecordingStream, pose: &crate::Pose2D) {
     let r = rec.log(
-        "world/robot",
+        "world/robot/base_link",
         &rerun::Transform3D::from_translation_rotation(
             [pose.x_m as f32, pose.y_m as f32, 0.0],
             rerun::RotationAxisAngle::new(

@@ -101,15 +101,18 @@ enum Input {
 /// The control loop's period: 100 Hz.
 pub const CONTROL_PERIOD: Duration = Duration::from_millis(10);
 
-/// Runs the control node on a thread of its own, with a single-threaded
-/// runtime: that thread is the one real-time loop, and nothing else of the
-/// process shares its scheduling.
+/// Runs the control node on a thread of its own: that thread drives the loop
+/// (`block_on`) and is the one real-time thread; nothing else of the process
+/// shares its scheduling. The runtime has one worker of its own for spawned
+/// tasks, and is multi-threaded because rerun's live (gRPC) sink may only
+/// block inside a multi-threaded runtime.
 pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("control-loop".into())
         .spawn(move || {
-            let result = tokio::runtime::Builder::new_current_thread()
+            let result = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)

@@ -49,6 +49,8 @@ pub struct DemoArgs {
     /// (about 1 MB per camera frame before compression).
     #[arg(long)]
     pub record_sensors: bool,
+    #[command(flatten)]
+    pub live: LiveArgs,
 }
 
 #[derive(Debug, Default)]
@@ -117,7 +119,7 @@ pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     let wall_start = Instant::now();
-    let mut episode = Episode::start(&args.episodes)?;
+    let mut episode = Episode::start(&args.episodes, &args.live)?;
     episode.set_namespace(&args.namespace)?;
     let Episode {
         dir: episode_dir,
@@ -166,6 +168,43 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     Ok(code)
 }
 
+/// Watching a run live in the rerun viewer (the `.rrd` episode is written
+/// either way).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LiveArgs {
+    /// Start a rerun viewer (the `rerun` binary; needs a display) and stream
+    /// every node's logging to it live.
+    #[arg(long)]
+    pub viewer: bool,
+    /// Stream live to a viewer or server that already runs, by its gRPC URL
+    /// (e.g. `rerun+http://127.0.0.1:9876/proxy`, what `rerun` prints on start).
+    #[arg(long, value_name = "URL", conflicts_with = "viewer")]
+    pub connect: Option<String>,
+}
+
+impl LiveArgs {
+    /// The viewer URL to stream to, starting the viewer for `--viewer`.
+    pub fn url(&self) -> anyhow::Result<Option<String>> {
+        if let Some(u) = &self.connect {
+            u.parse::<rerun::external::re_uri::ProxyUri>()
+                .map_err(|e| anyhow::anyhow!("--connect {u}: not a rerun viewer URL ({e})"))?;
+            return Ok(Some(u.clone()));
+        }
+        if !self.viewer {
+            return Ok(None);
+        }
+        let port = rerun::DEFAULT_SERVER_PORT;
+        // The viewer outlives the run: it is the user's to close.
+        std::process::Command::new("rerun")
+            .args(["--port", &port.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("cannot start the rerun viewer (`rerun`, from the set-up's venv: source .local/env.sh); or use --connect URL")?;
+        Ok(Some(format!("rerun+http://127.0.0.1:{port}/proxy")))
+    }
+}
+
 /// One run's episode folder: `parts/` for each node's rerun recording,
 /// `logs/` for their logs, and the environment that points the nodes there
 /// (one recording id for all of them).
@@ -182,12 +221,20 @@ pub struct Episode {
 impl Episode {
     /// Starts a run: Ctrl-C (or SIGTERM) from now on sets [`INTERRUPTED`],
     /// and the run gets its episode folder.
-    pub fn start(episodes: &Path) -> anyhow::Result<Self> {
+    pub fn start(episodes: &Path, live: &LiveArgs) -> anyhow::Result<Self> {
         tokio::spawn(async {
             ros::shutdown_signal().await;
             INTERRUPTED.store(true, Ordering::SeqCst);
         });
-        Self::create(episodes)
+        let url = live.url()?;
+        let mut episode = Self::create(episodes, url.as_deref())?;
+        if let Some(u) = url {
+            eprintln!("rosetta: streaming live to the rerun viewer at {u}");
+            episode
+                .envs
+                .push((rosetta_common::rec::CONNECT_ENV.to_string(), u));
+        }
+        Ok(episode)
     }
 
     /// Every node of the run goes into namespace `ns` (checked; empty: none),
@@ -198,7 +245,9 @@ impl Episode {
         Ok(ns)
     }
 
-    pub fn create(episodes: &Path) -> anyhow::Result<Self> {
+    /// The episode folder, and the launcher's own part of the recording
+    /// (also streamed to the viewer at `live`).
+    pub fn create(episodes: &Path, live: Option<&str>) -> anyhow::Result<Self> {
         let stamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -211,7 +260,7 @@ impl Episode {
             std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
         }
         let recording_id = format!("rosetta-{run_id}");
-        let rec = rosetta_common::rec::open_recording_at(&parts, &recording_id, "launch");
+        let rec = rosetta_common::rec::open_recording_at(&parts, &recording_id, "launch", live);
         if let Err(e) = rosetta_common::rec::default_blueprint()
             .send(&rec, rerun::blueprint::BlueprintActivation::default())
         {
@@ -780,7 +829,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let parts = dir.path().join("parts");
         std::fs::create_dir_all(&parts).unwrap();
-        let rec = rosetta_common::rec::open_recording_at(&parts, "rosetta-test", "good");
+        let rec = rosetta_common::rec::open_recording_at(&parts, "rosetta-test", "good", None);
         rosetta_common::rec::log_text(&rec, "good", "INFO", "hello");
         rec.flush_blocking().unwrap();
         drop(rec);

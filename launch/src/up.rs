@@ -51,6 +51,8 @@ pub struct UpArgs {
     /// (about 1 MB per camera frame before compression).
     #[arg(long)]
     pub record_sensors: bool,
+    #[command(flatten)]
+    pub live: crate::demo::LiveArgs,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
@@ -60,7 +62,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
         .as_deref()
         .map(RobotProfile::load)
         .transpose()?;
-    let mut episode = Episode::start(&args.episodes)?;
+    let mut episode = Episode::start(&args.episodes, &args.live)?;
     let namespace = match &profile {
         Some(p) if args.namespace.is_empty() => episode.set_namespace(&p.namespace)?,
         _ => episode.set_namespace(&args.namespace)?,

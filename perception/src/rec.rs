@@ -32,14 +32,14 @@ pub fn log_static_camera(
     let t = base_from_optical.translation.vector;
     let q = base_from_optical.rotation;
     let _ = rec.log_static(
-        "world/robot/camera",
+        "world/robot/base_link/camera",
         &rerun::Transform3D::from_translation_rotation(
             [t.x as f32, t.y as f32, t.z as f32],
             rerun::Quaternion::from_xyzw([q.i as f32, q.j as f32, q.k as f32, q.w as f32]),
         ),
     );
     let _ = rec.log_static(
-        "world/robot/camera",
+        "world/robot/base_link/camera",
         &rerun::Pinhole::from_focal_length_and_resolution(
             [cam.fx_px as f32, cam.fy_px as f32],
             [cam.width_px as f32, cam.height_px as f32],
@@ -66,13 +66,13 @@ pub fn log_frame(
     // JPEG keeps the camera at tens of kB per frame instead of 900 kB.
     if let Some(jpeg) = encode_jpeg(frame) {
         let _ = rec.log(
-            "world/robot/camera/image",
+            "world/robot/base_link/camera/image",
             &rerun::EncodedImage::from_file_contents(jpeg).with_media_type(rerun::MediaType::JPEG),
         );
     }
     if frame.depth_m.len() == (frame.width_px * frame.height_px) as usize {
         let _ = rec.log(
-            "world/robot/camera/depth",
+            "world/robot/base_link/camera/depth",
             &rerun::DepthImage::from_gray16(
                 depth_mm_bytes(frame.depth_m),
                 [frame.width_px, frame.height_px],
@@ -101,7 +101,7 @@ pub fn log_frame(
         .collect();
     let colors: Vec<rerun::Color> = dets.iter().map(|d| rgb(d.color.rgb())).collect();
     let _ = rec.log(
-        "world/robot/camera/image/detections",
+        "world/robot/base_link/camera/image/detections",
         &rerun::Boxes2D::from_mins_and_sizes(mins, sizes)
             .with_labels(labels)
             .with_colors(colors),

@@ -543,7 +543,10 @@ fn log_plan(rec: &rerun::RecordingStream, msg: &PlanMessage) {
         rec,
         "planner",
         "INFO",
-        &format!("command {:?} -> {raw}", msg.command),
+        &format!(
+            "command {:?} -> {raw} ({}, {:.3} s)",
+            msg.command, msg.planner, msg.planning_time_s
+        ),
     );
 }
 

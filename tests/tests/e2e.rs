@@ -61,11 +61,11 @@ fn red_cube_goes_into_the_blue_bin() {
     );
     let text = String::from_utf8_lossy(&stats.stdout);
     for entity in [
-        "/world/robot/camera/image",
-        "/world/robot/camera/depth",
-        "/world/robot/camera/image/detections",
+        "/world/robot/base_link/camera/image",
+        "/world/robot/base_link/camera/depth",
+        "/world/robot/base_link/camera/image/detections",
         "/world/objects/red_cube",
-        "/world/robot",
+        "/world/robot/base_link",
         "/world/robot_path",
         "/plan/steps",
         "/plan/status",
@@ -308,4 +308,67 @@ fn perception_and_the_planner_rerun_offline_on_recorded_sensors() {
         err.contains("cut.mcap") && err.contains("not a readable MCAP"),
         "{err}"
     );
+}
+
+/// Live viewing (issue 6): `rosetta demo --connect URL` streams every node's
+/// logging to a rerun viewer that already runs, while the `.rrd` episode is
+/// still written. A rerun server that saves what it receives stands in for
+/// the viewer (there is no display here); what it saved must hold every
+/// stage's entities.
+#[test]
+fn a_demo_streams_live_to_a_running_viewer() {
+    use rosetta_tests::Running;
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.rrd");
+    let port = 19877u16;
+    let server = Running(
+        std::process::Command::new("rerun")
+            .args(["--port", &port.to_string(), "--save"])
+            .arg(&live)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the rerun CLI"),
+    );
+    // Until the server listens (bounded).
+    let listening = (0..500).any(|_| {
+        let up = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        if !up {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        up
+    });
+    assert!(listening, "the rerun server never listened on {port}");
+    let url = format!("rerun+http://127.0.0.1:{port}/proxy");
+    let (out, report, _dir) = run_demo_with(30, "go to the dock", &["--connect", &url]);
+    assert!(out.status.success(), "exit {:?}: {report:#}", out.status);
+    assert_eq!(report["recording_problems"], serde_json::json!([]));
+    assert!(
+        report["rrd_path"].is_string(),
+        "the episode .rrd is still written"
+    );
+    // Stopping the server completes its file.
+    drop(server);
+    let stats = std::process::Command::new("rerun")
+        .args(["rrd", "stats"])
+        .arg(&live)
+        .output()
+        .expect("rerun CLI");
+    let text = String::from_utf8_lossy(&stats.stdout);
+    for entity in [
+        "/world/robot/base_link/camera/image",
+        "/world/robot/base_link/camera/depth",
+        "/world/robot_path",
+        "/plan/steps",
+        "/plan/status",
+        "/world/map",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{entity}:"))),
+            "{entity} did not reach the live viewer:\n{text}\n{}",
+            String::from_utf8_lossy(&stats.stderr)
+        );
+    }
 }

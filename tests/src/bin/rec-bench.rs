@@ -153,7 +153,7 @@ fn main() -> anyhow::Result<()> {
             quantile(&r.process_s, 1.0) * 1e3,
         );
         if on {
-            let images = rows_in_rrd(&path, "/world/robot/camera/image")?;
+            let images = rows_in_rrd(&path, "/world/robot/base_link/camera/image")?;
             line.push_str(&format!(
                 "; {images} images in the .rrd ({} left out by the logger, {} missing); {}",
                 r.unrecorded,
