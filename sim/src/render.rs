@@ -153,6 +153,22 @@ pub struct Scan {
     pub ranges_m: Vec<f32>,
 }
 
+impl Scan {
+    /// The scan as the occupancy grid reads it, with `lidar`'s range limits.
+    pub fn view<'a>(
+        &'a self,
+        lidar: &rosetta_common::robot::LidarDescription,
+    ) -> rosetta_common::grid::ScanView<'a> {
+        rosetta_common::grid::ScanView {
+            angle_min_rad: self.angle_min_rad,
+            angle_increment_rad: self.angle_increment_rad,
+            range_min_m: lidar.range_min_m,
+            range_max_m: lidar.range_max_m,
+            ranges_m: &self.ranges_m,
+        }
+    }
+}
+
 /// Casts the lidar's rays in its scan plane against every box that crosses that height.
 pub fn render_scan(
     world: &World,

@@ -8,7 +8,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rosetta_common::grid::{OccupancyGrid, ScanView};
+use rosetta_common::grid::OccupancyGrid;
 use rosetta_common::robot::RobotDescription;
 use rosetta_common::status::TaskState;
 use rosetta_common::trajectory::plan_joint_trajectory;
@@ -154,13 +154,7 @@ impl ClosedLoop {
         if self.step.is_multiple_of(SCAN_EVERY) {
             let scan = render_scan(&self.world, lidar, self.lidar_noise_m, &mut self.rng);
             let sensor = lidar.sensor_pose(&self.world.odom_pose());
-            let view = ScanView {
-                angle_min_rad: scan.angle_min_rad,
-                angle_increment_rad: scan.angle_increment_rad,
-                range_min_m: lidar.range_min_m,
-                range_max_m: lidar.range_max_m,
-                ranges_m: &scan.ranges_m,
-            };
+            let view = scan.view(lidar);
             self.grid.integrate_scan(&sensor, &view);
             self.obstacles = view.hit_points(&sensor);
         }

@@ -73,11 +73,7 @@ fn red_cube_goes_into_the_blue_bin() {
         "/world/planned_path",
         "/episode",
     ] {
-        assert!(
-            text.lines()
-                .any(|l| l.trim_start().starts_with(&format!("{entity}:"))),
-            "{entity} missing from the recording:\n{text}"
-        );
+        assert_entity(&text, entity, "missing from the recording");
     }
     // The arm's joints, one time series per joint.
     let joints = text
@@ -364,11 +360,16 @@ fn a_demo_streams_live_to_a_running_viewer() {
         "/plan/status",
         "/world/map",
     ] {
-        assert!(
-            text.lines()
-                .any(|l| l.trim_start().starts_with(&format!("{entity}:"))),
-            "{entity} did not reach the live viewer:\n{text}\n{}",
-            String::from_utf8_lossy(&stats.stderr)
-        );
+        assert_entity(&text, entity, "did not reach the live viewer");
     }
+}
+
+/// `entity` has a line in `rerun rrd stats` output `text`; otherwise the
+/// test fails with `why` and the whole output.
+fn assert_entity(text: &str, entity: &str, why: &str) {
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with(&format!("{entity}:"))),
+        "{entity} {why}:\n{text}"
+    );
 }

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use rand::SeedableRng;
-use rosetta_common::grid::{OccupancyGrid, ScanView};
+use rosetta_common::grid::OccupancyGrid;
 use rosetta_common::robot::RobotDescription;
 use rosetta_common::world::{parse_places, DEFAULT_PLACES_TOML};
 use rosetta_common::Pose2D;
@@ -464,13 +464,7 @@ fn episode_run(
             next_map_s += 1.0;
             let scan = rosetta_sim::render::render_scan(&sim.world, &robot.lidar, 0.005, &mut rng);
             let lidar = &robot.lidar;
-            let view = ScanView {
-                angle_min_rad: scan.angle_min_rad,
-                angle_increment_rad: scan.angle_increment_rad,
-                range_min_m: lidar.range_min_m,
-                range_max_m: lidar.range_max_m,
-                ranges_m: &scan.ranges_m,
-            };
+            let view = scan.view(lidar);
             grid.integrate_scan(&lidar.sensor_pose(&pose), &view);
             log_map(rec, &grid, t);
         }
