@@ -8,6 +8,7 @@
 //! rerun plumbing every node shell shares ([`ros`], [`rec`]).
 
 pub mod grid;
+pub mod ground;
 pub mod plan;
 pub mod rec;
 pub mod robot;

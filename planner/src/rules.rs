@@ -11,10 +11,13 @@
 //!            | go NP                                       go := go to|drive to|navigate to|move to
 //!            | find NP                                     find := find|look for|search for|locate
 //! NP        := [the|a|an] COLOR KIND
+//!            | a referring expression, resolved by rosetta_common::ground
+//!              ("the cube left of the green one", "the leftmost cube")
 //! ```
 
-use rosetta_common::world::object_id;
-use rosetta_common::{Color, ObjectKind, Skill, WorldModel};
+use rosetta_common::ground::{ground, Expression, Grounding};
+use rosetta_common::world::{object_id, parse_object_id};
+use rosetta_common::{Color, ObjectKind, Pose2D, Skill, WorldModel};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
@@ -32,6 +35,8 @@ pub enum PlanError {
     NotAContainer(String),
     #[error("I can't put {0} into itself")]
     SameObject(String),
+    #[error("\"{phrase}\": {why}")]
+    Unresolved { phrase: String, why: String },
 }
 
 /// The stand-in planner.
@@ -72,21 +77,37 @@ impl ObjectRef {
     }
 }
 
-fn parse_np(words: &[&str]) -> Result<ObjectRef, PlanError> {
+/// A noun phrase: "<colour> <kind>", or a referring expression that
+/// perception's grounding resolves in the world model ("the cube left of the
+/// green one", "the biggest red thing"), as seen from the map's origin.
+fn parse_np(words: &[&str], world: &WorldModel) -> Result<ObjectRef, PlanError> {
     let content: Vec<&str> = words
         .iter()
         .copied()
         .filter(|w| !FILLERS.contains(w))
         .collect();
     let phrase = content.join(" ");
+    if let [c, k] = content.as_slice() {
+        if let (Some(color), Some(kind)) = (parse_color(c), parse_kind(k)) {
+            return Ok(ObjectRef { color, kind });
+        }
+    }
     match content.as_slice() {
-        [c, k] => match (parse_color(c), parse_kind(k)) {
-            (Some(color), Some(kind)) => Ok(ObjectRef { color, kind }),
-            _ => Err(PlanError::UnknownObject(phrase)),
-        },
         [k] if parse_kind(k).is_some() => Err(PlanError::Ambiguous(phrase)),
         [] => Err(PlanError::UnknownObject("(nothing)".into())),
-        _ => Err(PlanError::UnknownObject(phrase)),
+        _ => {
+            let Ok(expr) = Expression::parse(&phrase) else {
+                return Err(PlanError::UnknownObject(phrase));
+            };
+            match ground(&expr, world, &Pose2D::default()) {
+                Grounding::Found(id) => match parse_object_id(&id) {
+                    Some((color, kind)) => Ok(ObjectRef { color, kind }),
+                    None => Err(PlanError::UnknownObject(id)),
+                },
+                Grounding::NotFound(why) => Err(PlanError::Unresolved { phrase, why }),
+                Grounding::Ambiguous { why, .. } => Err(PlanError::Unresolved { phrase, why }),
+            }
+        }
     }
 }
 
@@ -99,7 +120,8 @@ enum Clause {
     Find(ObjectRef),
 }
 
-fn parse_clause(words: &[&str]) -> Result<Clause, PlanError> {
+fn parse_clause(words: &[&str], world: &WorldModel) -> Result<Clause, PlanError> {
+    let parse_np = |w: &[&str]| parse_np(w, world);
     let text = words.join(" ");
     let rest_after = |n: usize| &words[n.min(words.len())..];
     match words {
@@ -115,12 +137,18 @@ fn parse_clause(words: &[&str]) -> Result<Clause, PlanError> {
                 return Ok(Clause::Go(parse_np(&rest[1..])?));
             }
             let preps = ["into", "inside", "in", "onto", "on", "to"];
-            let Some(split) = rest.iter().position(|w| preps.contains(w)) else {
-                return Err(PlanError::UnknownAction(text));
-            };
-            let object = parse_np(&rest[..split])?;
-            let target = parse_np(&rest[split + 1..])?;
-            Ok(Clause::Put(object, target))
+            // The first preposition whose two sides both name an object
+            // ("put the cube to the left of the green one into the bin").
+            let mut first_err = None;
+            for split in (0..rest.len()).filter(|i| preps.contains(&rest[*i])) {
+                match (parse_np(&rest[..split]), parse_np(&rest[split + 1..])) {
+                    (Ok(object), Ok(target)) => return Ok(Clause::Put(object, target)),
+                    (Err(e), _) | (_, Err(e)) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            Err(first_err.unwrap_or(PlanError::UnknownAction(text)))
         }
         ["pick", "up", rest @ ..]
         | ["pick", rest @ ..]
@@ -188,7 +216,7 @@ impl RulesPlanner {
                 steps.push(Skill::NavigateTo { target: place });
                 continue;
             }
-            match parse_clause(&words)? {
+            match parse_clause(&words, world)? {
                 Clause::Stop => steps.push(Skill::Stop),
                 Clause::Pick(o) => {
                     if !o.kind.is_graspable() {
@@ -373,6 +401,43 @@ mod tests {
                 target: "dock".into()
             })
         );
+    }
+
+    #[test]
+    fn referring_expressions_are_grounded_in_the_world() {
+        // Cubes in a row, left (+y) to right: red, green, yellow.
+        let mut w = world(&[
+            ("red_cube", Color::Red, ObjectKind::Cube),
+            ("green_cube", Color::Green, ObjectKind::Cube),
+            ("yellow_cube", Color::Yellow, ObjectKind::Cube),
+            ("blue_bin", Color::Blue, ObjectKind::Bin),
+        ]);
+        for (o, y) in w.objects.iter_mut().zip([0.2, 0.0, -0.2, 1.5]) {
+            o.position_m[1] = y;
+        }
+        let picked = |command: &str| match RulesPlanner.plan(command, &w) {
+            Ok(plan) => plan.into_iter().find_map(|s| match s {
+                Skill::Pick { object } => Some(object),
+                _ => None,
+            }),
+            Err(e) => panic!("{command:?}: {e}"),
+        };
+        assert_eq!(
+            picked("put the cube to the left of the green one into the blue bin").as_deref(),
+            Some("red_cube")
+        );
+        assert_eq!(
+            picked("pick up the rightmost cube").as_deref(),
+            Some("yellow_cube")
+        );
+        let err = RulesPlanner
+            .plan("pick up the cube right of the yellow one", &w)
+            .expect_err("nothing is there");
+        assert!(matches!(err, PlanError::Unresolved { .. }), "{err}");
+        let err = RulesPlanner
+            .plan("pick up the cube next to the green one", &w)
+            .expect_err("two neighbours");
+        assert!(err.to_string().contains("equally well"), "{err}");
     }
 
     #[test]
