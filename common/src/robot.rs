@@ -242,6 +242,60 @@ mod tests {
         assert_eq!(arm.solve_top_down(f64::NAN, 0.4), Err(IkError::NotFinite));
     }
 
+    /// Property: for any elbow-up joint vector within the limits whose tool
+    /// points straight down, IK of its tool point gives that vector back, and
+    /// FK of the answer is the point; any target IK refuses is truly out of
+    /// reach or needs a joint beyond its limits.
+    #[test]
+    fn ik_inverts_fk_for_random_arm_poses() {
+        use rand::{Rng, SeedableRng};
+        let arm = RobotDescription::default().arm;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut checked = 0;
+        for _ in 0..20_000 {
+            let q1 = rng.gen_range(arm.lower_rad[0]..=arm.upper_rad[0]);
+            let q2 = rng.gen_range(arm.lower_rad[1]..=arm.upper_rad[1].min(-1e-3));
+            let q3 = -std::f64::consts::FRAC_PI_2 - q1 - q2;
+            if q3 < arm.lower_rad[2] || q3 > arm.upper_rad[2] {
+                continue;
+            }
+            let q = [q1, q2, q3];
+            let (p, pitch) = arm.tool_point(&q);
+            assert!((pitch + std::f64::consts::FRAC_PI_2).abs() < 1e-9);
+            let back = arm
+                .solve_top_down(p[0], p[2])
+                .unwrap_or_else(|e| panic!("IK refused the FK of {q:?}: {e}"));
+            for k in 0..3 {
+                assert!((back[k] - q[k]).abs() < 1e-6, "{q:?} came back as {back:?}");
+            }
+            let (p2, _) = arm.tool_point(&back);
+            assert!((p2[0] - p[0]).abs() < 1e-9 && (p2[2] - p[2]).abs() < 1e-9);
+            checked += 1;
+        }
+        assert!(checked > 2_000, "only {checked} random poses were valid");
+        let (l1, l2) = (arm.upper_arm_m, arm.forearm_m);
+        for _ in 0..20_000 {
+            let (x, z) = (rng.gen_range(-1.0..1.5), rng.gen_range(-0.5..1.5));
+            match arm.solve_top_down(x, z) {
+                Ok(q) => {
+                    let (p, _) = arm.tool_point(&q);
+                    assert!((p[0] - x).abs() < 1e-9 && (p[2] - z).abs() < 1e-9);
+                }
+                Err(IkError::OutOfReach { .. }) => {
+                    let d = (x - arm.shoulder_m[0]).hypot(z + arm.tool_m - arm.shoulder_m[2]);
+                    assert!(
+                        d > l1 + l2 - 1e-9 || d < (l1 - l2).abs() + 1e-9,
+                        "({x}, {z})"
+                    );
+                }
+                Err(IkError::JointLimit { joint, angle_rad }) => {
+                    assert!(angle_rad < arm.lower_rad[joint] || angle_rad > arm.upper_rad[joint]);
+                }
+                Err(IkError::NotFinite) => panic!("finite input"),
+            }
+        }
+    }
+
     #[test]
     fn pick_and_place_heights_are_reachable() {
         let arm = RobotDescription::default().arm;
@@ -251,6 +305,61 @@ mod tests {
         assert!(arm.solve_top_down(0.45, 0.40).is_ok());
         let (p, _) = arm.tool_point(&arm.stow());
         assert!(p[2] > 0.5);
+    }
+
+    /// Pixels back-projected through the intrinsics, the camera's mounting
+    /// and the robot's pose, against values worked out by hand.
+    #[test]
+    fn back_projection_into_the_map_matches_hand_computed_points() {
+        let cam = CameraDescription {
+            position_m: [0.1, 0.0, 1.0],
+            pitch_rad: 0.0,
+            width_px: 640,
+            height_px: 480,
+            fx_px: 500.0,
+            fy_px: 500.0,
+            cx_px: 320.0,
+            cy_px: 240.0,
+            max_range_m: 10.0,
+            rate_hz: 5.0,
+        };
+        let close = |p: Point3<f64>, want: [f64; 3]| {
+            assert!(
+                (p.x - want[0]).abs() < 1e-9
+                    && (p.y - want[1]).abs() < 1e-9
+                    && (p.z - want[2]).abs() < 1e-9,
+                "{p:?} != {want:?}"
+            );
+        };
+        // Level camera: the principal point 2 m ahead; 100 px right is
+        // 100/500 * 2 = 0.4 m to the right (-y); 100 px down is 0.4 m lower.
+        let base_from_optical = cam.base_from_optical();
+        close(
+            base_from_optical * cam.back_project(320.0, 240.0, 2.0),
+            [2.1, 0.0, 1.0],
+        );
+        close(
+            base_from_optical * cam.back_project(420.0, 240.0, 2.0),
+            [2.1, -0.4, 1.0],
+        );
+        close(
+            base_from_optical * cam.back_project(320.0, 340.0, 2.0),
+            [2.1, 0.0, 0.6],
+        );
+        // Tilted down 0.5 rad: the principal ray at depth 2 ends at
+        // (0.1 + 2 cos 0.5, 0, 1 - 2 sin 0.5) = (1.855165, 0, 0.041149).
+        let tilted = CameraDescription {
+            pitch_rad: 0.5,
+            ..cam.clone()
+        };
+        let p = tilted.base_from_optical() * tilted.back_project(320.0, 240.0, 2.0);
+        let want = [0.1 + 2.0 * 0.5f64.cos(), 0.0, 1.0 - 2.0 * 0.5f64.sin()];
+        close(p, want);
+        assert!((want[0] - 1.855165).abs() < 1e-6 && (want[2] - 0.041149).abs() < 1e-6);
+        // The robot at (1, 2) facing +y: its forward is the map's +y, so the
+        // point lands at (1 - 0, 2 + 1.855165, 0.041149).
+        let map_from_base = crate::Pose2D::new(1.0, 2.0, std::f64::consts::FRAC_PI_2).to_isometry();
+        close(map_from_base * p, [1.0, 2.0 + want[0], want[2]]);
     }
 
     #[test]

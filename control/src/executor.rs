@@ -848,6 +848,66 @@ mod tests {
         assert_eq!(e.task(), TaskState::Running);
     }
 
+    /// Something stands in the way and stays: the base stops short of it,
+    /// backs up once after a while (recovery), tries again, and then fails
+    /// the step with the reason, without ever touching it.
+    #[test]
+    fn a_base_blocked_for_good_backs_up_once_then_fails_with_the_reason() {
+        let robot = RobotDescription::default();
+        let radius = robot.base_radius_m;
+        let mut e = Executor::new(robot);
+        let mut world = WorldModel::default();
+        world.places.push(rosetta_common::Place {
+            id: "far".into(),
+            description: String::new(),
+            pose: Pose2D::new(3.0, 0.0, 0.0),
+        });
+        e.start(
+            1,
+            vec![Skill::NavigateTo {
+                target: "far".into(),
+            }],
+            0.0,
+        );
+        // No map: the path is the straight line, through the obstacle.
+        let wall: Vec<[f64; 2]> = (-4..=4).map(|k| [1.0, f64::from(k) * 0.05]).collect();
+        let mut pose = Pose2D::default();
+        let dt = 0.02;
+        let mut t = 0.0;
+        let (mut reversed_m, mut nearest_m) = (0.0, f64::INFINITY);
+        while e.task() == TaskState::Running && t < 60.0 {
+            let mut inp = Inputs::basic(t, pose, &world);
+            inp.obstacles_m = &wall;
+            let out = e.tick(&inp);
+            if let Some(v) = out.cmd_vel {
+                if v.linear_m_s < 0.0 {
+                    reversed_m += -v.linear_m_s * dt;
+                }
+                pose.x_m += v.linear_m_s * pose.yaw_rad.cos() * dt;
+                pose.y_m += v.linear_m_s * pose.yaw_rad.sin() * dt;
+                pose.yaw_rad = rosetta_common::wrap_angle_rad(pose.yaw_rad + v.angular_rad_s * dt);
+            }
+            nearest_m = wall
+                .iter()
+                .map(|p| (p[0] - pose.x_m).hypot(p[1] - pose.y_m) - radius)
+                .fold(nearest_m, f64::min);
+            t += dt;
+        }
+        let st = e.status();
+        assert_eq!(e.task(), TaskState::Failed, "{}", st.message);
+        assert!(
+            st.message.contains("blocked for 5 s") && st.message.contains("far"),
+            "{}",
+            st.message
+        );
+        assert!(
+            (reversed_m - BACK_UP_M).abs() < 0.03,
+            "backed up {reversed_m:.3} m, not once by {BACK_UP_M} m"
+        );
+        assert!(nearest_m > 0.0, "touched the obstacle ({nearest_m:.3} m)");
+        assert!(t < 30.0, "took {t:.1} s");
+    }
+
     #[test]
     fn navigate_to_a_named_place_ends_on_its_pose() {
         let mut e = Executor::new(RobotDescription::default());

@@ -182,6 +182,20 @@ fn rclpy_commands_the_stack_through_the_execute_action() {
         "not at the table: ({x:.2}, {y:.2})"
     );
 
+    // The words "stop" preempt the running step at once, as any new command
+    // does: the drive ends `preempted`, "stop" succeeds, and the robot stands
+    // still short of the dock.
+    let stopped = execute(domain, "go to the dock", &["preempt:stop"]);
+    assert_eq!(stopped["result"]["outcome"], "preempted", "{stopped:#}");
+    assert_eq!(stopped["second"]["outcome"], "succeeded", "{stopped:#}");
+    assert!(
+        stopped["moved_after_result_m"].as_f64().unwrap() < 0.01,
+        "still moving after stop: {stopped:#}"
+    );
+    let end = &stopped["truth"]["robot_pose"];
+    let x = end["x_m"].as_f64().unwrap();
+    assert!((x - dock_x).abs() > 0.3, "it reached the dock: not stopped");
+
     // An unsafe command is refused with a reason, and nothing moves.
     let refused = execute(
         domain,
