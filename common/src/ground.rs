@@ -512,6 +512,8 @@ mod tests {
             ],
             last_seen_s: 0.0,
             observations: 1,
+            position_sigma_m: 0.0,
+            confidence: 1.0,
         }
     }
 

@@ -92,6 +92,13 @@ pub struct ObservedObject {
     pub last_seen_s: f64,
     /// Number of frames it was seen in.
     pub observations: u32,
+    /// How far the observations scatter about `position_m` (one sigma, metres):
+    /// the position's uncertainty.
+    #[serde(default)]
+    pub position_sigma_m: f64,
+    /// The detector's confidence in it, averaged over recent frames (0..1).
+    #[serde(default)]
+    pub confidence: f64,
 }
 
 /// A named place of the site map: the pose the robot drives to when told to

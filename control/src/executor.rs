@@ -812,6 +812,8 @@ mod tests {
                 position_m: [2.0, 0.0, 0.425],
                 last_seen_s: 0.0,
                 observations: 1,
+                position_sigma_m: 0.0,
+                confidence: 1.0,
             }],
         }
     }

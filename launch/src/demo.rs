@@ -37,6 +37,10 @@ pub struct DemoArgs {
     /// Planner: `rules` (the stand-in) or `llm` (experimental language model).
     #[arg(long, default_value = "rules", value_parser = ["rules", "llm"])]
     pub planner: String,
+    /// Perception's detector: `classical` (OpenCV colour segmentation) or
+    /// `learned` (the network trained on rendered frames, built-in weights).
+    #[arg(long, value_enum, default_value_t = rosetta_perception::DetectorKind::Classical)]
+    pub detector: rosetta_perception::DetectorKind,
     /// Give up after this many wall seconds.
     #[arg(long, default_value_t = 300.0)]
     pub timeout_s: f64,
@@ -133,7 +137,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             "error: the command is empty; try: rosetta demo \"put the red cube in the blue bin\""
         );
     }
-    let mut specs = stack_specs(&args.sim, &args.planner, 2);
+    let mut specs = stack_specs(&args.sim, &args.planner, args.detector, 2);
     if args.record_sensors {
         specs.push(recorder_spec(&episode_dir, None));
     }
@@ -280,11 +284,12 @@ impl Episode {
     }
 }
 
-/// The stack's nodes on the embedded sim, as `rosetta` subcommands. The
-/// planner waits for `min_plan_subscribers` before it publishes a plan.
+/// The stack's nodes on the embedded sim, as `rosetta` subcommands, with
+/// perception's `detector`. The planner waits for `min_plan_subscribers` before it publishes a plan.
 pub fn stack_specs(
     sim: &rosetta_sim::node::SimArgs,
     planner: &str,
+    detector: rosetta_perception::DetectorKind,
     min_plan_subscribers: usize,
 ) -> Vec<(&'static str, Vec<String>)> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -317,7 +322,17 @@ pub fn stack_specs(
             )
             .collect(),
         ),
-        ("perception", s(&["perception"])),
+        (
+            "perception",
+            s(&[
+                "perception",
+                "--detector",
+                match detector {
+                    rosetta_perception::DetectorKind::Classical => "classical",
+                    rosetta_perception::DetectorKind::Learned => "learned",
+                },
+            ]),
+        ),
         (
             "planner",
             s(&[

@@ -33,6 +33,10 @@ pub struct UpArgs {
     /// Planner: `rules` (the stand-in) or `llm` (experimental language model).
     #[arg(long, default_value = "rules", value_parser = ["rules", "llm"])]
     pub planner: String,
+    /// Perception's detector: `classical` (OpenCV colour segmentation) or
+    /// `learned` (the network trained on rendered frames, built-in weights).
+    #[arg(long, value_enum, default_value_t = rosetta_perception::DetectorKind::Classical)]
+    pub detector: rosetta_perception::DetectorKind,
     /// Folder of recorded episodes; this run gets a subfolder with the .rrd and logs.
     #[arg(long, default_value = "episodes")]
     pub episodes: PathBuf,
@@ -74,7 +78,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
         envs,
         rec,
     } = episode;
-    let mut specs = stack_specs(&args.sim, &args.planner, 1);
+    let mut specs = stack_specs(&args.sim, &args.planner, args.detector, 1);
     if let Some(p) = &profile {
         eprintln!("rosetta: robot profile {:?}: no embedded sim", p.name);
         specs.retain(|(name, _)| *name != "sim");

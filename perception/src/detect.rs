@@ -24,6 +24,10 @@ pub enum PerceptionError {
     Encoding(String),
     #[error("OpenCV: {0}")]
     OpenCv(#[from] opencv::Error),
+    #[error("detector weights {path}: {reason}")]
+    Model { path: String, reason: String },
+    #[error("detector network: {0}")]
+    Inference(String),
 }
 
 /// One object seen in one frame.
@@ -56,7 +60,7 @@ const MIN_SATURATION: f64 = 120.0;
 const MIN_VALUE: f64 = 50.0;
 const MIN_PIXELS: i32 = 25;
 /// A component wider than this (in metres, horizontally) is a bin, not a cube.
-const BIN_MIN_EXTENT_M: f64 = 0.15;
+pub(crate) const BIN_MIN_EXTENT_M: f64 = 0.15;
 
 fn percentile(v: &mut [f64], q: f64) -> f64 {
     let k = ((v.len() as f64 - 1.0) * q).round() as usize;
@@ -64,16 +68,12 @@ fn percentile(v: &mut [f64], q: f64) -> f64 {
     *x
 }
 
-/// Finds coloured cubes and bins in an RGB-D frame.
-///
-/// `odom_from_optical` places the camera; positions come out in that parent frame.
-/// Components cut by the image border are skipped: their extent is unreliable.
-pub fn detect(
+/// Checks that the image and depth fit the camera: `(width, height)`.
+pub(crate) fn check_sizes(
     rgb: &[u8],
     depth_m: &[f32],
     cam: &CameraDescription,
-    odom_from_optical: &Isometry3<f64>,
-) -> Result<Vec<Detection>, PerceptionError> {
+) -> Result<(u32, u32), PerceptionError> {
     let (w, h) = (cam.width_px, cam.height_px);
     let n = (w * h) as usize;
     if rgb.len() != n * 3 {
@@ -90,6 +90,104 @@ pub fn detect(
             want: n,
         });
     }
+    Ok((w, h))
+}
+
+/// Where one object's pixels lie in space: robust bounds (3rd to 97th
+/// percentile) of their back-projected depth, in the frame of `odom_from_optical`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Extent {
+    lo: [f64; 3],
+    hi: [f64; 3],
+    /// Pixels with usable depth.
+    valid: usize,
+}
+
+impl Extent {
+    /// Back-projects the pixels `(u, v)` that have finite depth beyond 5 cm
+    /// (and, with `gate`, depth within `gate.1` of `gate.0`); `None` below `min_valid`.
+    pub(crate) fn measure(
+        pixels: impl Iterator<Item = (u32, u32)>,
+        depth_m: &[f32],
+        cam: &CameraDescription,
+        odom_from_optical: &Isometry3<f64>,
+        gate: Option<(f32, f32)>,
+        min_valid: usize,
+    ) -> Option<Self> {
+        let w = cam.width_px;
+        let (mut xs, mut ys, mut zs) = (Vec::new(), Vec::new(), Vec::new());
+        for (u, v) in pixels {
+            let Some(&d) = depth_m.get((v * w + u) as usize) else {
+                continue;
+            };
+            if !d.is_finite() || d <= 0.05 {
+                continue;
+            }
+            if gate.is_some_and(|(c, half)| (d - c).abs() > half) {
+                continue;
+            }
+            let p = odom_from_optical * cam.back_project(f64::from(u), f64::from(v), f64::from(d));
+            xs.push(p.x);
+            ys.push(p.y);
+            zs.push(p.z);
+        }
+        if xs.len() < min_valid.max(1) {
+            return None;
+        }
+        let valid = xs.len();
+        let bounds = |v: &mut Vec<f64>| (percentile(v, 0.03), percentile(v, 0.97));
+        let (x, y, z) = (bounds(&mut xs), bounds(&mut ys), bounds(&mut zs));
+        Some(Self {
+            lo: [x.0, y.0, z.0],
+            hi: [x.1, y.1, z.1],
+            valid,
+        })
+    }
+
+    /// The larger horizontal side, in metres.
+    pub(crate) fn horizontal_m(&self) -> f64 {
+        (self.hi[0] - self.lo[0]).max(self.hi[1] - self.lo[1])
+    }
+
+    /// A detection of an object of this kind: centred on the seen extent,
+    /// its centre one nominal half-height below the highest point seen.
+    pub(crate) fn detection(
+        &self,
+        color: Color,
+        kind: ObjectKind,
+        bbox_px: [u32; 4],
+        pixels: u32,
+        confidence: f64,
+    ) -> Detection {
+        let height = kind.nominal_size_m()[2];
+        let centre = Point3::new(
+            (self.lo[0] + self.hi[0]) / 2.0,
+            (self.lo[1] + self.hi[1]) / 2.0,
+            self.hi[2] - height / 2.0,
+        );
+        Detection {
+            color,
+            kind,
+            bbox_px,
+            pixels,
+            position_m: [centre.x, centre.y, centre.z],
+            extent_m: std::array::from_fn(|k| self.hi[k] - self.lo[k]),
+            confidence,
+        }
+    }
+}
+
+/// Finds coloured cubes and bins in an RGB-D frame.
+///
+/// `odom_from_optical` places the camera; positions come out in that parent frame.
+/// Components cut by the image border are skipped: their extent is unreliable.
+pub fn detect(
+    rgb: &[u8],
+    depth_m: &[f32],
+    cam: &CameraDescription,
+    odom_from_optical: &Isometry3<f64>,
+) -> Result<Vec<Detection>, PerceptionError> {
+    let (w, h) = check_sizes(rgb, depth_m, cam)?;
     let flat = Mat::from_slice(rgb)?;
     let img = flat.reshape(3, h as i32)?;
     let mut hsv = Mat::default();
@@ -117,72 +215,91 @@ pub fn detect(
         }
         let mut opened = Mat::default();
         imgproc::morphology_ex_def(&mask, &mut opened, imgproc::MORPH_OPEN, &kernel)?;
-        let mut labels = Mat::default();
-        let mut stats = Mat::default();
-        let mut centroids = Mat::default();
-        let count = imgproc::connected_components_with_stats(
-            &opened,
-            &mut labels,
-            &mut stats,
-            &mut centroids,
-            8,
-            core::CV_32S,
-        )?;
-        let label_data = labels.data_typed::<i32>()?;
-        for l in 1..count {
-            let left = *stats.at_2d::<i32>(l, imgproc::CC_STAT_LEFT)?;
-            let top = *stats.at_2d::<i32>(l, imgproc::CC_STAT_TOP)?;
-            let bw = *stats.at_2d::<i32>(l, imgproc::CC_STAT_WIDTH)?;
-            let bh = *stats.at_2d::<i32>(l, imgproc::CC_STAT_HEIGHT)?;
-            let area = *stats.at_2d::<i32>(l, imgproc::CC_STAT_AREA)?;
-            if area < MIN_PIXELS {
+        for c in components(&opened, MIN_PIXELS as u32)? {
+            let [left, top, bw, bh] = c.bbox;
+            if left == 0 || top == 0 || left + bw >= w || top + bh >= h {
                 continue;
             }
-            if left <= 0 || top <= 0 || left + bw >= w as i32 || top + bh >= h as i32 {
+            let pixels = c.pixels();
+            let Some(extent) = Extent::measure(
+                pixels,
+                depth_m,
+                cam,
+                odom_from_optical,
+                None,
+                MIN_PIXELS as usize,
+            ) else {
                 continue;
-            }
-            let (mut xs, mut ys, mut zs) = (Vec::new(), Vec::new(), Vec::new());
-            for v in top..top + bh {
-                for u in left..left + bw {
-                    let i = (v as u32 * w + u as u32) as usize;
-                    if label_data[i] != l {
-                        continue;
-                    }
-                    let d = depth_m[i];
-                    if !d.is_finite() || d <= 0.05 {
-                        continue;
-                    }
-                    let p = odom_from_optical * cam.back_project(u as f64, v as f64, d as f64);
-                    xs.push(p.x);
-                    ys.push(p.y);
-                    zs.push(p.z);
-                }
-            }
-            if xs.len() < (MIN_PIXELS as usize) {
-                continue;
-            }
-            let confidence = xs.len() as f64 / area as f64;
-            let (x0, x1) = (percentile(&mut xs, 0.03), percentile(&mut xs, 0.97));
-            let (y0, y1) = (percentile(&mut ys, 0.03), percentile(&mut ys, 0.97));
-            let (z0, z1) = (percentile(&mut zs, 0.03), percentile(&mut zs, 0.97));
-            let horizontal = (x1 - x0).max(y1 - y0);
-            let kind = if horizontal > BIN_MIN_EXTENT_M {
+            };
+            let confidence = extent.valid as f64 / f64::from(c.area);
+            let kind = if extent.horizontal_m() > BIN_MIN_EXTENT_M {
                 ObjectKind::Bin
             } else {
                 ObjectKind::Cube
             };
-            let height = kind.nominal_size_m()[2];
-            let centre = Point3::new((x0 + x1) / 2.0, (y0 + y1) / 2.0, z1 - height / 2.0);
-            out.push(Detection {
-                color,
-                kind,
-                bbox_px: [left as u32, top as u32, bw as u32, bh as u32],
-                pixels: area as u32,
-                position_m: [centre.x, centre.y, centre.z],
-                extent_m: [x1 - x0, y1 - y0, z1 - z0],
-                confidence,
-            });
+            out.push(extent.detection(color, kind, c.bbox, c.area, confidence));
         }
+    }
+    Ok(out)
+}
+
+/// One connected region of a binary mask.
+pub(crate) struct Component {
+    /// x, y, width, height in the mask's pixels.
+    pub bbox: [u32; 4],
+    pub area: u32,
+    /// The region's label in `labels`.
+    label: i32,
+    labels: std::rc::Rc<(Vec<i32>, u32)>,
+}
+
+impl Component {
+    /// The region's pixels, row by row.
+    pub fn pixels(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let [x, y, bw, bh] = self.bbox;
+        let (labels, w) = (&self.labels.0, self.labels.1);
+        (y..y + bh)
+            .flat_map(move |v| (x..x + bw).map(move |u| (u, v)))
+            .filter(move |(u, v)| labels[(v * w + u) as usize] == self.label)
+    }
+}
+
+/// The 8-connected regions of `mask` (8-bit, non-zero = set) of at least `min_area` pixels.
+pub(crate) fn components(
+    mask: &(impl core::ToInputArray + MatTraitConst),
+    min_area: u32,
+) -> Result<Vec<Component>, PerceptionError> {
+    let mut labels = Mat::default();
+    let mut stats = Mat::default();
+    let mut centroids = Mat::default();
+    let count = imgproc::connected_components_with_stats(
+        mask,
+        &mut labels,
+        &mut stats,
+        &mut centroids,
+        8,
+        core::CV_32S,
+    )?;
+    let shared = std::rc::Rc::new((labels.data_typed::<i32>()?.to_vec(), mask.cols() as u32));
+    let mut out = Vec::new();
+    for l in 1..count {
+        let stat =
+            |k| -> Result<u32, PerceptionError> { Ok((*stats.at_2d::<i32>(l, k)?).max(0) as u32) };
+        let area = stat(imgproc::CC_STAT_AREA)?;
+        if area < min_area {
+            continue;
+        }
+        out.push(Component {
+            bbox: [
+                stat(imgproc::CC_STAT_LEFT)?,
+                stat(imgproc::CC_STAT_TOP)?,
+                stat(imgproc::CC_STAT_WIDTH)?,
+                stat(imgproc::CC_STAT_HEIGHT)?,
+            ],
+            area,
+            label: l,
+            labels: shared.clone(),
+        });
     }
     Ok(out)
 }

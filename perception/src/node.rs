@@ -13,7 +13,8 @@ use rosetta_common::robot::{CameraDescription, RobotDescription};
 use rosetta_common::ros::{self, stamp_to_secs, JsonPublisher, Spinner};
 use rosetta_common::{topics, Pose2D, WorldModel};
 
-use crate::detect::{detect, Detection, PerceptionError};
+use crate::detect::{Detection, PerceptionError};
+use crate::detector::{Detector, DetectorKind};
 use crate::rec::{log_map, log_static_camera, FrameLog, FrameLogger};
 use crate::tracker::Tracker;
 
@@ -31,6 +32,14 @@ pub struct PerceptionArgs {
     /// /map (odom frame, 0.05 m cells), centred on where odometry starts.
     #[arg(long, default_value_t = 20.0)]
     pub map_size_m: f64,
+    /// Which detector finds the objects: `classical` (OpenCV colour
+    /// segmentation) or `learned` (the network that `train-detector` trains).
+    #[arg(long, value_enum, default_value_t = DetectorKind::Classical)]
+    pub detector: DetectorKind,
+    /// The learned detector's weights (safetensors). Default: the ones built
+    /// into the binary (perception/models/detector.safetensors).
+    #[arg(long)]
+    pub detector_weights: Option<std::path::PathBuf>,
 }
 
 enum Input {
@@ -57,6 +66,8 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
         }
         None => rosetta_common::world::parse_places(rosetta_common::world::DEFAULT_PLACES_TOML)?,
     };
+    let detector = Detector::new(args.detector, args.detector_weights.as_deref())?;
+    tracing::info!("detector ready: {}", detector.name());
     let mut node = ros::create_node("rosetta_perception")?;
     let qos = ros::sensor_qos();
     let images = node
@@ -187,8 +198,9 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
             };
             let odom_from_optical = pose.to_isometry() * base_from_optical;
             // Detection is CPU-bound (about 10 ms a frame): keep it off the async workers.
-            let detected =
-                tokio::task::block_in_place(|| process(&img, &dep, &cam, &odom_from_optical));
+            let detected = tokio::task::block_in_place(|| {
+                process(&detector, &img, &dep, &cam, &odom_from_optical)
+            });
             match detected {
                 Ok((depth_m, dets)) => {
                     tracker.update(&dets, stamp);
@@ -260,6 +272,7 @@ fn camera_from_info(info: &CameraInfo, mount: &CameraDescription) -> Option<Came
 /// Checks a frame pair and runs the detector on it; returns the depth (metres)
 /// with the detections, for the recording.
 fn process(
+    detector: &Detector,
     img: &Image,
     dep: &Image,
     cam: &CameraDescription,
@@ -284,7 +297,7 @@ fn process(
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    let dets = detect(&img.data, &depth, cam, odom_from_optical)?;
+    let dets = detector.detect(&img.data, &depth, cam, odom_from_optical)?;
     Ok((depth, dets))
 }
 

@@ -9,6 +9,8 @@ use crate::detect::Detection;
 const JUMP_M: f64 = 0.25;
 /// Weight of a new observation in the running estimate.
 const ALPHA: f64 = 0.5;
+/// The uncertainty (one sigma) of a position seen once.
+const FIRST_SIGMA_M: f64 = 0.02;
 
 #[derive(Debug, Default, Clone)]
 pub struct Tracker {
@@ -41,12 +43,20 @@ impl Tracker {
                         .sum::<f64>()
                         .sqrt();
                     if dist > JUMP_M {
+                        // It moved (or the old estimate was wrong): start again,
+                        // as unsure as the jump was long.
                         o.position_m = d.position_m;
+                        o.position_sigma_m = dist;
                     } else {
                         for k in 0..3 {
                             o.position_m[k] += ALPHA * (d.position_m[k] - o.position_m[k]);
                         }
+                        // A running variance of how far observations fall from
+                        // the estimate, never below what one observation gives.
+                        let var = (1.0 - ALPHA) * o.position_sigma_m.powi(2) + ALPHA * dist.powi(2);
+                        o.position_sigma_m = var.sqrt().max(FIRST_SIGMA_M / 4.0);
                     }
+                    o.confidence += ALPHA * (d.confidence.clamp(0.0, 1.0) - o.confidence);
                     o.last_seen_s = stamp_s;
                     o.observations += 1;
                 }
@@ -57,6 +67,8 @@ impl Tracker {
                     position_m: d.position_m,
                     last_seen_s: stamp_s,
                     observations: 1,
+                    position_sigma_m: FIRST_SIGMA_M,
+                    confidence: d.confidence.clamp(0.0, 1.0),
                 }),
             }
         }
@@ -99,10 +111,30 @@ mod tests {
         assert_eq!(w.objects[0].position_m[0], 1.0);
         t.update(&[det(Color::Red, 1.1, 50)], 1.0);
         assert!((t.world_model(1.0, "odom").objects[0].position_m[0] - 1.05).abs() < 1e-9);
+        // Agreeing observations: the uncertainty shrinks below a first sight's.
+        let sigma_1 = t.world_model(1.0, "odom").objects[0].position_sigma_m;
+        t.update(&[det(Color::Red, 1.05, 50)], 1.5);
+        let o = &t.world_model(1.5, "odom").objects[0];
+        assert!(
+            o.position_sigma_m < sigma_1,
+            "{} !< {sigma_1}",
+            o.position_sigma_m
+        );
+        t.update(&[det(Color::Red, 1.05, 50)], 1.6);
+        t.update(&[det(Color::Red, 1.05, 50)], 1.7);
+        let o = &t.world_model(1.7, "odom").objects[0];
+        assert!(o.position_sigma_m < 0.03, "{}", o.position_sigma_m);
+        assert!((o.confidence - 1.0).abs() < 1e-9);
         t.update(&[det(Color::Red, 2.0, 50)], 2.0);
         let o = &t.world_model(2.0, "odom").objects[0];
         assert_eq!(o.position_m[0], 2.0);
-        assert_eq!(o.observations, 3);
+        assert_eq!(o.observations, 6);
+        // A jump: as unsure as the jump was long.
+        assert!(
+            (o.position_sigma_m - 0.95).abs() < 1e-9,
+            "{}",
+            o.position_sigma_m
+        );
         t.update(&[det(Color::Green, f64::NAN, 50)], 3.0);
         assert_eq!(t.world_model(3.0, "odom").objects.len(), 1);
     }

@@ -401,6 +401,8 @@ mod tests {
             position_m: [1.0, 0.0, 0.4],
             last_seen_s: 0.0,
             observations: 1,
+            position_sigma_m: 0.0,
+            confidence: 1.0,
         };
         WorldModel {
             stamp_s: 0.0,

@@ -314,6 +314,8 @@ mod tests {
                     position_m: [1.0, 0.0, 0.4],
                     last_seen_s: 1.0,
                     observations: 3,
+                    position_sigma_m: 0.0,
+                    confidence: 1.0,
                 })
                 .collect(),
         }

@@ -103,6 +103,8 @@ impl Suite {
                     position_m: o.position_m,
                     last_seen_s: 0.0,
                     observations: 10,
+                    position_sigma_m: 0.0,
+                    confidence: 1.0,
                 });
             }
             worlds.insert(

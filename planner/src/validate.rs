@@ -121,6 +121,8 @@ mod tests {
             position_m: [1.4, 0.0, z],
             last_seen_s: 0.0,
             observations: 3,
+            position_sigma_m: 0.0,
+            confidence: 1.0,
         };
         WorldModel {
             objects: vec![

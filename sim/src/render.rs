@@ -32,6 +32,21 @@ fn shade(rgb: [u8; 3], normal: [f64; 3]) -> [u8; 3] {
 
 /// Renders the camera view from the robot's current pose.
 pub fn render_camera(world: &World, cam: &CameraDescription) -> RgbdFrame {
+    render(world, cam, None)
+}
+
+/// No object at this pixel (floor, walls, furniture, sky), in [`render_labelled`]'s labels.
+pub const NO_OBJECT: u16 = u16::MAX;
+
+/// Renders the camera view and, per pixel, which of `world.objects` it shows
+/// (its index, or [`NO_OBJECT`]): exact labels for training and scoring detectors.
+pub fn render_labelled(world: &World, cam: &CameraDescription) -> (RgbdFrame, Vec<u16>) {
+    let mut labels = vec![NO_OBJECT; (cam.width_px * cam.height_px) as usize];
+    let frame = render(world, cam, Some(&mut labels));
+    (frame, labels)
+}
+
+fn render(world: &World, cam: &CameraDescription, mut labels: Option<&mut [u16]>) -> RgbdFrame {
     let (w, h) = (cam.width_px as usize, cam.height_px as usize);
     let map_from_optical = world.pose.to_isometry() * cam.base_from_optical();
     let origin = map_from_optical.translation.vector;
@@ -93,6 +108,9 @@ pub fn render_camera(world: &World, cam: &CameraDescription) -> RgbdFrame {
                         let mut n = [0.0; 3];
                         n[axis] = sign;
                         rgb[i * 3..i * 3 + 3].copy_from_slice(&shade(b.rgb, n));
+                        if let Some(l) = labels.as_deref_mut() {
+                            l[i] = b.object.map_or(NO_OBJECT, |k| k as u16);
+                        }
                     }
                 }
             }

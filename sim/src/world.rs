@@ -38,6 +38,9 @@ pub struct VisualBox {
     pub aabb: Aabb,
     pub rgb: [u8; 3],
     pub obstacle: bool,
+    /// Index in [`World::objects`] of the object this box belongs to; `None`
+    /// for walls and furniture. Renders label their pixels with it.
+    pub object: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -259,12 +262,13 @@ impl World {
     /// Everything the camera can see this instant.
     pub fn visual_boxes(&self) -> Vec<VisualBox> {
         let mut v = self.statics.clone();
-        for o in &self.objects {
+        for (i, o) in self.objects.iter().enumerate() {
             match o.kind {
                 ObjectKind::Cube => v.push(VisualBox {
                     aabb: o.aabb(),
                     rgb: o.color.rgb(),
                     obstacle: false,
+                    object: Some(i),
                 }),
                 ObjectKind::Bin => {
                     for part in bin_parts(o) {
@@ -272,6 +276,7 @@ impl World {
                             aabb: part,
                             rgb: o.color.rgb(),
                             obstacle: true,
+                            object: Some(i),
                         });
                     }
                 }
@@ -497,6 +502,7 @@ fn static_boxes(scene: &Scene) -> Vec<VisualBox> {
         aabb: Aabb::from_center_size(c, s),
         rgb: r.wall_rgb,
         obstacle: true,
+        object: None,
     };
     let mut v = vec![
         wall([hx + t / 2.0, 0.0, h / 2.0], [t, 2.0 * (hy + t), h]),
@@ -509,6 +515,7 @@ fn static_boxes(scene: &Scene) -> Vec<VisualBox> {
             aabb: Aabb::from_center_size(f.center_m, f.size_m),
             rgb: f.rgb,
             obstacle: f.obstacle,
+            object: None,
         });
     }
     v

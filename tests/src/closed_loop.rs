@@ -94,6 +94,8 @@ impl ClosedLoop {
                     position_m: o.position_m,
                     last_seen_s: self.world.time_s,
                     observations: 10,
+                    position_sigma_m: 0.0,
+                    confidence: 1.0,
                 })
                 .collect(),
         }

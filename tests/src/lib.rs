@@ -2,6 +2,7 @@
 //! an isolated ROS 2 domain, and stop what was started.
 
 pub mod closed_loop;
+pub mod scenes;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};

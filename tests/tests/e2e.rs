@@ -138,12 +138,24 @@ fn a_slipped_grasp_is_planned_again_and_the_task_still_succeeds() {
     assert_eq!(report["ground_truth"]["collisions"], 0);
 }
 
+/// With the learned detector in perception (the network trained on rendered
+/// frames) instead of the classical one: the whole task still succeeds.
 #[test]
-fn green_cube_goes_into_the_red_bin() {
-    let (out, report, _dir) = run_demo(32, "Put the green cube into the red bin");
+fn green_cube_goes_into_the_red_bin_seen_by_the_learned_detector() {
+    let (out, report, dir) = run_demo_with(
+        32,
+        "Put the green cube into the red bin",
+        &["--detector", "learned"],
+    );
     assert!(out.status.success(), "exit {:?}: {report:#}", out.status);
     assert_in_bin(&report, "green_cube", "red_bin");
     assert_untouched(&report, "red_cube");
+    // It was the learned detector that saw them.
+    let logs = rosetta_tests::log_tails(&dir.path().join("episodes"), 10_000);
+    assert!(
+        logs.contains("detector ready: learned"),
+        "perception did not say it runs the learned detector"
+    );
 }
 
 fn assert_refused_without_motion(domain: u32, command: &str, reason_contains: &str) {

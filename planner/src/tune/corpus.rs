@@ -172,6 +172,8 @@ fn random_world<R: Rng>(rng: &mut R) -> (WorldModel, Vec<String>) {
             position_m: p,
             last_seen_s: 0.0,
             observations: 10,
+            position_sigma_m: 0.0,
+            confidence: 1.0,
         });
     }
     // The prompt lists objects left to right (as seen from the start, +y is left).
@@ -949,6 +951,8 @@ mod tests {
             position_m: [1.4, y, 0.4],
             last_seen_s: 0.0,
             observations: 1,
+            position_sigma_m: 0.0,
+            confidence: 1.0,
         };
         w.objects = vec![
             cube(Color::Red, -0.36),
