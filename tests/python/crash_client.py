@@ -30,7 +30,9 @@ def main() -> int:
         p = m.pose.pose.position
         odom.append((time.monotonic(), p.x, p.y, m.twist.twist.linear.x, m.twist.twist.angular.z))
 
-    node.create_subscription(Odometry, "/odom", on_odom, 50)
+    # Depth 1: the reader keeps only the newest pose, so a client that fell
+    # behind (two cores, five busy nodes) never measures from a stale one.
+    node.create_subscription(Odometry, "/odom", on_odom, 1)
     client = ActionClient(node, ExecuteCommand, "/rosetta/execute")
     out = {"error": None}
     spin_until = spinner(node, deadline)
@@ -46,11 +48,15 @@ def main() -> int:
     handle = sent.result()
     if not spin_until(lambda: odom and abs(odom[-1][3]) > 0.05):
         return fail("the robot never drove")
+    # Take the pose at the kill from a message that arrived after it was sent:
+    # the newest one, not whatever was queued before.
     out["speed_before_m_s"] = odom[-1][3]
-    n = len(odom)
     os.kill(control_pid, signal.SIGKILL)
     t0 = time.monotonic()
-    x0, y0 = odom[-1][1], odom[-1][2]
+    n = len(odom)
+    if not spin_until(lambda: len(odom) > n):
+        return fail("no odometry after the kill")
+    x0, y0 = odom[n][1], odom[n][2]
     still = lambda: any(abs(o[3]) < 1e-3 and abs(o[4]) < 1e-3 for o in odom[n:])
     if not spin_until(still):
         return fail("the robot did not stop after control died")
