@@ -190,7 +190,12 @@ impl PlanGrammar {
         match &l.effect {
             Effect::Pick(o) => st.holding.is_none() && st.at.as_ref() == Some(o),
             Effect::Place(o, c) => st.holding.as_ref() == Some(o) && st.at.as_ref() == Some(c),
-            _ => true,
+            // Steps that would change nothing: looking again for what this plan
+            // already looked for, or driving to where the robot already is. A
+            // weak model otherwise loops on them until the step limit.
+            Effect::LookFor(o) => !st.introduced.contains(o),
+            Effect::Navigate(t) => st.at.as_ref() != Some(t),
+            Effect::None => true,
         }
     }
 
@@ -551,6 +556,16 @@ mod tests {
         .is_some());
         let text = "look_for yellow_bin\nnavigate_to red_cube\npick red_cube\nnavigate_to yellow_bin\nplace red_cube yellow_bin\ndone";
         assert!(matches!(g.parse(text), Ok(Decoded::Plan(p)) if p.len() == 5));
+    }
+
+    #[test]
+    fn steps_that_change_nothing_are_not_in_the_language() {
+        let g = PlanGrammar::from_world(&world(), 8);
+        assert!(feed(&g, "look_for yellow_cube\nlook_for yellow_cube\n").is_none());
+        assert!(feed(&g, "navigate_to dock\nnavigate_to dock\n").is_none());
+        // The same step again after something else is fine.
+        assert!(feed(&g, "navigate_to dock\nwait 1\nnavigate_to dock\n").is_some());
+        assert!(feed(&g, "look_for yellow_cube\nlook_for blue_cube\n").is_some());
     }
 
     #[test]
