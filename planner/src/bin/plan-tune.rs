@@ -54,9 +54,16 @@ struct Args {
     /// Train adapters on the top this-many transformer blocks only.
     #[arg(long, default_value_t = 8)]
     top_layers: usize,
+    /// Loss weight of the answer tokens where the model has a choice (which
+    /// skill, which object, refuse or not); the tokens the grammar forces weigh 1.
+    #[arg(long, default_value_t = 10.0)]
+    decision_weight: f32,
     /// Only time one training step and print the estimate for the whole run.
     #[arg(long)]
     dry_run: bool,
+    /// Print the first N samples of the corpus (prompt world, command, answer) and exit.
+    #[arg(long, value_name = "N")]
+    show_samples: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -80,6 +87,23 @@ fn main() -> anyhow::Result<()> {
     let suite = Suite::committed()?;
     let held: Vec<String> = suite.cases.iter().map(|c| c.command.clone()).collect();
     let samples = corpus::generate(args.seed, args.samples, &held);
+    if let Some(n) = args.show_samples {
+        let refusals = samples.iter().filter(|s| s.plan.is_none()).count();
+        println!(
+            "{} samples, {refusals} refusals ({:.0}%)",
+            samples.len(),
+            100.0 * refusals as f64 / samples.len().max(1) as f64
+        );
+        for s in samples.iter().take(n) {
+            println!(
+                "--\n{}\nCommand: {}\n{}",
+                rosetta_planner::llm::world_lines(&s.world),
+                s.command,
+                s.answer()
+            );
+        }
+        return Ok(());
+    }
     let opts = train::TrainOptions {
         model: args.model.clone(),
         out: args.out.clone(),
@@ -92,6 +116,7 @@ fn main() -> anyhow::Result<()> {
         seed: args.seed,
         targets,
         top_layers: args.top_layers,
+        decision_weight: args.decision_weight,
     };
     if args.dry_run {
         let s = train::time_one_step(&opts, &samples)?;
@@ -112,7 +137,19 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
     let mut recent: Vec<f32> = Vec::new();
-    let curve = train::train(&opts, &samples, |r| {
+    let cache_bar = ProgressBar::new(args.samples as u64).with_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} samples through the frozen blocks [{elapsed} < {eta}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let on_cache = |done: usize, _total: usize| {
+        cache_bar.set_position(done as u64);
+        if done as u64 == cache_bar.length().unwrap_or(0) {
+            cache_bar.finish();
+        }
+    };
+    let curve = train::train(&opts, &samples, on_cache, |r| {
         recent.push(r.loss);
         if recent.len() > 20 {
             recent.remove(0);

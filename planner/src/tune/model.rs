@@ -261,22 +261,33 @@ impl FrozenLlama {
 }
 
 impl Lora {
-    /// Fresh adapters on `targets` of every layer: `A` random, `B` zero, so the
-    /// adapted model starts out exactly as the base model.
+    /// Fresh adapters on `targets` of every layer: `A` random (from `seed`:
+    /// candle's own CPU generator cannot be seeded), `B` zero, so the adapted
+    /// model starts out exactly as the base model.
     pub fn new(
         base: &FrozenLlama,
         layers: std::ops::Range<usize>,
         targets: &[&'static str],
         rank: usize,
         alpha: f64,
+        seed: u64,
         device: &Device,
     ) -> candle_core::Result<Self> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut pairs = HashMap::new();
         for i in layers {
             for t in targets {
                 let (din, dout) = base.target_dims(t)?;
                 let std = (1.0 / din as f64).sqrt();
-                let a = Var::randn(0f32, std as f32, (din, rank), device)?;
+                // Box-Muller: normal samples from uniform ones.
+                let values: Vec<f32> = (0..din * rank)
+                    .map(|_| {
+                        let (u1, u2): (f64, f64) = (rng.gen::<f64>().max(1e-12), rng.gen());
+                        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * std) as f32
+                    })
+                    .collect();
+                let a = Var::from_tensor(&Tensor::from_vec(values, (din, rank), device)?)?;
                 let b = Var::zeros((rank, dout), DType::F32, device)?;
                 pairs.insert(format!("blk.{i}.{t}"), (a, b));
             }
@@ -464,7 +475,7 @@ mod tests {
     fn adapters_start_neutral_and_learn() {
         let dev = Device::Cpu;
         let base = FrozenLlama::from_gguf(&model_path(), &dev).unwrap();
-        let lora = Lora::new(&base, 0..30, &["attn_q", "ffn_down"], 4, 8.0, &dev).unwrap();
+        let lora = Lora::new(&base, 0..30, &["attn_q", "ffn_down"], 4, 8.0, 1, &dev).unwrap();
         let ids = Tensor::new(&[[1u32, 9690, 198, 2683, 359]], &dev).unwrap();
         let plain = base.forward(&ids, None).unwrap();
         let adapted = base.forward(&ids, Some(&lora)).unwrap();
@@ -488,6 +499,70 @@ mod tests {
             l1.to_scalar::<f32>().unwrap(),
         );
         assert!(l1 < l0, "one step should lower the loss: {l0} -> {l1}");
+    }
+
+    /// An adapter merged into the weights at load (the inference path)
+    /// computes what the adapter computes beside them in training.
+    #[test]
+    fn a_merged_adapter_gives_the_trained_logits() {
+        let path = model_path();
+        let dev = Device::Cpu;
+        let base = FrozenLlama::from_gguf(&path, &dev).unwrap();
+        let lora = Lora::new(&base, 26..30, &LORA_TARGETS, 4, 8.0, 2, &dev).unwrap();
+        for (_, b) in lora.pairs.values() {
+            b.set(&Tensor::randn(0f32, 0.05, b.dims(), &dev).unwrap())
+                .unwrap();
+        }
+        let file =
+            std::env::temp_dir().join(format!("rosetta-merge-{}.safetensors", std::process::id()));
+        lora.save(&file).unwrap();
+        let deltas = adapter_deltas(&file).unwrap();
+        let _ = std::fs::remove_file(&file);
+        let ids: Vec<u32> = vec![1, 9690, 198, 2683, 359, 253, 5356, 30, 2];
+        let input = Tensor::new(ids.as_slice(), &dev)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let plain = base.forward(&input, None).unwrap();
+        let trained = base.forward(&input, Some(&lora)).unwrap();
+        let last = |t: &Tensor| t.i((0, ids.len() - 1)).unwrap().to_vec1::<f32>().unwrap();
+        let (plain, trained) = (last(&plain), last(&trained));
+        let mut f = std::fs::File::open(&path).unwrap();
+        let ct = gguf_file::Content::read(&mut f).unwrap();
+        let (ct, mut bytes) = crate::llm::requantized(
+            ct,
+            &mut f,
+            &path,
+            candle_core::quantized::GgmlDType::F32,
+            &deltas,
+        )
+        .unwrap();
+        let mut merged = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
+            ct, &mut bytes, &dev,
+        )
+        .unwrap();
+        let merged = merged
+            .forward(&input, 0)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let max_diff = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max)
+        };
+        assert!(
+            max_diff(&plain, &trained) > 0.1,
+            "the adapter should change the logits"
+        );
+        let d = max_diff(&trained, &merged);
+        assert!(
+            d < 1e-2,
+            "merged logits differ from the trained ones by {d}"
+        );
     }
 
     use candle_core::IndexOp;

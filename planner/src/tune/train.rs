@@ -39,15 +39,51 @@ pub struct TrainOptions {
     /// Adapters go on the top this-many blocks; the blocks below run once per
     /// batch without gradients, which makes a step several times cheaper.
     pub top_layers: usize,
+    /// The loss weight of answer tokens where the model has a choice (see
+    /// [`answer_weights`]); 1 weighs every answer token alike.
+    pub decision_weight: f32,
 }
 
-/// One tokenised example: ids, and from which position the answer starts.
+/// One tokenised example: ids, from which position the answer starts, and
+/// each answer token's weight in the loss.
 struct Encoded {
     ids: Vec<u32>,
     answer_from: usize,
+    weights: Vec<f32>,
 }
 
-fn encode(tok: &Tokenizer, s: &Sample) -> anyhow::Result<Encoded> {
+/// The answer tokens where the decoder asks the model (the grammar leaves
+/// more than one continuation: which skill, which object, refuse or not)
+/// weigh `decision_weight`; the rest, which the grammar forces or the model
+/// copies from its own earlier lines, weigh 1. Without this the loss is
+/// mostly format, and a model can reach a low loss without ever reading the
+/// command.
+fn answer_weights(tok: &Tokenizer, s: &Sample, answer: &[u32], decision_weight: f32) -> Vec<f32> {
+    let grammar = crate::grammar::PlanGrammar::from_world(&s.world, 64);
+    let mut st = crate::grammar::DecodeState::default();
+    let mut in_step = true;
+    answer
+        .iter()
+        .map(|id| {
+            if !in_step {
+                return 1.0;
+            }
+            let decision = grammar.forced(&st).is_empty();
+            let text = tok.decode(&[*id], false).unwrap_or_default();
+            match grammar.advance(&st, &text) {
+                Some(next) => st = next,
+                None => in_step = false,
+            }
+            if decision {
+                decision_weight
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
+fn encode(tok: &Tokenizer, s: &Sample, decision_weight: f32) -> anyhow::Result<Encoded> {
     let prompt = tuned_prompt(&crate::llm::world_lines(&s.world), &s.command);
     let enc = |t: &str| -> anyhow::Result<Vec<u32>> {
         Ok(tok
@@ -58,8 +94,14 @@ fn encode(tok: &Tokenizer, s: &Sample) -> anyhow::Result<Encoded> {
     };
     let mut ids = enc(&prompt)?;
     let answer_from = ids.len();
-    ids.extend(enc(&s.answer())?);
-    Ok(Encoded { ids, answer_from })
+    let answer = enc(&s.answer())?;
+    let weights = answer_weights(tok, s, &answer, decision_weight);
+    ids.extend(answer);
+    Ok(Encoded {
+        ids,
+        answer_from,
+        weights,
+    })
 }
 
 /// A right-padded batch: inputs, targets and the loss mask.
@@ -76,7 +118,7 @@ fn batch(
             inp.push(if real { e.ids[i] } else { pad });
             tgt.push(if real { e.ids[i + 1] } else { pad });
             mask.push(if real && i + 1 >= e.answer_from {
-                1f32
+                e.weights.get(i + 1 - e.answer_from).copied().unwrap_or(1.0)
             } else {
                 0.0
             });
@@ -101,6 +143,7 @@ pub struct StepReport {
 pub fn train(
     opts: &TrainOptions,
     samples: &[Sample],
+    mut on_cache: impl FnMut(usize, usize),
     mut on_step: impl FnMut(&StepReport),
 ) -> anyhow::Result<Vec<f32>> {
     let dev = Device::Cpu;
@@ -116,6 +159,7 @@ pub fn train(
         &opts.targets,
         opts.rank,
         opts.alpha,
+        opts.seed,
         &dev,
     )?;
     let mut opt = AdamW::new(
@@ -128,8 +172,11 @@ pub fn train(
     )?;
     let encoded: Vec<Encoded> = samples
         .iter()
-        .map(|s| encode(&tok, s))
+        .map(|s| encode(&tok, s, opts.decision_weight))
         .collect::<Result<_, _>>()?;
+    // The frozen blocks never change: run them once per sample, not once per
+    // epoch. Each step then costs only the adapted blocks and the head.
+    let cached = frozen_states(&base, &encoded, first, eos, &dev, &mut on_cache)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
     let steps_per_epoch = encoded.len().div_ceil(opts.batch.max(1));
     let steps = steps_per_epoch * opts.epochs;
@@ -155,7 +202,8 @@ pub fn train(
         chunks.shuffle(&mut rng);
         for chunk in chunks {
             let items: Vec<&Encoded> = chunk.iter().map(|i| &encoded[*i]).collect();
-            let (inp, tgt, mask) = batch(&items, eos, &dev)?;
+            let (_, tgt, mask) = batch(&items, eos, &dev)?;
+            let x = padded(chunk.iter().map(|i| &cached[*i]), mask.dim(1)?)?;
             // Cosine decay to a tenth, after a short warm-up.
             let progress = step as f64 / steps.max(1) as f64;
             let warm = ((step + 1) as f64 / 20.0).min(1.0);
@@ -163,17 +211,9 @@ pub fn train(
                 * warm
                 * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
             opt.set_learning_rate(lr);
-            // Frozen blocks: no adapter, no graph. Then the adapted blocks, and the
-            // output head only where the answer is (the vocabulary is large).
+            // The adapted blocks over the cached states, and the output head
+            // only where the answer is (the vocabulary is large).
             let tt = Instant::now();
-            let x = base
-                .layers_range(base.embed_ids(&inp)?, 0..first, None)?
-                .detach();
-            tracing::debug!(
-                frozen_s = tt.elapsed().as_secs_f64(),
-                tokens = inp.elem_count(),
-                "frozen blocks"
-            );
             let x = base.layers_range(x, first..n_layer, Some(&lora))?;
             let (b, t, hd) = x.dims3()?;
             let rows: Vec<u32> = mask
@@ -187,9 +227,9 @@ pub fn train(
             let rows = Tensor::new(rows.as_slice(), &dev)?;
             let x = x.reshape((b * t, hd))?.index_select(&rows, 0)?;
             let tgt = tgt.flatten_all()?.index_select(&rows, 0)?;
+            let weights = mask.flatten_all()?.index_select(&rows, 0)?;
             let logits = base.head(&x)?;
-            let ones = Tensor::ones(tgt.dims1()?, DType::F32, &dev)?;
-            let loss = masked_loss(&logits, &tgt, &ones)?;
+            let loss = masked_loss(&logits, &tgt, &weights)?;
             tracing::debug!(forward_s = tt.elapsed().as_secs_f64(), "forward");
             opt.backward_step(&loss)?;
             tracing::debug!(step_s = tt.elapsed().as_secs_f64(), "step");
@@ -208,6 +248,55 @@ pub fn train(
     }
     lora.save(&opts.out)?;
     Ok(curve)
+}
+
+/// The hidden states after the frozen blocks `0..first` for each sample's
+/// inputs (all its ids but the last), as `[len - 1, hidden]`. Runs in
+/// batches of similar length; reports `(done, total)` samples.
+fn frozen_states(
+    base: &FrozenLlama,
+    encoded: &[Encoded],
+    first: usize,
+    pad: u32,
+    dev: &Device,
+    on_cache: &mut impl FnMut(usize, usize),
+) -> anyhow::Result<Vec<Tensor>> {
+    const CHUNK: usize = 16;
+    let mut by_len: Vec<usize> = (0..encoded.len()).collect();
+    by_len.sort_by_key(|i| encoded[*i].ids.len());
+    let mut out: Vec<Option<Tensor>> = vec![None; encoded.len()];
+    let mut done = 0;
+    for chunk in by_len.chunks(CHUNK) {
+        let items: Vec<&Encoded> = chunk.iter().map(|i| &encoded[*i]).collect();
+        let (inp, _, _) = batch(&items, pad, dev)?;
+        let x = base.layers_range(base.embed_ids(&inp)?, 0..first, None)?;
+        for (row, i) in chunk.iter().enumerate() {
+            let len = encoded[*i].ids.len() - 1;
+            out[*i] = Some(x.get(row)?.narrow(0, 0, len)?.contiguous()?);
+        }
+        done += chunk.len();
+        on_cache(done, encoded.len());
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// Cached states `[len_i, hidden]`, right-padded with zeros to `[b, t, hidden]`
+/// (causal attention keeps the padding out of the real positions).
+fn padded<'a>(states: impl Iterator<Item = &'a Tensor>, t: usize) -> candle_core::Result<Tensor> {
+    let rows = states
+        .map(|s| {
+            let (len, hd) = s.dims2()?;
+            if len >= t {
+                s.narrow(0, 0, t)
+            } else {
+                Tensor::cat(
+                    &[s, &Tensor::zeros((t - len, hd), s.dtype(), s.device())?],
+                    0,
+                )
+            }
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Tensor::stack(&rows, 0)
 }
 
 /// Writes the loss curve as CSV (`step,loss`).
@@ -230,11 +319,107 @@ pub fn time_one_step(opts: &TrainOptions, samples: &[Sample]) -> anyhow::Result<
     let few: Vec<Sample> = samples.iter().take(o.batch.max(1) * 2).cloned().collect();
     let t0 = Instant::now();
     let mut first = None;
-    train(&o, &few, |r| {
-        if r.step == 1 {
-            first = Some(t0.elapsed().as_secs_f64());
-        }
-    })?;
+    train(
+        &o,
+        &few,
+        |_, _| {},
+        |r| {
+            if r.step == 1 {
+                first = Some(t0.elapsed().as_secs_f64());
+            }
+        },
+    )?;
     let _ = std::fs::remove_file(&o.out);
     Ok((t0.elapsed().as_secs_f64() - first.unwrap_or(0.0)).max(0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::IndexOp;
+
+    /// The first token of an answer (refuse or which skill) and the objects
+    /// are the model's choices; `igate_to ` after `nav` is not.
+    #[test]
+    fn the_models_choices_weigh_more_than_what_the_grammar_forces() {
+        let path: PathBuf = std::env::var_os("ROSETTA_LLM_GGUF")
+            .expect("ROSETTA_LLM_GGUF is set by the set-up (run tests through ./rosetta test)")
+            .into();
+        let mut f = std::fs::File::open(&path).unwrap();
+        let ct = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
+        let (tok, _) = crate::llm::tokenizer_from_gguf(&ct, &path).unwrap();
+        let samples = super::super::corpus::generate(3, 40, &[]);
+        let s = samples
+            .iter()
+            .find(|s| s.answer().starts_with("navigate_to") && s.answer().contains("place"))
+            .unwrap();
+        let ids = tok
+            .encode(s.answer().as_str(), false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        let w = answer_weights(&tok, s, &ids, 10.0);
+        assert_eq!(w.len(), ids.len());
+        let texts: Vec<String> = ids
+            .iter()
+            .map(|i| tok.decode(&[*i], false).unwrap())
+            .collect();
+        assert_eq!(w[0], 10.0, "{texts:?}");
+        let choices = w.iter().filter(|x| **x > 1.0).count();
+        assert!(
+            choices >= 3 && choices < ids.len() / 2,
+            "{choices} of {texts:?}"
+        );
+        // The token after `nav` is forced.
+        assert_eq!(w[1], 1.0, "{texts:?}");
+    }
+
+    /// The cached frozen states, padded into a batch, are each sample's own
+    /// states: the same as running the frozen blocks on that sample alone.
+    #[test]
+    fn cached_states_belong_to_their_samples() {
+        let path: PathBuf = std::env::var_os("ROSETTA_LLM_GGUF")
+            .expect("ROSETTA_LLM_GGUF is set by the set-up (run tests through ./rosetta test)")
+            .into();
+        let dev = Device::Cpu;
+        let base = FrozenLlama::from_gguf(&path, &dev).unwrap();
+        let mut f = std::fs::File::open(&path).unwrap();
+        let ct = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
+        let (tok, eos) = crate::llm::tokenizer_from_gguf(&ct, &path).unwrap();
+        let samples = super::super::corpus::generate(3, 5, &[]);
+        let encoded: Vec<Encoded> = samples
+            .iter()
+            .map(|s| encode(&tok, s, 1.0).unwrap())
+            .collect();
+        let first = 2;
+        let cached = frozen_states(&base, &encoded, first, eos, &dev, &mut |_, _| {}).unwrap();
+        let order = [3usize, 0, 4];
+        let t = order
+            .iter()
+            .map(|i| encoded[*i].ids.len() - 1)
+            .max()
+            .unwrap();
+        let batch = padded(order.iter().map(|i| &cached[*i]), t).unwrap();
+        for (row, i) in order.iter().enumerate() {
+            let e = &encoded[*i];
+            let ids = Tensor::new(&e.ids[..e.ids.len() - 1], &dev)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let alone = base
+                .layers_range(base.embed_ids(&ids).unwrap(), 0..first, None)
+                .unwrap();
+            let len = e.ids.len() - 1;
+            let got = batch.i((row, 0..len)).unwrap();
+            let d = (got - alone.i(0).unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d < 1e-3, "sample {i}: states differ by {d}");
+        }
+    }
 }
