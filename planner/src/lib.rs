@@ -8,6 +8,7 @@
 pub mod command_action;
 pub mod grammar;
 pub mod llm;
+pub mod lm;
 pub mod node;
 pub mod rules;
 pub mod suite;

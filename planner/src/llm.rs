@@ -7,17 +7,19 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use candle_transformers::models::quantized_llama::ModelWeights;
 use rosetta_common::WorldModel;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
 use crate::grammar::{DecodeState, Decoded, PlanGrammar};
+pub use crate::lm::ModelSource;
+use crate::lm::{self, Backend, Loaded};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {
@@ -28,8 +30,8 @@ pub enum LlmError {
     },
     #[error("{path} is not a usable GGUF model: {reason}")]
     BadModel { path: String, reason: String },
-    #[error("the model's chat template is not ChatML (<|im_start|>); only ChatML models are supported so far")]
-    UnsupportedTemplate,
+    #[error("the model's chat template: {0}")]
+    Template(String),
     #[error("cannot use the adapter {0}")]
     Adapter(String),
     #[error("tokenizer: {0}")]
@@ -129,14 +131,22 @@ impl LlmOutput {
 
 pub struct LlmPlanner {
     /// The model with the fixed prompt already in its KV cache.
-    primed: ModelWeights,
+    primed: Mutex<Backend>,
     primed_len: usize,
+    /// The fixed prompt, and its tokens (prefilled again for a model that cannot be forked).
+    prefix: String,
+    prefix_ids: Vec<u32>,
+    /// The prompt text after the command, up to the assistant's answer.
+    suffix: String,
     tokenizer: Tokenizer,
     /// Each token's text, for the grammar.
     vocab: Vec<String>,
-    eos: u32,
+    /// Tokens that would end the turn: never chosen (the grammar ends the plan).
+    stop_ids: Vec<u32>,
     device: Device,
     pub load_s: f64,
+    /// The model's family (llama, qwen2, phi3).
+    pub family: &'static str,
 }
 
 fn bad(path: &Path, reason: impl ToString) -> LlmError {
@@ -239,6 +249,72 @@ pub fn select_device(choice: DeviceChoice) -> Result<Device, LlmError> {
     }
 }
 
+/// Which language model the planner runs, and how: shared by the planner node
+/// and the benchmark.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// The model: a GGUF file (llama, qwen2 or phi3 architecture), or a
+    /// safetensors file or directory with `config.json` beside it (model_type
+    /// llama, qwen2 or phi3). The set-up points this at SmolLM2-135M-Instruct.
+    #[arg(long, env = "ROSETTA_LLM_GGUF")]
+    pub model: Option<std::path::PathBuf>,
+    /// A `tokenizer.json` for the model (default: beside the safetensors, or
+    /// built from the GGUF's own vocabulary). Its `tokenizer_config.json`
+    /// beside it gives the chat template and special tokens.
+    #[arg(long)]
+    pub tokenizer: Option<std::path::PathBuf>,
+    /// A Jinja chat template file that replaces the model's own.
+    #[arg(long)]
+    pub chat_template: Option<std::path::PathBuf>,
+    /// How GGUF weights are held in memory: `q8` (fastest per token on CPUs),
+    /// `f32` or `as-stored` (the file's own quantisation).
+    #[arg(long, value_enum, default_value_t = WeightFormat::Q8)]
+    pub llm_weights: WeightFormat,
+    /// A fine-tuned adapter (safetensors from `plan-tune`) merged into the
+    /// model at load; the set-up points this at the committed one for SmolLM2.
+    #[arg(long, env = "ROSETTA_LLM_ADAPTER")]
+    pub adapter: Option<std::path::PathBuf>,
+    /// Run the base model without the adapter (few-shot prompt).
+    #[arg(long)]
+    pub no_adapter: bool,
+    /// Where the model runs: `auto` takes the GPU when the build has the
+    /// `cuda` feature and one is present.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+}
+
+impl ModelArgs {
+    /// The model files these arguments name.
+    pub fn source(&self) -> Result<ModelSource, LlmError> {
+        let weights = self.model.clone().ok_or_else(|| LlmError::BadModel {
+            path: String::new(),
+            reason: "no model: pass --model FILE (or set ROSETTA_LLM_GGUF)".into(),
+        })?;
+        Ok(ModelSource {
+            weights,
+            tokenizer: self.tokenizer.clone(),
+            chat_template: self.chat_template.clone(),
+        })
+    }
+
+    /// The adapter to merge, if any (a missing file only warns).
+    pub fn adapter(&self) -> Option<std::path::PathBuf> {
+        existing_adapter(self.adapter.clone().filter(|_| !self.no_adapter))
+    }
+
+    /// Loads the model (seconds: run it off an async runtime's threads).
+    pub fn load(&self) -> Result<LlmPlanner, LlmError> {
+        let device = select_device(self.device)?;
+        tracing::info!(?device, "model device");
+        LlmPlanner::load_source(
+            &self.source()?,
+            self.llm_weights,
+            self.adapter().as_deref(),
+            device,
+        )
+    }
+}
+
 /// The adapter to use: `None` (with a warning) when the file is missing, so
 /// that a checkout without a trained adapter still plans with the base model.
 pub fn existing_adapter(path: Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
@@ -317,6 +393,14 @@ pub(crate) fn requantized(
     Ok((content, bytes))
 }
 
+fn encode_with(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>, LlmError> {
+    Ok(tokenizer
+        .encode(text, false)
+        .map_err(|e| LlmError::Tokenizer(e.to_string()))?
+        .get_ids()
+        .to_vec())
+}
+
 /// Keeps a command from injecting chat-control tokens into the prompt.
 fn sanitize(text: &str) -> String {
     text.replace("<|", " ")
@@ -345,78 +429,124 @@ impl LlmPlanner {
         adapter: Option<&Path>,
         device: Device,
     ) -> Result<Self, LlmError> {
+        Self::load_source(&ModelSource::gguf(path), format, adapter, device)
+    }
+
+    /// Loads any supported model (see [`ModelSource`]): a GGUF file, or
+    /// safetensors with `config.json`, `tokenizer.json` and a chat template.
+    pub fn load_source(
+        src: &ModelSource,
+        format: WeightFormat,
+        adapter: Option<&Path>,
+        device: Device,
+    ) -> Result<Self, LlmError> {
         let t0 = Instant::now();
         let deltas = match adapter {
             None => HashMap::new(),
-            Some(_) if format == WeightFormat::AsStored => {
-                return Err(LlmError::Adapter(
-                    "an adapter is merged into requantised weights: use q8 or f32 weights".into(),
-                ))
-            }
             Some(a) => crate::tune::model::adapter_deltas(a)
                 .map_err(|e| LlmError::Adapter(format!("{}: {e}", a.display())))?,
         };
-        let mut file = std::fs::File::open(path).map_err(|source| LlmError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let content = gguf_file::Content::read(&mut file).map_err(|e| bad(path, e))?;
-        let template = content
-            .metadata
-            .get("tokenizer.chat_template")
-            .and_then(|v| v.to_string().ok().cloned())
-            .unwrap_or_default();
-        if !template.contains("<|im_start|>") {
-            return Err(LlmError::UnsupportedTemplate);
-        }
-        let (tokenizer, eos) = tokenizer_from_gguf(&content, path)?;
-        let model = match format {
-            WeightFormat::AsStored => {
-                ModelWeights::from_gguf(content, &mut file, &device).map_err(|e| bad(path, e))?
-            }
-            WeightFormat::F32 | WeightFormat::Q8 => {
-                let dtype = match format {
-                    WeightFormat::F32 => GgmlDType::F32,
-                    _ => GgmlDType::Q8_0,
-                };
-                let (content, mut bytes) = requantized(content, &mut file, path, dtype, &deltas)?;
-                ModelWeights::from_gguf(content, &mut bytes, &device).map_err(|e| bad(path, e))?
-            }
+        let Loaded {
+            mut backend,
+            tokenizer,
+            template,
+            vocab,
+            stop_ids,
+        } = lm::load(src, format, &deltas, &device)?;
+        // With an adapter, the short prompt it was trained on; without, worked examples.
+        let (prefix, suffix) = if deltas.is_empty() {
+            let examples: Vec<(String, String)> = EXAMPLES
+                .iter()
+                .map(|(objects, places, command, answer)| {
+                    (
+                        format!("Objects: {objects}\nPlaces: {places}\nCommand: {command}"),
+                        answer.to_string(),
+                    )
+                })
+                .collect();
+            template.split(SYSTEM_PROMPT, &examples)?
+        } else {
+            template.split(crate::tune::train::TUNED_SYSTEM_PROMPT, &[])?
         };
-        let vocab: Vec<String> = (0..tokenizer.get_vocab_size(true) as u32)
-            .map(|id| tokenizer.decode(&[id], false).unwrap_or_default())
-            .collect();
-        let mut me = Self {
-            primed: model,
-            primed_len: 0,
+        let prefix_ids = encode_with(&tokenizer, &prefix)?;
+        backend.forward(&prefix_ids, 0, &device)?;
+        let family = backend.family();
+        let me = Self {
+            primed: Mutex::new(backend),
+            primed_len: prefix_ids.len(),
+            prefix,
+            prefix_ids,
+            suffix,
             tokenizer,
             vocab,
-            eos,
+            stop_ids,
             device,
-            load_s: 0.0,
+            load_s: t0.elapsed().as_secs_f64(),
+            family,
         };
-        let tuned = !deltas.is_empty();
-        let mut prefix = if tuned {
-            format!(
-                "<|im_start|>system\n{}<|im_end|>\n",
-                crate::tune::train::TUNED_SYSTEM_PROMPT
-            )
-        } else {
-            format!("<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n")
-        };
-        for (objects, places, command, answer) in EXAMPLES.iter().filter(|_| !tuned) {
-            prefix.push_str(&format!(
-                "<|im_start|>user\nObjects: {objects}\nPlaces: {places}\nCommand: {command}<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>\n"
-            ));
-        }
-        prefix.push_str("<|im_start|>user\n");
-        let ids = me.encode(&prefix)?;
-        let input = Tensor::new(ids.as_slice(), &me.device)?.unsqueeze(0)?;
-        me.primed.forward(&input, 0)?;
-        me.primed_len = ids.len();
-        me.load_s = t0.elapsed().as_secs_f64();
-        tracing::info!(path = %path.display(), load_s = me.load_s, prompt_tokens = ids.len(), "language model loaded");
+        tracing::info!(
+            path = %src.weights.display(),
+            family,
+            load_s = me.load_s,
+            prompt_tokens = me.primed_len,
+            "language model loaded"
+        );
         Ok(me)
+    }
+
+    /// The fixed part of the prompt (system, worked examples), cached at load.
+    pub fn fixed_prompt(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The rest of the prompt for one command: the world, the command, and
+    /// the template's text up to the assistant's answer.
+    pub fn turn(&self, command: &str, world: &WorldModel) -> String {
+        format!(
+            "{}\nCommand: {}{}",
+            world_lines(world),
+            sanitize(command),
+            self.suffix
+        )
+    }
+
+    /// Raw speed, for comparing runtimes on the same file: prefills `prompt`
+    /// (after the cached fixed prompt) and then decodes `n` tokens greedily
+    /// without the grammar. Returns (prefill, decode) tokens per second.
+    pub fn speed_probe(&self, prompt: &str, n: usize) -> Result<(f64, f64), LlmError> {
+        let ids = self.encode(prompt)?;
+        let mut guard = self
+            .primed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A model that cannot be forked is reset and primed before each plan.
+        let mut own = guard.fork();
+        let model: &mut Backend = match own.as_mut() {
+            Some(m) => m,
+            None => &mut guard,
+        };
+        let t0 = Instant::now();
+        let mut logits = model.forward(&ids, self.primed_len, &self.device)?;
+        let prefill_s = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        for i in 0..n {
+            let next = logits
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(id, _)| id as u32);
+            logits = model.forward(&[next], self.primed_len + ids.len() + i, &self.device)?;
+        }
+        let decode_s = t1.elapsed().as_secs_f64();
+        Ok((
+            ids.len() as f64 / prefill_s.max(1e-9),
+            n as f64 / decode_s.max(1e-9),
+        ))
+    }
+
+    /// Where the model runs.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// Tokens of the fixed prompt (cached at load).
@@ -425,27 +555,39 @@ impl LlmPlanner {
     }
 
     fn encode(&self, text: &str) -> Result<Vec<u32>, LlmError> {
-        Ok(self
-            .tokenizer
-            .encode(text, false)
-            .map_err(|e| LlmError::Tokenizer(e.to_string()))?
-            .get_ids()
-            .to_vec())
+        encode_with(&self.tokenizer, text)
     }
 
     /// Plans `command` over `world`: constrained greedy decoding.
     pub fn plan(&self, command: &str, world: &WorldModel) -> Result<LlmOutput, LlmError> {
         let grammar = PlanGrammar::from_world(world, MAX_STEPS);
-        let turn = format!(
-            "{}\nCommand: {}<|im_end|>\n<|im_start|>assistant\n",
-            world_lines(world),
-            sanitize(command)
-        );
-        let tokens = self.encode(&turn)?;
-        let mut model = self.primed.clone();
+        let tokens = self.encode(&self.turn(command, world))?;
         let t0 = Instant::now();
-        let input = Tensor::new(tokens.as_slice(), &self.device)?.unsqueeze(0)?;
-        let mut logits = model.forward(&input, self.primed_len)?;
+        // A copy of the primed model; one that cannot be copied is reset and
+        // primed again (and holds the lock while it plans).
+        let forked = self
+            .primed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .fork();
+        let mut own;
+        let mut guard;
+        let model: &mut Backend = match forked {
+            Some(m) => {
+                own = m;
+                &mut own
+            }
+            None => {
+                guard = self
+                    .primed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                guard.clear();
+                guard.forward(&self.prefix_ids, 0, &self.device)?;
+                &mut guard
+            }
+        };
+        let mut logits = model.forward(&tokens, self.primed_len, &self.device)?;
         let prefill_s = t0.elapsed().as_secs_f64();
         let mut pos = self.primed_len + tokens.len();
         let mut st = DecodeState::default();
@@ -460,9 +602,8 @@ impl LlmPlanner {
             }
             let forced = grammar.forced(&st);
             let ids = if forced.is_empty() {
-                let scores: Vec<f32> = logits.squeeze(0)?.to_vec1::<f32>()?;
                 let (id, next) = self
-                    .best_allowed(&grammar, &st, &scores)
+                    .best_allowed(&grammar, &st, &logits)
                     .ok_or(LlmError::TooLong(generated))?;
                 first_token_s.get_or_insert_with(|| t0.elapsed().as_secs_f64());
                 raw.push_str(&self.vocab[id as usize]);
@@ -482,8 +623,7 @@ impl LlmPlanner {
                 break;
             }
             let tf = Instant::now();
-            let input = Tensor::new(ids.as_slice(), &self.device)?.unsqueeze(0)?;
-            logits = model.forward(&input, pos)?;
+            logits = model.forward(&ids, pos, &self.device)?;
             forward_s += tf.elapsed().as_secs_f64();
             pos += ids.len();
             passes += 1;
@@ -530,7 +670,7 @@ impl LlmPlanner {
         }
         let try_ids = |ids: &[usize]| {
             ids.iter().find_map(|&i| {
-                if i as u32 == self.eos {
+                if self.stop_ids.contains(&(i as u32)) {
                     return None;
                 }
                 grammar
@@ -549,6 +689,31 @@ impl LlmPlanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The model's own chat template renders exactly the prompt that
+    /// `plan-tune` trains the adapter on.
+    #[test]
+    fn the_chat_template_gives_the_prompt_the_adapter_was_trained_on() {
+        let path = std::env::var_os("ROSETTA_LLM_GGUF")
+            .map(std::path::PathBuf::from)
+            .expect("ROSETTA_LLM_GGUF is set by the set-up (run tests through ./rosetta test)");
+        let loaded = lm::load(
+            &ModelSource::gguf(&path),
+            WeightFormat::AsStored,
+            &HashMap::new(),
+            &Device::Cpu,
+        )
+        .map_err(|e| e.to_string())
+        .unwrap();
+        let (before, after) = loaded
+            .template
+            .split(crate::tune::train::TUNED_SYSTEM_PROMPT, &[])
+            .unwrap();
+        assert_eq!(
+            format!("{before}WORLD\nCommand: CMD{after}"),
+            crate::tune::train::tuned_prompt("WORLD", "CMD")
+        );
+    }
 
     #[test]
     fn control_tokens_cannot_be_injected() {

@@ -24,24 +24,8 @@ pub struct PlannerArgs {
     /// EXPERIMENTAL (plan accuracy is not benchmarked yet) and will become the default.
     #[arg(long, default_value = "rules", value_parser = ["rules", "llm"])]
     pub planner: String,
-    /// The GGUF model for `--planner llm` (ChatML chat template).
-    #[arg(long, env = "ROSETTA_LLM_GGUF")]
-    pub model: Option<std::path::PathBuf>,
-    /// How the model's weights are held in memory: `q8` (fastest per token on
-    /// CPUs), `f32` or `as-stored` (the file's own quantisation).
-    #[arg(long, value_enum, default_value_t = crate::llm::WeightFormat::Q8)]
-    pub llm_weights: crate::llm::WeightFormat,
-    /// A fine-tuned adapter (safetensors from `plan-tune`) for the model; the
-    /// set-up points this at the committed one for SmolLM2.
-    #[arg(long, env = "ROSETTA_LLM_ADAPTER")]
-    pub adapter: Option<std::path::PathBuf>,
-    /// Run the base model without the adapter (few-shot prompt).
-    #[arg(long)]
-    pub no_adapter: bool,
-    /// Where the model runs: `auto` takes the GPU when the build has the
-    /// `cuda` feature and one is present.
-    #[arg(long, value_enum, default_value_t = crate::llm::DeviceChoice::Auto)]
-    pub device: crate::llm::DeviceChoice,
+    #[command(flatten)]
+    pub model: crate::llm::ModelArgs,
     /// Before publishing a plan, wait (up to 5 s) until this many nodes subscribe to it.
     #[arg(long, default_value_t = 1)]
     pub min_plan_subscribers: usize,
@@ -66,19 +50,10 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
     let rec = rec::open_recording("planner");
     let llm = match args.planner.as_str() {
         "llm" => {
-            let path = args.model.clone().ok_or_else(|| {
-                anyhow::anyhow!("--planner llm needs --model FILE.gguf (or ROSETTA_LLM_GGUF)")
-            })?;
-            tracing::info!(path = %path.display(), "loading the language model");
-            let format = args.llm_weights;
-            let adapter = args.adapter.clone().filter(|_| !args.no_adapter);
-            let adapter = crate::llm::existing_adapter(adapter);
-            let device = crate::llm::select_device(args.device)?;
-            tracing::info!(?device, "model device");
-            let loaded = tokio::task::spawn_blocking(move || {
-                crate::llm::LlmPlanner::load_on(&path, format, adapter.as_deref(), device)
-            })
-            .await??;
+            let model = args.model.clone();
+            let source = model.source()?;
+            tracing::info!(path = %source.weights.display(), "loading the language model");
+            let loaded = tokio::task::spawn_blocking(move || model.load()).await??;
             Some(Arc::new(loaded))
         }
         _ => None,

@@ -15,7 +15,6 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use rosetta_common::Skill;
 use rosetta_planner::grammar::{render, Decoded};
-use rosetta_planner::llm::{LlmPlanner, WeightFormat};
 use rosetta_planner::suite::{score, Expected, Score, Suite};
 use rosetta_planner::RulesPlanner;
 
@@ -27,21 +26,8 @@ struct Args {
     /// (`rules`, the baseline), or `both`.
     #[arg(long, default_value = "both", value_parser = ["llm", "rules", "both"])]
     planner: String,
-    /// The GGUF model (default: the SmolLM2 file that the set-up installs).
-    #[arg(long, env = "ROSETTA_LLM_GGUF")]
-    model: Option<PathBuf>,
-    /// How the model's weights are held in memory.
-    #[arg(long, value_enum, default_value_t = WeightFormat::Q8)]
-    llm_weights: WeightFormat,
-    /// A fine-tuned adapter (safetensors from `plan-tune`).
-    #[arg(long, env = "ROSETTA_LLM_ADAPTER")]
-    adapter: Option<PathBuf>,
-    /// Run the base model without the adapter (few-shot prompt).
-    #[arg(long)]
-    no_adapter: bool,
-    /// Where the model runs (`cuda` needs a build with `--features cuda`).
-    #[arg(long, value_enum, default_value_t = rosetta_planner::llm::DeviceChoice::Auto)]
-    device: rosetta_planner::llm::DeviceChoice,
+    #[command(flatten)]
+    model: rosetta_planner::llm::ModelArgs,
     /// Run only the first N cases (0: all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
@@ -54,6 +40,11 @@ struct Args {
     /// Print each case's outcome as it finishes.
     #[arg(long)]
     each: bool,
+    /// After the suite, time this many greedy tokens without the grammar, here
+    /// and with llama.cpp (llama-cpp-python, where installed) on the same file
+    /// (0: skip).
+    #[arg(long, default_value_t = 64)]
+    speed_tokens: usize,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -192,6 +183,55 @@ impl Report {
     }
 }
 
+/// Raw speed on one prompt without the grammar: candle here, and llama.cpp
+/// (llama-cpp-python, where installed) on the same GGUF file.
+fn speed_side_by_side(
+    llm: &rosetta_planner::llm::LlmPlanner,
+    model: &std::path::Path,
+    world: &rosetta_common::WorldModel,
+    n: usize,
+) -> anyhow::Result<()> {
+    let turn = llm.turn("put the red cube in the blue bin", world);
+    let (prefill, decode) = llm.speed_probe(&turn, n)?;
+    println!("speed, one command after the cached prompt, {n} greedy tokens without the grammar:");
+    println!("  candle (this planner):   prefill {prefill:.0} tok/s, decode {decode:.1} tok/s");
+    let tmp = std::env::temp_dir();
+    let pid = std::process::id();
+    let prefix_file = tmp.join(format!("rosetta-speed-prefix-{pid}.txt"));
+    let turn_file = tmp.join(format!("rosetta-speed-turn-{pid}.txt"));
+    std::fs::write(&prefix_file, llm.fixed_prompt())?;
+    std::fs::write(&turn_file, &turn)?;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/llama_cpp_speed.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(model)
+        .arg(&prefix_file)
+        .arg(&turn_file)
+        .arg(n.to_string())
+        .arg(threads.to_string())
+        .output();
+    let _ = std::fs::remove_file(&prefix_file);
+    let _ = std::fs::remove_file(&turn_file);
+    let figures: serde_json::Value = match out {
+        Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).unwrap_or_default(),
+        Ok(o) => {
+            serde_json::json!({ "error": String::from_utf8_lossy(&o.stderr).trim().to_string() })
+        }
+        Err(e) => serde_json::json!({ "error": format!("cannot run python3: {e}") }),
+    };
+    match figures["error"].as_str() {
+        Some(e) => println!("  llama.cpp: not measured: {e}"),
+        None => println!(
+            "  llama.cpp {} ({threads} threads): prefill {:.0} tok/s, decode {:.1} tok/s",
+            figures["version"].as_str().unwrap_or("?"),
+            figures["prefill_tok_s"].as_f64().unwrap_or(f64::NAN),
+            figures["decode_tok_s"].as_f64().unwrap_or(f64::NAN),
+        ),
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -231,24 +271,19 @@ fn main() -> anyhow::Result<()> {
         reports.push(r);
     }
     if args.planner != "rules" {
-        let path = args
-            .model
-            .clone()
-            .context("no model: pass --model FILE.gguf or set ROSETTA_LLM_GGUF")?;
+        let path = args.model.source()?.weights;
         let spinner =
             ProgressBar::new_spinner().with_message(format!("loading {}", path.display()));
         spinner.enable_steady_tick(std::time::Duration::from_millis(200));
-        let adapter = args.adapter.clone().filter(|_| !args.no_adapter);
-        let adapter = rosetta_planner::llm::existing_adapter(adapter);
-        let device = rosetta_planner::llm::select_device(args.device)?;
-        println!("device: {device:?}");
-        let llm = LlmPlanner::load_on(&path, args.llm_weights, adapter.as_deref(), device)?;
+        let adapter = args.model.adapter();
+        let llm = args.model.load()?;
+        println!("model: {} family, on {:?}", llm.family, llm.device());
         spinner.finish_and_clear();
         let mut r = Report {
             planner: format!(
                 "llm-constrained ({}, {:?}, adapter {})",
                 path.display(),
-                args.llm_weights,
+                args.model.llm_weights,
                 adapter
                     .as_ref()
                     .map_or("none".into(), |a| a.display().to_string())
@@ -309,6 +344,9 @@ fn main() -> anyhow::Result<()> {
         }
         bar.finish_and_clear();
         r.print(args.show_failures);
+        if args.speed_tokens > 0 {
+            speed_side_by_side(&llm, &path, &world("default"), args.speed_tokens)?;
+        }
         reports.push(r);
     }
     if let Some(path) = &args.json {
