@@ -420,41 +420,63 @@ mod tests {
             .expect("ROSETTA_LLM_GGUF is set by the set-up (run tests through ./rosetta test)")
     }
 
-    /// The trainable model computes what candle's own llama computes.
-    #[test]
-    fn trainable_model_matches_the_inference_model() {
-        let path = model_path();
-        let dev = Device::Cpu;
-        let ours = FrozenLlama::from_gguf(&path, &dev).unwrap();
-        let mut f = std::fs::File::open(&path).unwrap();
+    /// A short prompt's token ids.
+    const IDS: [u32; 9] = [1, 9690, 198, 2683, 359, 253, 5356, 30, 2];
+
+    fn input() -> Tensor {
+        Tensor::new(&IDS, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap()
+    }
+
+    /// The last position's logits of the trainable model.
+    fn last_logits(model: &FrozenLlama, lora: Option<&Lora>) -> Vec<f32> {
+        let t = model.forward(&input(), lora).unwrap();
+        t.i((0, IDS.len() - 1)).unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    /// The inference path's logits: the GGUF in f32 with `deltas` merged, run
+    /// by candle's own llama.
+    fn inference_logits(path: &Path, deltas: &HashMap<String, Tensor>) -> Vec<f32> {
+        let mut f = std::fs::File::open(path).unwrap();
         let ct = gguf_file::Content::read(&mut f).unwrap();
-        // The inference path with f32 weights: the same numbers as ours.
         let (ct, mut bytes) = crate::llm::requantized(
             ct,
             &mut f,
-            &path,
+            path,
             candle_core::quantized::GgmlDType::F32,
-            &HashMap::new(),
+            deltas,
         )
         .unwrap();
-        let mut theirs = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
-            ct, &mut bytes, &dev,
+        let mut m = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
+            ct,
+            &mut bytes,
+            &Device::Cpu,
         )
         .unwrap();
-        let ids: Vec<u32> = vec![1, 9690, 198, 2683, 359, 253, 5356, 30, 2];
-        let input = Tensor::new(ids.as_slice(), &dev)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let a = ours.forward(&input, None).unwrap();
-        let a = a.i((0, ids.len() - 1)).unwrap().to_vec1::<f32>().unwrap();
-        let b = theirs
-            .forward(&input, 0)
+        m.forward(&input(), 0)
             .unwrap()
             .squeeze(0)
             .unwrap()
             .to_vec1::<f32>()
-            .unwrap();
+            .unwrap()
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    }
+
+    /// The trainable model computes what candle's own llama computes.
+    #[test]
+    fn trainable_model_matches_the_inference_model() {
+        let path = model_path();
+        let ours = FrozenLlama::from_gguf(&path, &Device::Cpu).unwrap();
+        let a = last_logits(&ours, None);
+        let b = inference_logits(&path, &HashMap::new());
         let argmax = |v: &[f32]| {
             v.iter()
                 .enumerate()
@@ -462,12 +484,8 @@ mod tests {
                 .map(|(i, _)| i)
         };
         assert_eq!(argmax(&a), argmax(&b));
-        let max_diff = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
-        assert!(max_diff < 1e-2, "logits differ by up to {max_diff}");
+        let d = max_diff(&a, &b);
+        assert!(d < 1e-2, "logits differ by up to {d}");
     }
 
     /// A zero-initialised adapter changes nothing; one training step changes it.
@@ -518,42 +536,9 @@ mod tests {
         lora.save(&file).unwrap();
         let deltas = adapter_deltas(&file).unwrap();
         let _ = std::fs::remove_file(&file);
-        let ids: Vec<u32> = vec![1, 9690, 198, 2683, 359, 253, 5356, 30, 2];
-        let input = Tensor::new(ids.as_slice(), &dev)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let plain = base.forward(&input, None).unwrap();
-        let trained = base.forward(&input, Some(&lora)).unwrap();
-        let last = |t: &Tensor| t.i((0, ids.len() - 1)).unwrap().to_vec1::<f32>().unwrap();
-        let (plain, trained) = (last(&plain), last(&trained));
-        let mut f = std::fs::File::open(&path).unwrap();
-        let ct = gguf_file::Content::read(&mut f).unwrap();
-        let (ct, mut bytes) = crate::llm::requantized(
-            ct,
-            &mut f,
-            &path,
-            candle_core::quantized::GgmlDType::F32,
-            &deltas,
-        )
-        .unwrap();
-        let mut merged = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
-            ct, &mut bytes, &dev,
-        )
-        .unwrap();
-        let merged = merged
-            .forward(&input, 0)
-            .unwrap()
-            .squeeze(0)
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let max_diff = |a: &[f32], b: &[f32]| {
-            a.iter()
-                .zip(b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0f32, f32::max)
-        };
+        let plain = last_logits(&base, None);
+        let trained = last_logits(&base, Some(&lora));
+        let merged = inference_logits(&path, &deltas);
         assert!(
             max_diff(&plain, &trained) > 0.1,
             "the adapter should change the logits"
