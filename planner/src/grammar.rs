@@ -178,6 +178,15 @@ impl PlanGrammar {
         }
     }
 
+    /// The longest text of this language, in bytes: `max_steps` of the
+    /// longest line, each with its newline, then the longer terminal word.
+    /// Each token the decoder feeds adds at least one byte, so decoding ends
+    /// within this many tokens whatever the model scores.
+    pub fn max_text_bytes(&self) -> usize {
+        let longest = self.lines.iter().map(|l| l.text.len()).max().unwrap_or(0);
+        self.max_steps * (longest + 1) + DONE.len().max(REFUSE.len())
+    }
+
     /// The text of every step line, whether or not it is allowed now.
     pub fn line_texts(&self) -> impl Iterator<Item = &str> {
         self.lines.iter().map(|l| l.text.as_str())
@@ -651,7 +660,9 @@ mod tests {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
             let mut st = DecodeState::default();
             let mut text = String::new();
-            for _ in 0..400 {
+            // The bound the decoder relies on: if it were short, some seed
+            // would not finish.
+            for _ in 0..g.max_text_bytes() {
                 // The decoder feeds forced text in one go: do that half the time.
                 let forced = g.forced(&st);
                 if !forced.is_empty() && rng.gen_bool(0.5) {

@@ -82,7 +82,6 @@ const EXAMPLES: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
-const MAX_NEW_TOKENS: usize = 400;
 const MAX_STEPS: usize = 20;
 /// How many of the best-scored tokens to try before scanning the whole vocabulary.
 const TOP_K: usize = 64;
@@ -596,9 +595,13 @@ impl LlmPlanner {
         let (mut generated, mut forced_tokens, mut passes) = (0, 0, 0);
         let mut first_token_s = None;
         let mut forward_s = 0.0;
+        // Every token adds at least one byte, so the grammar's longest text
+        // bounds the loop (a model that never says `done` still stops at the
+        // step limit); the check guards a tokenizer that breaks that rule.
+        let budget = grammar.max_text_bytes();
         while !st.is_finished() {
-            if generated + forced_tokens >= MAX_NEW_TOKENS {
-                return Err(LlmError::TooLong(MAX_NEW_TOKENS));
+            if generated + forced_tokens > budget {
+                return Err(LlmError::TooLong(budget));
             }
             let forced = grammar.forced(&st);
             let ids = if forced.is_empty() {
