@@ -1,9 +1,11 @@
 //! The planner: command text to a typed, validated action plan, grounded in
 //! perception's world model.
 //!
-//! The language-model planner is the next step (issue 3); here
-//! [`rules::RulesPlanner`] is an explicit **stand-in**: a small deterministic
-//! parser that handles the walking skeleton's commands and refuses the rest.
+//! [`llm::LlmPlanner`] runs a chat model under the plan grammar
+//! ([`grammar`]), with fixed worked examples or a fine-tuned adapter
+//! ([`tune`]), with `--planner llm`. [`rules::RulesPlanner`], a small
+//! deterministic parser, stays the default until the model reaches its
+//! accuracy target on the command suite (issue 3).
 
 pub mod command_action;
 pub mod grammar;

@@ -55,8 +55,14 @@ def main() -> int:
     out["max_speed_m_s"] = max((abs(v) for _, v in odom), default=0.0)
     out["last_scan_s"] = last_scan
     out["end_s"] = end
-    # Speed over the last 2 s of sim time before the result (well after the scan died).
-    out["max_speed_last_2s_m_s"] = max((abs(v) for t, v in odom if t >= end - 2.0), default=None)
+    # Since when the base has been at rest without a break, up to the result
+    # (it decelerates within its limits first); None if it was moving at the end.
+    rest = None
+    for t, v in reversed(odom):
+        if v != 0.0:
+            break
+        rest = t
+    out["rest_s"] = rest
     return report(node, out)
 
 
