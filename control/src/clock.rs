@@ -3,7 +3,7 @@
 //! statistics, which the node reports in its status.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,20 +27,144 @@ pub fn set_realtime(priority: u8) -> Result<(), String> {
     .map_err(|e| format!("cannot run at real-time priority {priority} ({e:?}); needs root, CAP_SYS_NICE or an rtprio limit"))
 }
 
-/// How long before each deadline the clock stops sleeping and spins: 2% of
-/// one core at 100 Hz, for wake-ups on time.
-pub const SPIN_BEFORE: Duration = Duration::from_micros(200);
+/// Bounds of the lead: how early each deadline is handed to the loop's
+/// thread, which then spins the rest of the way (see [`LeadTuner`]).
+pub const MIN_LEAD: Duration = Duration::from_micros(300);
+pub const MAX_LEAD: Duration = Duration::from_millis(3);
 
-/// Sends each deadline (every `period`) into `tx` until `stop` is set or the
-/// receiver is gone. Missed deadlines are skipped, not bunched up. With
-/// `realtime`, the clock thread runs under SCHED_FIFO at that priority.
+/// Chooses the lead from how long recent hand-overs took: from the moment
+/// the clock thread was due to wake until the loop's thread had the deadline.
+///
+/// That delay is the kernel waking two threads in turn. On a loaded machine
+/// it is tens of microseconds; on an idle virtual machine, whose CPUs halt,
+/// it reaches 1 to 3 ms. The lead covers the 99th percentile of the last
+/// [`LeadTuner::WINDOW`] delays with a margin, so the spin (the lead minus
+/// the delay) is long only when the CPUs have nothing else to do.
+#[derive(Debug, Clone)]
+pub struct LeadTuner {
+    delays_us: VecDeque<u32>,
+    seen: u64,
+    lead: Duration,
+}
+
+impl Default for LeadTuner {
+    fn default() -> Self {
+        Self {
+            delays_us: VecDeque::with_capacity(Self::WINDOW),
+            seen: 0,
+            lead: Duration::from_millis(1),
+        }
+    }
+}
+
+impl LeadTuner {
+    /// Hand-overs remembered: two seconds at 100 Hz.
+    pub const WINDOW: usize = 200;
+
+    /// Records one hand-over's delay and returns the lead for the next ones.
+    pub fn observe(&mut self, delay: Duration) -> Duration {
+        push(
+            &mut self.delays_us,
+            u32::try_from(delay.as_micros()).unwrap_or(u32::MAX),
+            Self::WINDOW,
+        );
+        self.seen += 1;
+        // Re-tune every tenth tick, once a few are known.
+        if self.seen >= 20 && self.seen.is_multiple_of(10) {
+            let mut v: Vec<u32> = self.delays_us.iter().copied().collect();
+            v.sort_unstable();
+            let p99 = v[(v.len() - 1) * 99 / 100];
+            let want = Duration::from_micros(u64::from(p99) * 5 / 4 + 200);
+            self.lead = want.clamp(MIN_LEAD, MAX_LEAD);
+        }
+        self.lead
+    }
+
+    pub fn lead(&self) -> Duration {
+        self.lead
+    }
+}
+
+/// One deadline, and when the clock thread was due to hand it over.
+#[derive(Debug, Clone, Copy)]
+struct Tick {
+    deadline: Instant,
+    due: Instant,
+}
+
+/// The deadlines of a [`spawn_clock`]: each arrives early (by the lead) and
+/// is returned on time, after a spin on the receiving thread.
+pub struct Ticks {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Tick>,
+    tuner: LeadTuner,
+    lead_us: Arc<AtomicU64>,
+    spun: Duration,
+    ticks: u32,
+}
+
+impl Ticks {
+    /// The next deadline, returned at (not before) that instant; `None` when
+    /// the clock has stopped.
+    pub async fn next(&mut self) -> Option<Instant> {
+        let tick = self.rx.recv().await?;
+        Some(self.arrived(tick))
+    }
+
+    /// [`Ticks::next`] for a thread outside an async runtime.
+    pub fn blocking_next(&mut self) -> Option<Instant> {
+        let tick = self.rx.blocking_recv()?;
+        Some(self.arrived(tick))
+    }
+
+    /// The lead the clock uses now.
+    pub fn lead(&self) -> Duration {
+        self.tuner.lead()
+    }
+
+    /// The share of one core spent spinning to deadlines so far.
+    pub fn spin_share(&self, period: Duration) -> f64 {
+        self.spun.as_secs_f64() / (period.as_secs_f64() * f64::from(self.ticks.max(1)))
+    }
+
+    fn arrived(&mut self, tick: Tick) -> Instant {
+        let lead = self
+            .tuner
+            .observe(Instant::now().saturating_duration_since(tick.due));
+        self.lead_us.store(
+            u64::try_from(lead.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        let from = Instant::now();
+        while Instant::now() < tick.deadline {
+            std::hint::spin_loop();
+        }
+        self.spun += from.elapsed();
+        self.ticks = self.ticks.saturating_add(1);
+        tick.deadline
+    }
+}
+
+/// Starts a clock thread that ticks every `period` until `stop` is set or
+/// the [`Ticks`] are dropped. Missed deadlines are skipped, not bunched up.
+/// With `realtime`, the clock thread runs under SCHED_FIFO at that priority.
 pub fn spawn_clock(
     period: Duration,
-    tx: tokio::sync::mpsc::UnboundedSender<Instant>,
     stop: Arc<AtomicBool>,
     realtime: Option<u8>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
+) -> std::io::Result<(Ticks, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let tuner = LeadTuner::default();
+    let lead_us = Arc::new(AtomicU64::new(
+        u64::try_from(tuner.lead().as_micros()).unwrap_or(u64::MAX),
+    ));
+    let ticks = Ticks {
+        rx,
+        tuner,
+        lead_us: lead_us.clone(),
+        spun: Duration::ZERO,
+        ticks: 0,
+    };
+    let handle = std::thread::Builder::new()
         .name("control-clock".into())
         .spawn(move || {
             if let Some(p) = realtime {
@@ -50,17 +174,21 @@ pub fn spawn_clock(
             }
             let mut next = Instant::now() + period;
             while !stop.load(Ordering::Relaxed) {
-                // Sleep to just before the deadline, then spin to it: the
-                // kernel's wake-up from sleep is late by up to a millisecond
-                // on a busy machine, a spin of SPIN_BEFORE is not.
+                // Sleep until the lead before the deadline and hand it over
+                // then: the receiver spins the rest of the way.
+                let lead = Duration::from_micros(lead_us.load(Ordering::Relaxed));
+                let due = next.checked_sub(lead).unwrap_or(next);
                 let now = Instant::now();
-                if next > now + SPIN_BEFORE {
-                    std::thread::sleep(next - now - SPIN_BEFORE);
+                if due > now {
+                    std::thread::sleep(due - now);
                 }
-                while Instant::now() < next {
-                    std::hint::spin_loop();
-                }
-                if tx.send(next).is_err() {
+                if tx
+                    .send(Tick {
+                        deadline: next,
+                        due,
+                    })
+                    .is_err()
+                {
                     return;
                 }
                 next += period;
@@ -69,7 +197,8 @@ pub fn spawn_clock(
                     next += period;
                 }
             }
-        })
+        })?;
+    Ok((ticks, handle))
 }
 
 /// The last `capacity` tick periods and wake-up latencies.
@@ -133,7 +262,7 @@ impl LoopStats {
     }
 }
 
-fn push(v: &mut VecDeque<f64>, x: f64, cap: usize) {
+fn push<T>(v: &mut VecDeque<T>, x: T, cap: usize) {
     if v.len() == cap {
         v.pop_front();
     }
@@ -166,14 +295,37 @@ mod tests {
     }
 
     #[test]
+    fn the_lead_follows_the_tail_of_the_hand_over_delays() {
+        let mut t = LeadTuner::default();
+        // Fast hand-overs: the shortest lead.
+        for _ in 0..LeadTuner::WINDOW {
+            t.observe(Duration::from_micros(40));
+        }
+        assert_eq!(t.lead(), MIN_LEAD);
+        // One in twenty takes 1.5 ms (an idle VM): the lead covers it.
+        for i in 0..LeadTuner::WINDOW {
+            let us = if i % 20 == 0 { 1500 } else { 40 };
+            t.observe(Duration::from_micros(us));
+        }
+        assert!(t.lead() > Duration::from_micros(1500), "{:?}", t.lead());
+        // Absurd delays cannot make the spin longer than MAX_LEAD.
+        for _ in 0..LeadTuner::WINDOW {
+            t.observe(Duration::from_secs(1));
+        }
+        assert_eq!(t.lead(), MAX_LEAD);
+    }
+
+    #[test]
     fn the_clock_ticks_until_its_receiver_is_gone() {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let stop = Arc::new(AtomicBool::new(false));
-        let h = spawn_clock(Duration::from_millis(2), tx, stop.clone(), None).unwrap();
-        let a = rx.blocking_recv().unwrap();
-        let b = rx.blocking_recv().unwrap();
-        assert_eq!(b - a, Duration::from_millis(2));
-        drop(rx);
+        let (mut ticks, h) = spawn_clock(Duration::from_millis(5), stop.clone(), None).unwrap();
+        let a = ticks.blocking_next().unwrap();
+        // Each deadline is handed back on time, never early.
+        assert!(Instant::now() >= a);
+        let b = ticks.blocking_next().unwrap();
+        assert!(Instant::now() >= b);
+        assert_eq!(b - a, Duration::from_millis(5));
+        drop(ticks);
         h.join().unwrap();
     }
 }

@@ -182,17 +182,15 @@ async fn run_on_this_thread(args: ControlArgs) -> anyhow::Result<()> {
     let maps = futures::stream::unfold(map_rx, |mut rx| async move {
         rx.recv().await.map(|m| (Input::Map(m), rx))
     });
-    let (tick_tx, tick_rx) = tokio::sync::mpsc::unbounded_channel();
     let clock_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let realtime = (args.realtime_priority > 0).then_some(args.realtime_priority);
-    let _clock = crate::clock::spawn_clock(
+    let (tick_rx, _clock) = crate::clock::spawn_clock(
         CONTROL_PERIOD,
-        tick_tx,
         clock_stop.clone(),
         realtime.map(|p| p.saturating_add(1)),
     )?;
     let ticks = futures::stream::unfold(tick_rx, |mut rx| async move {
-        rx.recv().await.map(|d| (Input::Tick(d), rx))
+        rx.next().await.map(|d| (Input::Tick(d), rx))
     });
     let mut inputs = futures::stream::select_all(vec![
         ticks.boxed(),

@@ -80,7 +80,6 @@ fn control_loop(args: &Args) -> anyhow::Result<()> {
     let mut sim = ClosedLoop::new(Scene::default_scene()?, args.seed);
     let plan = carry("red_cube", "blue_bin");
     sim.start(plan.clone(), vec![]);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let stop = Arc::new(AtomicBool::new(false));
     let realtime = (args.realtime_priority > 0).then_some(args.realtime_priority);
     let rt_note = match realtime.map(rosetta_control::clock::set_realtime) {
@@ -88,12 +87,12 @@ fn control_loop(args: &Args) -> anyhow::Result<()> {
         Some(Err(e)) => format!("normal scheduler: {e}"),
         None => "normal scheduler".to_string(),
     };
-    let clock = spawn_clock(CONTROL_PERIOD, tx, stop.clone(), realtime.map(|p| p + 1))?;
+    let (mut ticks_rx, clock) = spawn_clock(CONTROL_PERIOD, stop.clone(), realtime.map(|p| p + 1))?;
     let ticks = (args.loop_s / CONTROL_PERIOD.as_secs_f64()).round() as usize;
     let mut stats = LoopStats::new(CONTROL_PERIOD, ticks);
     let mut compute_us = Vec::with_capacity(ticks);
     for _ in 0..ticks {
-        let Some(deadline) = rx.blocking_recv() else {
+        let Some(deadline) = ticks_rx.blocking_next() else {
             break;
         };
         let now = Instant::now();
@@ -105,7 +104,8 @@ fn control_loop(args: &Args) -> anyhow::Result<()> {
         compute_us.push(now.elapsed().as_secs_f64() * 1e6);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    drop(rx);
+    let (lead, spin_share) = (ticks_rx.lead(), ticks_rx.spin_share(CONTROL_PERIOD));
+    drop(ticks_rx);
     let _ = clock.join();
     compute_us.sort_by(f64::total_cmp);
     let q = |f: f64| compute_us[((compute_us.len() - 1) as f64 * f).round() as usize];
@@ -124,6 +124,11 @@ fn control_loop(args: &Args) -> anyhow::Result<()> {
             q(0.5),
             q(0.99),
             q(1.0)
+        );
+        println!(
+            "  clock: lead {:.2} ms at the end, spinning {:.1}% of one core",
+            lead.as_secs_f64() * 1e3,
+            spin_share * 100.0
         );
     }
     Ok(())
