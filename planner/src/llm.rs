@@ -108,6 +108,9 @@ pub struct LlmOutput {
     /// The model's raw (constrained) text.
     pub raw: String,
     pub prompt_tokens: usize,
+    /// Prompt tokens that were not in a KV cache (the command's turn, and
+    /// the world's lines when the world changed).
+    pub prefilled_tokens: usize,
     /// Tokens the model chose.
     pub generated_tokens: usize,
     /// Tokens the grammar forced (fed in batches, no choice to make).
@@ -132,6 +135,9 @@ pub struct LlmPlanner {
     /// The model with the fixed prompt already in its KV cache.
     primed: Mutex<Backend>,
     primed_len: usize,
+    /// The primed model after the last world's lines, and those lines'
+    /// tokens: reused while the world model lists the same things.
+    world_primed: Mutex<Option<(Vec<u32>, Backend)>>,
     /// The fixed prompt, and its tokens (prefilled again for a model that cannot be forked).
     prefix: String,
     prefix_ids: Vec<u32>,
@@ -473,6 +479,7 @@ impl LlmPlanner {
         let me = Self {
             primed: Mutex::new(backend),
             primed_len: prefix_ids.len(),
+            world_primed: Mutex::new(None),
             prefix,
             prefix_ids,
             suffix,
@@ -502,11 +509,16 @@ impl LlmPlanner {
     /// the template's text up to the assistant's answer.
     pub fn turn(&self, command: &str, world: &WorldModel) -> String {
         format!(
-            "{}\nCommand: {}{}",
-            world_lines(world),
+            "{}Command: {}{}",
+            Self::world_part(world),
             sanitize(command),
             self.suffix
         )
+    }
+
+    /// The turn's first part, which stays the same while the world does.
+    fn world_part(world: &WorldModel) -> String {
+        format!("{}\n", world_lines(world))
     }
 
     /// Raw speed, for comparing runtimes on the same file: prefills `prompt`
@@ -561,32 +573,63 @@ impl LlmPlanner {
     pub fn plan(&self, command: &str, world: &WorldModel) -> Result<LlmOutput, LlmError> {
         let grammar = PlanGrammar::from_world(world, MAX_STEPS);
         let tokens = self.encode(&self.turn(command, world))?;
+        // The world's lines may come from the second cache level, if they
+        // tokenise the same alone as in the whole turn.
+        let world_ids = Some(self.encode(&Self::world_part(world))?)
+            .filter(|w| !w.is_empty() && tokens.len() > w.len() && tokens.starts_with(w));
         let t0 = Instant::now();
-        // A copy of the primed model; one that cannot be copied is reset and
-        // primed again (and holds the lock while it plans).
-        let forked = self
-            .primed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .fork();
+        let fork_cached_world = |m: &Mutex<Option<(Vec<u32>, Backend)>>| {
+            m.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .filter(|(ids, _)| Some(ids) == world_ids.as_ref())
+                .and_then(|(_, b)| b.fork())
+        };
         let mut own;
         let mut guard;
-        let model: &mut Backend = match forked {
-            Some(m) => {
-                own = m;
-                &mut own
-            }
-            None => {
-                guard = self
-                    .primed
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                guard.clear();
-                guard.forward(&self.prefix_ids, 0, &self.device)?;
-                &mut guard
+        let mut done = 0;
+        let mut prefilled = tokens.len();
+        let model: &mut Backend = if let Some(m) = fork_cached_world(&self.world_primed) {
+            own = m;
+            done = world_ids.as_ref().map_or(0, Vec::len);
+            prefilled -= done;
+            &mut own
+        } else {
+            // A copy of the primed model; one that cannot be copied is reset
+            // and primed again (and holds the lock while it plans).
+            let forked = self
+                .primed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .fork();
+            match forked {
+                Some(mut m) => {
+                    if let Some(w) = &world_ids {
+                        m.forward(w, self.primed_len, &self.device)?;
+                        done = w.len();
+                        if let Some(copy) = m.fork() {
+                            *self
+                                .world_primed
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                                Some((w.clone(), copy));
+                        }
+                    }
+                    own = m;
+                    &mut own
+                }
+                None => {
+                    guard = self
+                        .primed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    guard.clear();
+                    guard.forward(&self.prefix_ids, 0, &self.device)?;
+                    &mut guard
+                }
             }
         };
-        let mut logits = model.forward(&tokens, self.primed_len, &self.device)?;
+        let mut logits = model.forward(&tokens[done..], self.primed_len + done, &self.device)?;
         let prefill_s = t0.elapsed().as_secs_f64();
         let mut pos = self.primed_len + tokens.len();
         let mut st = DecodeState::default();
@@ -638,6 +681,7 @@ impl LlmPlanner {
             decoded,
             raw,
             prompt_tokens: self.primed_len + tokens.len(),
+            prefilled_tokens: prefilled,
             generated_tokens: generated,
             forced_tokens,
             forward_passes: passes,

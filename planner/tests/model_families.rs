@@ -120,6 +120,34 @@ fn plans_validly(dir: &Path, family: &str) {
         Decoded::Plan(steps) => assert!(!steps.is_empty(), "{}", out.raw),
     }
     assert!(out.generated_tokens > 0);
+    // The same world again: its lines come from the KV cache, and the plan
+    // is the same. Another world, then the first again: each is primed anew.
+    let again = planner
+        .plan("put the red cube in the blue bin", &world())
+        .unwrap_or_else(|e| panic!("{family}: {e}"));
+    assert_eq!(
+        again.raw, out.raw,
+        "{family}: the cached world changed the plan"
+    );
+    assert!(
+        again.prefilled_tokens < out.prefilled_tokens,
+        "{family}: the world's lines were prefilled again ({} then {} tokens)",
+        out.prefilled_tokens,
+        again.prefilled_tokens
+    );
+    let mut other = world();
+    other.objects.retain(|o| o.id != "blue_cube");
+    planner
+        .plan("put the red cube in the blue bin", &other)
+        .unwrap_or_else(|e| panic!("{family}: {e}"));
+    let back = planner
+        .plan("put the red cube in the blue bin", &world())
+        .unwrap_or_else(|e| panic!("{family}: {e}"));
+    assert_eq!(
+        back.raw, out.raw,
+        "{family}: a world change left a stale cache"
+    );
+    assert_eq!(back.prefilled_tokens, out.prefilled_tokens);
 }
 
 #[test]

@@ -70,6 +70,8 @@ struct Report {
     decode_s: f64,
     prefill_tokens: usize,
     prefill_s: f64,
+    /// Commands whose world lines were already in the KV cache.
+    world_cached: usize,
     failures: Vec<String>,
 }
 
@@ -164,8 +166,10 @@ impl Report {
                 fmt_s(quantile(&self.first_token_s, 0.5))
             );
             println!(
-                "command prefill:                   {:.0} tok/s",
-                self.prefill_tokens as f64 / self.prefill_s.max(1e-9)
+                "command prefill:                   {:.0} tok/s; the world's lines came from the cache for {} of {} commands",
+                self.prefill_tokens as f64 / self.prefill_s.max(1e-9),
+                self.world_cached,
+                self.first_token_s.len()
             );
             println!(
                 "decode:                            {:.1} tok/s ({} tokens, {} chosen by the model, {} forward passes)",
@@ -305,7 +309,10 @@ fn main() -> anyhow::Result<()> {
             r.chosen_tokens += out.generated_tokens;
             r.forward_passes += out.forward_passes;
             r.decode_s += out.decode_s;
-            r.prefill_tokens += out.prompt_tokens.saturating_sub(llm.fixed_prompt_tokens());
+            r.prefill_tokens += out.prefilled_tokens;
+            r.world_cached += usize::from(
+                out.prefilled_tokens < out.prompt_tokens.saturating_sub(llm.fixed_prompt_tokens()),
+            );
             r.prefill_s += out.prefill_s;
             match &out.decoded {
                 Decoded::Plan(steps) => {
