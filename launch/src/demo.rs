@@ -24,7 +24,19 @@ use crate::procs::{stop_all, NodeProcess};
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
     /// What the robot should do, e.g. "put the red cube in the blue bin".
+    #[arg(
+        required_unless_present = "audio",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub command: String,
+    /// Say it instead: a WAV file with the spoken command (any rate, at most
+    /// 30 s), transcribed offline by Whisper before the stack starts.
+    #[arg(long, conflicts_with = "command", value_name = "FILE")]
+    pub audio: Option<PathBuf>,
+    /// The converted Whisper model (the set-up's `.local/models/whisper-tiny.en`).
+    #[arg(long, env = "ROSETTA_WHISPER_DIR", value_name = "DIR")]
+    pub whisper: Option<PathBuf>,
     /// The simulator's options (scene, seed, speed, noise).
     #[command(flatten)]
     pub sim: rosetta_sim::node::SimArgs,
@@ -104,6 +116,42 @@ pub struct Report {
     pub recording_problems: Vec<String>,
     /// The raw sensor recording (MCAP), with `--record-sensors`.
     pub sensors_path: Option<PathBuf>,
+    /// With `--audio`: what Whisper heard (the command above), with timings.
+    pub speech: Option<Heard>,
+}
+
+/// A spoken command as the demo heard it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Heard {
+    pub audio: PathBuf,
+    #[serde(flatten)]
+    pub transcript: rosetta_speech::Transcript,
+    pub load_s: f64,
+}
+
+/// Transcribes the spoken command, with the robot's vocabulary as context.
+fn listen(audio: &Path, model: Option<&Path>) -> anyhow::Result<Heard> {
+    let model = model.context(
+        "no speech model: pass --whisper DIR or set ROSETTA_WHISPER_DIR (source .local/env.sh)",
+    )?;
+    let a = rosetta_speech::audio::read_wav(audio)?;
+    eprintln!("rosetta: loading the speech model {}", model.display());
+    let mut t = rosetta_speech::Transcriber::load(model)?;
+    t.set_context(rosetta_speech::ROBOT_CONTEXT)?;
+    let transcript = t
+        .transcribe(&a.samples)
+        .with_context(|| format!("{}", audio.display()))?;
+    eprintln!(
+        "rosetta: heard \"{}\" ({:.1} s of speech, transcribed in {:.2} s)",
+        transcript.text,
+        transcript.audio_s,
+        transcript.total_s()
+    );
+    Ok(Heard {
+        audio: audio.to_path_buf(),
+        transcript,
+        load_s: t.load_s,
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -121,7 +169,16 @@ fn lock(seen: &Arc<Mutex<Seen>>) -> std::sync::MutexGuard<'_, Seen> {
 /// Set once by SIGINT/SIGTERM; every wait checks it, so that Ctrl-C tears the stack down.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
+pub async fn run(mut args: DemoArgs) -> anyhow::Result<u8> {
+    // A spoken command becomes the command's words before anything starts: a
+    // silent or unreadable file stops here, with nothing moved.
+    let heard = match &args.audio {
+        Some(audio) => Some(listen(audio, args.whisper.as_deref())?),
+        None => None,
+    };
+    if let Some(h) = &heard {
+        args.command = h.transcript.text.clone();
+    }
     let wall_start = Instant::now();
     let mut episode = Episode::start(&args.episodes, &args.live)?;
     episode.set_namespace(&args.namespace)?;
@@ -164,6 +221,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     report.rrd_path = merge_recording(&parts, &episode_dir.join("episode.rrd"));
     let sensors = episode_dir.join(SENSORS_FILE);
     report.sensors_path = sensors.exists().then_some(sensors);
+    report.speech = heard;
     write_report(&report, &episode_dir.join("report.json"))?;
     if let Some(p) = &args.report {
         write_report(&report, p)?;
@@ -409,6 +467,7 @@ fn empty_report(args: &DemoArgs, outcome: &str, message: &str) -> Report {
         control_loop: None,
         recording_problems: vec![],
         sensors_path: None,
+        speech: None,
     }
 }
 

@@ -58,11 +58,22 @@ pub fn run_demo_with(
     command: &str,
     extra: &[&str],
 ) -> (Output, serde_json::Value, tempfile::TempDir) {
+    let mut args = vec![command];
+    args.extend_from_slice(extra);
+    run_demo_args(domain_id, &args)
+}
+
+/// `rosetta demo` with these arguments (the command, or `--audio FILE`, and
+/// options), its report and episodes in a temporary folder.
+pub fn run_demo_args(
+    domain_id: u32,
+    args: &[&str],
+) -> (Output, serde_json::Value, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let report = dir.path().join("report.json");
     let out = rosetta(domain_id)
-        .args(["demo", command, "--timeout-s", "400"])
-        .args(extra)
+        .args(["demo", "--timeout-s", "400"])
+        .args(args)
         .arg("--report")
         .arg(&report)
         .arg("--episodes")

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a missing field is a test failure
 
-use rosetta_tests::{python, run_demo, run_demo_with, truth_object};
+use rosetta_tests::{python, run_demo, run_demo_args, run_demo_with, truth_object};
 
 fn assert_in_bin(report: &serde_json::Value, cube: &str, bin: &str) {
     let o = truth_object(report, cube);
@@ -136,6 +136,55 @@ fn a_slipped_grasp_is_planned_again_and_the_task_still_succeeds() {
     assert!(why.contains("pick(red_cube)"), "{why}");
     assert_in_bin(&report, "red_cube", "blue_bin");
     assert_eq!(report["ground_truth"]["collisions"], 0);
+}
+
+/// A spoken command (espeak-ng's voice in a WAV file) goes through Whisper to
+/// the same stack, and the cube ends where it was told to, on ground truth.
+#[test]
+fn a_spoken_command_moves_the_cube_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("command.wav");
+    let said = "put the yellow cube in the red bin";
+    let voice = rosetta_speech::synth::Voice {
+        name: "en-gb-x-rp",
+        wpm: 150,
+    };
+    rosetta_speech::synth::speak(said, voice, &wav).expect("espeak-ng");
+    let (out, report, _dir) = run_demo_args(50, &["--audio", wav.to_str().unwrap()]);
+    assert!(out.status.success(), "exit {:?}: {report:#}", out.status);
+    let heard = report["speech"]["text"].as_str().unwrap();
+    assert_eq!(report["command"], heard);
+    assert_eq!(
+        rosetta_speech::wer::word_errors(said, heard).0,
+        0,
+        "heard {heard:?}"
+    );
+    assert_in_bin(&report, "yellow_cube", "red_bin");
+    for other in ["red_cube", "green_cube", "blue_cube"] {
+        assert_untouched(&report, other);
+    }
+}
+
+/// A silent recording is refused before anything starts, with the reason.
+#[test]
+fn a_silent_recording_moves_nothing_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("silence.wav");
+    rosetta_speech::audio::write_wav(&wav, &vec![0.0; 24_000], 16_000).unwrap();
+    let out = rosetta_tests::rosetta(51)
+        .args(["demo", "--audio", wav.to_str().unwrap()])
+        .arg("--episodes")
+        .arg(dir.path().join("episodes"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("silence.wav") && err.contains("silent"),
+        "{err}"
+    );
+    // No node was started: no episode was written.
+    assert!(!dir.path().join("episodes").exists());
 }
 
 /// With the learned detector in perception (the network trained on rendered
