@@ -478,6 +478,32 @@ fn whisper_tensors(m: &Ct2Model) -> Result<(HashMap<String, Tensor>, WhisperSize
         )
     };
 
+    // A layer's self-attention: its norm, the fused q|k|v, the output.
+    let self_attention = |out: &mut HashMap<String, Tensor>,
+                          used: &mut Vec<String>,
+                          from: &str,
+                          to: &str|
+     -> Result<(), String> {
+        let sa = format!("{from}/self_attention");
+        norm(
+            out,
+            used,
+            &format!("{sa}/layer_norm"),
+            &format!("{to}.self_attn_layer_norm"),
+        )?;
+        fused_qkv(
+            out,
+            used,
+            &format!("{sa}/linear_0"),
+            &format!("{to}.self_attn"),
+        )?;
+        linear(
+            out,
+            used,
+            &format!("{sa}/linear_1"),
+            &format!("{to}.self_attn.out_proj"),
+        )
+    };
     let enc = "model.encoder";
     linear(
         &mut out,
@@ -505,25 +531,7 @@ fn whisper_tensors(m: &Ct2Model) -> Result<(HashMap<String, Tensor>, WhisperSize
     )?;
     for i in 0..sizes.encoder_layers {
         let (from, to) = (format!("encoder/layer_{i}"), format!("{enc}.layers.{i}"));
-        let sa = format!("{from}/self_attention");
-        norm(
-            &mut out,
-            &mut used,
-            &format!("{sa}/layer_norm"),
-            &format!("{to}.self_attn_layer_norm"),
-        )?;
-        fused_qkv(
-            &mut out,
-            &mut used,
-            &format!("{sa}/linear_0"),
-            &format!("{to}.self_attn"),
-        )?;
-        linear(
-            &mut out,
-            &mut used,
-            &format!("{sa}/linear_1"),
-            &format!("{to}.self_attn.out_proj"),
-        )?;
+        self_attention(&mut out, &mut used, &from, &to)?;
         ffn(&mut out, &mut used, &from, &to)?;
     }
     let dec = "model.decoder";
@@ -547,25 +555,7 @@ fn whisper_tensors(m: &Ct2Model) -> Result<(HashMap<String, Tensor>, WhisperSize
     )?;
     for i in 0..sizes.decoder_layers {
         let (from, to) = (format!("decoder/layer_{i}"), format!("{dec}.layers.{i}"));
-        let sa = format!("{from}/self_attention");
-        norm(
-            &mut out,
-            &mut used,
-            &format!("{sa}/layer_norm"),
-            &format!("{to}.self_attn_layer_norm"),
-        )?;
-        fused_qkv(
-            &mut out,
-            &mut used,
-            &format!("{sa}/linear_0"),
-            &format!("{to}.self_attn"),
-        )?;
-        linear(
-            &mut out,
-            &mut used,
-            &format!("{sa}/linear_1"),
-            &format!("{to}.self_attn.out_proj"),
-        )?;
+        self_attention(&mut out, &mut used, &from, &to)?;
         // Cross-attention: the query alone, then a fused k|v over the audio.
         let ca = format!("{from}/attention");
         let ca_to = format!("{to}.encoder_attn");
