@@ -59,6 +59,9 @@ pub struct SimArgs {
 }
 
 const PHYSICS_DT_S: f64 = 0.01;
+/// The sim catches up (at most twice as fast as its rate) a lag of at most
+/// this much wall time; beyond it, it runs slower than real time instead.
+const PACE_MAX_LAG_S: f64 = 0.25;
 const ODOM_EVERY: u64 = 2; // 50 Hz
 const GROUND_TRUTH_EVERY: u64 = 20; // 5 Hz
 
@@ -165,6 +168,13 @@ fn sim_loop(
     let camera_every = ((1.0 / cam.rate_hz) / PHYSICS_DT_S).round().max(1.0) as u64;
     let scan_every = ((1.0 / lidar.rate_hz) / PHYSICS_DT_S).round().max(1.0) as u64;
     let wall_start = Instant::now();
+    let mut pacer = crate::pace::Pacer::new(
+        rtf,
+        PHYSICS_DT_S,
+        wall_start,
+        world.time_s,
+        Duration::from_secs_f64(PACE_MAX_LAG_S),
+    );
     let mut last_report = (Instant::now(), 0.0);
     let mut step: u64 = 0;
     let mut first_motion_s: Option<f64> = None;
@@ -248,15 +258,16 @@ fn sim_loop(
             tracing::info!(
                 sim_time_s = world.time_s,
                 real_time_factor = achieved,
+                behind_schedule_s = pacer.dropped_s,
                 "sim running"
             );
             last_report = (Instant::now(), world.time_s);
         }
-        // Pace to the target real-time factor.
-        let target = wall_start + Duration::from_secs_f64(world.time_s / rtf);
-        let now = Instant::now();
-        if target > now {
-            std::thread::sleep(target - now);
+        // Pace to the target real-time factor (a long lag is dropped, not
+        // caught up in a burst: see `pace`).
+        let wait = pacer.wait(Instant::now(), world.time_s);
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
         }
     }
     tracing::info!(
