@@ -71,6 +71,10 @@ pub struct ExecutorStatus {
     pub stamp_s: f64,
     /// The executor's belief of the robot pose, in `odom`.
     pub robot_pose: Pose2D,
+    /// How far the running step has got, in words ("1.42 m to go", "stage
+    /// 2 of 4: descend"); none between steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
     /// The control loop's rate and jitter (filled in by the node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_loop: Option<LoopSummary>,

@@ -271,6 +271,7 @@ fn status_of(run: &PlanRun, control: Option<&ExecutorStatus>) -> ExecutorStatus 
         st.control_loop = c.control_loop;
         if run.is_running() && c.task == TaskState::Running {
             st.message = c.message.clone();
+            st.progress = c.progress.clone();
         }
     }
     st

@@ -41,6 +41,10 @@ pub const BLOCKED_FAIL_S: f64 = 5.0;
 pub const LOOKAHEAD_M: f64 = 0.35;
 /// The base stops this far short of an obstacle seen on the scan.
 pub const STOP_MARGIN_M: f64 = 0.03;
+/// How long a speed command may run before the next one acts: a few of the
+/// loop's 10 ms periods, the transport, and the base's own cycle. The speed
+/// limit near obstacles counts this distance as well as the braking distance.
+pub const REACTION_S: f64 = 0.05;
 /// Paths keep the footprint at least this far from anything on the map
 /// (the lethal radius of the costmap is the base's radius plus this): the
 /// grid's cells and pure pursuit's corner cutting are each a few cm.
@@ -222,7 +226,55 @@ impl Executor {
     }
 
     pub fn status(&self) -> ExecutorStatus {
-        self.run.status(self.last_time_s, self.last_pose)
+        let mut st = self.run.status(self.last_time_s, self.last_pose);
+        st.progress = self.progress();
+        st
+    }
+
+    /// How far the running step has got, in words.
+    fn progress(&self) -> Option<String> {
+        let (_, skill) = self.run.current()?;
+        let now = self.last_time_s;
+        let stage = |names: &[&str]| {
+            let i = usize::from(self.ctx.stage).min(names.len().saturating_sub(1));
+            names
+                .get(i)
+                .map(|n| format!("stage {} of {}: {n}", i + 1, names.len()))
+        };
+        match skill {
+            Skill::NavigateTo { .. } => {
+                let robot = [self.last_pose.x_m, self.last_pose.y_m];
+                if self.ctx.at_goal {
+                    Some("turning to the goal's heading".into())
+                } else if self.ctx.path.is_empty() {
+                    self.ctx
+                        .goal
+                        .map(|g| format!("{:.2} m to go", dist2(robot, g).sqrt()))
+                } else {
+                    Some(format!(
+                        "{:.2} m to go",
+                        remaining_length_m(robot, &self.ctx.path, self.ctx.path_seg)
+                    ))
+                }
+            }
+            Skill::Pick { .. } => stage(&[
+                "line up",
+                "reach over",
+                "descend",
+                "close the gripper",
+                "lift",
+            ]),
+            Skill::Place { .. } => stage(&["line up", "reach over", "open the gripper", "stow"]),
+            Skill::LookFor { .. } => Some(format!(
+                "turned {:.0} deg",
+                self.ctx.turned_rad.abs().to_degrees()
+            )),
+            Skill::Wait { seconds } => Some(format!(
+                "{:.1} s left",
+                (seconds.clamp(0.0, MAX_WAIT_S) - (now - self.ctx.started_s)).max(0.0)
+            )),
+            Skill::Say { .. } | Skill::Stop => None,
+        }
     }
 
     /// One control step.
@@ -402,7 +454,7 @@ impl Executor {
         // Whatever the path says, never drive into what the scan sees.
         if twist.linear_m_s > 0.0 {
             let free = free_distance_m(&inp.pose, inp.obstacles_m, self.robot.base_radius_m, false);
-            let v_max = speed_for_clearance(free, STOP_MARGIN_M, self.nav.decel_m_s2);
+            let v_max = speed_for_clearance(free, STOP_MARGIN_M, self.nav.decel_m_s2, REACTION_S);
             if v_max < 0.02 {
                 twist.linear_m_s = 0.0;
                 let since = *self.ctx.blocked_since.get_or_insert(now);
@@ -930,8 +982,15 @@ mod tests {
         let mut pose = Pose2D::default();
         let dt = 0.02;
         let mut t = 0.0;
+        // The progress the status reports: the distance still to go.
+        let mut to_go_m = Vec::new();
         while e.task() == TaskState::Running && t < 60.0 {
             let out = e.tick(&Inputs::basic(t, pose, &world));
+            if let Some(p) = e.status().progress {
+                if let Some(m) = p.strip_suffix(" m to go") {
+                    to_go_m.push(m.parse::<f64>().unwrap());
+                }
+            }
             if let Some(v) = out.cmd_vel {
                 pose.x_m += v.linear_m_s * pose.yaw_rad.cos() * dt;
                 pose.y_m += v.linear_m_s * pose.yaw_rad.sin() * dt;
@@ -940,6 +999,14 @@ mod tests {
             t += dt;
         }
         assert_eq!(e.task(), TaskState::Succeeded, "{}", e.status().message);
+        assert_eq!(e.status().progress, None, "no step runs");
+        let first = to_go_m.first().copied().unwrap_or_default();
+        assert!((first - 1.5f64.hypot(0.5)).abs() < 0.2, "{to_go_m:?}");
+        assert!(to_go_m.last().is_some_and(|&m| m < 0.1), "{to_go_m:?}");
+        assert!(
+            to_go_m.windows(2).all(|w| w[1] <= w[0] + 1e-6),
+            "{to_go_m:?}"
+        );
         assert!((pose.x_m + 1.5).hypot(pose.y_m - 0.5) < 0.1, "{pose:?}");
         let heading = rosetta_common::wrap_angle_rad(pose.yaw_rad - std::f64::consts::FRAC_PI_2);
         assert!(heading.abs() < 0.1, "{pose:?}");

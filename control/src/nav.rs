@@ -241,9 +241,13 @@ pub fn free_distance_m(
 }
 
 /// The fastest forward speed from which the robot still stops `margin_m`
-/// short of an obstacle `free_m` ahead, braking at `decel_m_s2`.
-pub fn speed_for_clearance(free_m: f64, margin_m: f64, decel_m_s2: f64) -> f64 {
-    (2.0 * decel_m_s2 * (free_m - margin_m).max(0.0)).sqrt()
+/// short of an obstacle `free_m` ahead: it keeps going for `reaction_s`
+/// (until a new command acts), then brakes at `decel_m_s2`. That is the
+/// positive root of `v t + v^2 / 2a = free - margin`.
+pub fn speed_for_clearance(free_m: f64, margin_m: f64, decel_m_s2: f64, reaction_s: f64) -> f64 {
+    let room = (free_m - margin_m).max(0.0);
+    let at = decel_m_s2 * reaction_s.max(0.0);
+    (at * at + 2.0 * decel_m_s2 * room).sqrt() - at
 }
 
 #[cfg(test)]
@@ -289,8 +293,14 @@ mod tests {
         // Behind counts when reversing.
         let back = free_distance_m(&pose, &[[1.0, 0.5]], 0.22, true);
         assert!((back - 0.28).abs() < 1e-9, "{back}");
-        assert_eq!(speed_for_clearance(0.05, 0.05, 1.0), 0.0);
-        assert!((speed_for_clearance(0.55, 0.05, 1.0) - 1.0).abs() < 1e-12);
+        assert_eq!(speed_for_clearance(0.05, 0.05, 1.0, 0.0), 0.0);
+        assert_eq!(speed_for_clearance(0.05, 0.05, 1.0, 0.1), 0.0);
+        assert!((speed_for_clearance(0.55, 0.05, 1.0, 0.0) - 1.0).abs() < 1e-12);
+        // With a reaction time the speed is lower, and the distance run
+        // before the command acts plus the braking distance is the room.
+        let v = speed_for_clearance(0.55, 0.05, 1.0, 0.1);
+        assert!(v < 1.0);
+        assert!((v * 0.1 + v * v / 2.0 - 0.5).abs() < 1e-12, "{v}");
     }
 
     /// Integrates a unicycle with the controller in the loop.

@@ -173,6 +173,7 @@ impl PlanRun {
             task: self.task,
             steps: self.steps.clone(),
             message: self.message.clone(),
+            progress: None,
             stamp_s,
             robot_pose,
             control_loop: None,

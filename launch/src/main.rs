@@ -10,6 +10,7 @@ mod demo;
 mod episodes;
 mod procs;
 mod profile;
+mod repl;
 mod sensors;
 mod up;
 
@@ -35,6 +36,9 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Run the whole stack on the embedded simulator until Ctrl-C, commanded over ROS 2.
     Up(up::UpArgs),
+    /// The operator's console: type or speak commands to a running stack and
+    /// watch the plan, the running step and its progress; `stop` at any time.
+    Repl(repl::ReplArgs),
     /// List recorded episodes with their outcome, or open one in the rerun viewer.
     Episodes(episodes::EpisodesArgs),
     /// Run the embedded simulator node.
@@ -113,6 +117,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Cmd::Demo(a) => demo::run(a).await,
             Cmd::Up(a) => up::run(a).await,
+            Cmd::Repl(a) => repl::run(a).await,
             Cmd::Episodes(a) => episodes::run(&a),
             Cmd::Sim(a) => rosetta_sim::node::run(a).await.map(|_| 0),
             Cmd::Perception(a) => rosetta_perception::node::run(a).await.map(|_| 0),

@@ -55,6 +55,11 @@ pub struct UpArgs {
     /// (about 1 MB per camera frame before compression).
     #[arg(long)]
     pub record_sensors: bool,
+    /// Run the operator's console (`rosetta repl`) in this terminal once the
+    /// stack is up: type or speak commands and watch them run. Leaving it
+    /// (quit, Ctrl-C, end of input) stops the robot, then the stack.
+    #[arg(long)]
+    pub repl: bool,
     #[command(flatten)]
     pub live: crate::demo::LiveArgs,
 }
@@ -96,7 +101,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
         specs.push(recorder);
     }
     let mut nodes = spawn_all(&specs, &envs, &logs)?;
-    let code = watch(&mut nodes, started, &namespace, profile.is_none()).await;
+    let code = watch(
+        &mut nodes,
+        started,
+        &namespace,
+        profile.is_none(),
+        args.repl,
+    )
+    .await;
     stop_all(&mut nodes, Duration::from_secs(5));
     finish_recording(rec);
     for p in check_parts(&parts) {
@@ -117,6 +129,7 @@ async fn watch(
     started: Instant,
     namespace: &str,
     with_sim: bool,
+    repl: bool,
 ) -> anyhow::Result<u8> {
     let mut node = ros::create_node_in("rosetta_up", namespace)?;
     let mut truths = ros::json_subscription::<GroundTruth>(&mut node, topics::GROUND_TRUTH)?;
@@ -172,6 +185,24 @@ async fn watch(
         started.elapsed().as_secs_f64(),
     );
     println!("ready");
+    if repl {
+        // The console owns Ctrl-C now: it stops the robot before it returns,
+        // and only then does the stack go down.
+        let console = crate::repl::run_with_stack(namespace);
+        tokio::pin!(console);
+        loop {
+            tokio::select! {
+                code = &mut console => return code,
+                () = tokio::time::sleep(Duration::from_millis(100)) => {
+                    for n in nodes.iter_mut() {
+                        if let Some(st) = n.exited() {
+                            anyhow::bail!("node {} exited ({st}); see its log", n.name);
+                        }
+                    }
+                }
+            }
+        }
+    }
     let end = wait_for("Ctrl-C", Duration::MAX, nodes, || None::<()>).await?;
     match end {
         Err("interrupted") => Ok(0),

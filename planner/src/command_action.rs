@@ -205,7 +205,11 @@ impl GoalTracker {
             steps,
             current_step,
             task_state: "running".into(),
-            message: st.message.clone(),
+            message: match &st.progress {
+                Some(p) if st.message.is_empty() => p.clone(),
+                Some(p) => format!("{} ({p})", st.message),
+                None => st.message.clone(),
+            },
         })
     }
 
@@ -308,6 +312,7 @@ mod tests {
             message: "msg".into(),
             stamp_s: 1.0,
             robot_pose: Pose2D::default(),
+            progress: None,
             control_loop: None,
         }
     }

@@ -550,6 +550,7 @@ mod tests {
             message: "grasp failed".into(),
             stamp_s: 2.0,
             robot_pose: Pose2D::default(),
+            progress: None,
             control_loop: None,
         }
     }

@@ -143,6 +143,7 @@ fn rclpy_commands_the_stack_through_the_execute_action() {
         .find(|o| o["id"] == "red_cube")
         .unwrap();
     assert_eq!(red["in_container"], "blue_bin", "{truth:#}");
+    assert_eq!(truth["collisions"], 0, "contact during the pick and place");
     // Perception's occupancy grid, from /scan: latched, in odom, the table's
     // face occupied and the floor before it free.
     let map = &done["map"];
@@ -168,6 +169,10 @@ fn rclpy_commands_the_stack_through_the_execute_action() {
         (x - dock_x).abs() > 0.3,
         "it reached the dock: not canceled in time"
     );
+    assert_eq!(
+        canceled["truth"]["collisions"], 0,
+        "contact while driving or stopping on cancel"
+    );
 
     // A new command preempts the running one: the first goal ends
     // `preempted` while its step runs, and the robot carries out the second.
@@ -180,6 +185,10 @@ fn rclpy_commands_the_stack_through_the_execute_action() {
     assert!(
         (x - 0.9).hypot(y) < 0.1,
         "not at the table: ({x:.2}, {y:.2})"
+    );
+    assert_eq!(
+        preempted["truth"]["collisions"], 0,
+        "contact while the preempting goal drove to the table"
     );
 
     // The words "stop" preempt the running step at once, as any new command
@@ -195,6 +204,10 @@ fn rclpy_commands_the_stack_through_the_execute_action() {
     let end = &stopped["truth"]["robot_pose"];
     let x = end["x_m"].as_f64().unwrap();
     assert!((x - dock_x).abs() > 0.3, "it reached the dock: not stopped");
+    assert_eq!(
+        stopped["truth"]["collisions"], 0,
+        "contact while driving from the table or stopping"
+    );
 
     // An unsafe command is refused with a reason, and nothing moves.
     let refused = execute(
@@ -555,4 +568,158 @@ max_linear_speed_m_s = 0.2
         fastest > 0.05 && fastest <= 0.23,
         "the base went {fastest:.3} m/s under a 0.2 m/s cap"
     );
+}
+
+/// `rosetta repl --json` on a running stack, its events read line by line.
+struct Console {
+    child: Running,
+    stdin: std::process::ChildStdin,
+    events: std::sync::mpsc::Receiver<serde_json::Value>,
+    /// Every event so far, and those not yet taken by a wait.
+    seen: Vec<serde_json::Value>,
+    pending: Vec<serde_json::Value>,
+}
+
+impl Console {
+    fn start(domain: u32, history: &std::path::Path) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = Running(
+            rosetta(domain)
+                .args(["repl", "--json", "--history"])
+                .arg(history)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("start rosetta repl"),
+        );
+        let stdin = child.0.stdin.take().unwrap();
+        let stdout = child.0.stdout.take().unwrap();
+        let (tx, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let event = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({"event": "not_json", "line": line}));
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            stdin,
+            events,
+            seen: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        use std::io::Write;
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// The first event not yet taken that `pred` accepts (bounded wait).
+    fn wait_for(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        if let Some(i) = self.pending.iter().position(&pred) {
+            return self.pending.remove(i);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(e) => {
+                    self.seen.push(e.clone());
+                    if pred(&e) {
+                        return e;
+                    }
+                    self.pending.push(e);
+                }
+                Err(_) => panic!("no {what} from the console; it said: {:#?}", self.seen),
+            }
+        }
+    }
+}
+
+/// The metres still to go in a step event's progress ("... (1.42 m to go)").
+fn to_go_m(e: &serde_json::Value) -> Option<f64> {
+    let m = e["message"].as_str()?;
+    let (head, _) = m.split_once(" m to go")?;
+    head.rsplit(['(', ' ']).next()?.parse().ok()
+}
+
+/// The operator's console over ROS 2: a typed command shows its plan, then
+/// the running step with its progress; `stop` halts the robot at once short
+/// of the goal; and Ctrl-C during a drive stops the robot before the console
+/// exits. Judged on the sim's ground truth.
+#[test]
+fn the_console_shows_live_progress_and_stop_and_ctrl_c_leave_the_robot_stopped() {
+    let domain = 52;
+    let _stack = stack_up(domain);
+    let history = tempfile::tempdir().unwrap();
+    let history = history.path().join("history");
+    let mut console = Console::start(domain, &history);
+    console.wait_for("ready", |e| e["event"] == "ready");
+
+    console.send("go to the dock");
+    let plan = console.wait_for("plan", |e| e["event"] == "plan");
+    let steps = plan["steps"].as_array().unwrap();
+    assert!(
+        steps.iter().any(|s| s.as_str().unwrap().contains("dock")),
+        "{plan:#}"
+    );
+    // Progress: the distance to go, shrinking as the robot drives.
+    let first = console.wait_for("progress", |e| e["event"] == "step" && to_go_m(e).is_some());
+    let from_m = to_go_m(&first).unwrap();
+    let later = console.wait_for("progress after driving", |e| {
+        e["event"] == "step" && to_go_m(e).is_some_and(|m| m < from_m - 0.2)
+    });
+    assert_eq!(later["index"], 0);
+
+    console.send("stop");
+    let stopped = console.wait_for("stopped", |e| e["event"] == "stopped");
+    assert_eq!(stopped["via"], "stop command", "{stopped:#}");
+    let ended = console.wait_for("the drive's result", |e| {
+        e["event"] == "result" && e["command"] == "go to the dock"
+    });
+    assert_eq!(ended["outcome"], "preempted", "{ended:#}");
+    let rest = python(domain, "rest_client.py", &["60"]);
+    assert!(rest["moved_m"].as_f64().unwrap() < 0.01, "{rest:#}");
+    let x = rest["truth"]["robot_pose"]["x_m"].as_f64().unwrap();
+    assert!((x - -2.6).abs() > 0.3, "it reached the dock: not stopped");
+
+    // Ctrl-C while the robot drives: the console stops it, then exits 130.
+    console.send("go to the dock");
+    console.wait_for("progress of the second drive", |e| {
+        e["event"] == "step" && to_go_m(e).is_some() && e["goal"].as_u64() > Some(2)
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(console.child.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let stopped = console.wait_for("stopped after Ctrl-C", |e| e["event"] == "stopped");
+    assert_eq!(stopped["via"], "stop command", "{stopped:#}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = console.child.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the console did not exit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    let rest = python(domain, "rest_client.py", &["60"]);
+    assert!(rest["moved_m"].as_f64().unwrap() < 0.01, "{rest:#}");
+    assert_eq!(rest["truth"]["collisions"], 0, "{rest:#}");
+    // Both commands went into the history file.
+    let h = std::fs::read_to_string(&history).unwrap();
+    assert!(h.contains("go to the dock") && h.contains("stop"), "{h}");
 }
