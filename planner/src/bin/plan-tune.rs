@@ -64,6 +64,19 @@ struct Args {
     /// Print the first N samples of the corpus (prompt world, command, answer) and exit.
     #[arg(long, value_name = "N")]
     show_samples: Option<usize>,
+    /// Write the tokenised corpus (ids, where the answer starts, loss weights)
+    /// as JSON lines and exit: the input of `planner/train/lora_gpu.py`, which
+    /// trains the same adapter on a GPU.
+    #[arg(long, value_name = "FILE")]
+    export: Option<PathBuf>,
+    /// Print the weighted answer loss of the first `--eval-first` samples,
+    /// without and with this adapter, and exit (checks an adapter trained
+    /// elsewhere against this crate's model).
+    #[arg(long, value_name = "ADAPTER")]
+    eval_loss: Option<PathBuf>,
+    /// How many samples `--eval-loss` scores.
+    #[arg(long, default_value_t = 8)]
+    eval_first: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,6 +115,22 @@ fn main() -> anyhow::Result<()> {
                 s.answer()
             );
         }
+        return Ok(());
+    }
+    if let Some(path) = &args.export {
+        let n = train::export_jsonl(&args.model, &samples, args.decision_weight, path)?;
+        println!("{n} tokenised samples: {}", path.display());
+        return Ok(());
+    }
+    if let Some(adapter) = &args.eval_loss {
+        let (base, tuned) = train::eval_loss(
+            &args.model,
+            adapter,
+            &samples,
+            args.decision_weight,
+            args.eval_first,
+        )?;
+        println!("base loss {base:.6}\nadapter loss {tuned:.6}");
         return Ok(());
     }
     let opts = train::TrainOptions {

@@ -308,6 +308,28 @@ impl Lora {
             .collect()
     }
 
+    /// Reads an adapter written by [`Lora::save`] (or by the GPU trainer
+    /// `planner/train/lora_gpu.py`, which stores the factors in f16).
+    pub fn load(path: &Path, device: &Device) -> candle_core::Result<Self> {
+        let map = candle_core::safetensors::load(path, device)?;
+        let scale = adapter_scale(&map)?;
+        let mut pairs = HashMap::new();
+        let mut rank = 0;
+        for (name, a_t) in &map {
+            let Some(key) = name.strip_suffix(".lora_a") else {
+                continue;
+            };
+            let b_t = map.get(&format!("{key}.lora_b")).ok_or_else(|| {
+                candle_core::Error::Msg(format!("adapter has {name} but no lora_b"))
+            })?;
+            rank = a_t.dim(1)?;
+            let a = Var::from_tensor(&a_t.to_dtype(DType::F32)?)?;
+            let b = Var::from_tensor(&b_t.to_dtype(DType::F32)?)?;
+            pairs.insert(key.to_string(), (a, b));
+        }
+        Ok(Self { rank, scale, pairs })
+    }
+
     /// Saves as safetensors: `<key>.lora_a` (`A^T`), `<key>.lora_b` (`B^T`), `lora.scale`.
     pub fn save(&self, path: &Path) -> candle_core::Result<()> {
         let mut map: HashMap<String, Tensor> = HashMap::new();
@@ -328,13 +350,7 @@ impl Lora {
 /// to the dequantised base weights.
 pub fn adapter_deltas(path: &Path) -> candle_core::Result<HashMap<String, Tensor>> {
     let map = candle_core::safetensors::load(path, &Device::Cpu)?;
-    let scale = map
-        .get("lora.scale")
-        .ok_or_else(|| candle_core::Error::Msg("not a rosetta adapter: no lora.scale".into()))?
-        .to_vec1::<f32>()?
-        .first()
-        .copied()
-        .unwrap_or(1.0) as f64;
+    let scale = adapter_scale(&map)?;
     let mut out = HashMap::new();
     for (name, a_t) in &map {
         let Some(key) = name.strip_suffix(".lora_a") else {
@@ -343,8 +359,13 @@ pub fn adapter_deltas(path: &Path) -> candle_core::Result<HashMap<String, Tensor
         let b_t = map
             .get(&format!("{key}.lora_b"))
             .ok_or_else(|| candle_core::Error::Msg(format!("adapter has {name} but no lora_b")))?;
-        // (A^T B^T)^T = B A: [out, in].
-        let delta = (a_t.matmul(b_t)?.t()?.contiguous()? * scale)?;
+        // (A^T B^T)^T = B A: [out, in]. The factors may be stored in f16.
+        let delta = (a_t
+            .to_dtype(DType::F32)?
+            .matmul(&b_t.to_dtype(DType::F32)?)?
+            .t()?
+            .contiguous()?
+            * scale)?;
         if delta
             .to_dtype(DType::F32)?
             .sum_all()?
@@ -356,6 +377,22 @@ pub fn adapter_deltas(path: &Path) -> candle_core::Result<HashMap<String, Tensor
         out.insert(format!("{key}.weight"), delta);
     }
     Ok(out)
+}
+
+/// The `lora.scale` of a saved adapter (`alpha / rank`).
+fn adapter_scale(map: &HashMap<String, Tensor>) -> candle_core::Result<f64> {
+    let scale = map
+        .get("lora.scale")
+        .ok_or_else(|| candle_core::Error::Msg("not a rosetta adapter: no lora.scale".into()))?
+        .to_dtype(DType::F32)?
+        .to_vec1::<f32>()?
+        .first()
+        .copied()
+        .unwrap_or(1.0) as f64;
+    if !scale.is_finite() {
+        candle_core::bail!("adapter scale is {scale}");
+    }
+    Ok(scale)
 }
 
 fn repeat_kv(x: &Tensor, n: usize) -> candle_core::Result<Tensor> {

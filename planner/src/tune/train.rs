@@ -104,6 +104,65 @@ fn encode(tok: &Tokenizer, s: &Sample, decision_weight: f32) -> anyhow::Result<E
     })
 }
 
+/// Writes the tokenised corpus as JSON lines (`ids`, `answer_from`,
+/// `weights`: exactly what [`train`] trains on), for a trainer outside this
+/// process (`planner/train/lora_gpu.py`, on a GPU). Returns the line count.
+pub fn export_jsonl(
+    model: &Path,
+    samples: &[Sample],
+    decision_weight: f32,
+    out: &Path,
+) -> anyhow::Result<usize> {
+    use std::io::Write;
+    let mut file = std::fs::File::open(model)?;
+    let ct = candle_core::quantized::gguf_file::Content::read(&mut file)?;
+    let (tok, eos) = crate::llm::tokenizer_from_gguf(&ct, model)?;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(out)?);
+    for s in samples {
+        let e = encode(&tok, s, decision_weight)?;
+        let line = serde_json::json!({
+            "ids": e.ids,
+            "answer_from": e.answer_from,
+            "weights": e.weights,
+            "pad": eos,
+        });
+        writeln!(w, "{line}")?;
+    }
+    w.flush()?;
+    Ok(samples.len())
+}
+
+/// The weighted loss of each of the first `first` samples on their own
+/// (batch 1, no padding): `sum(w * nll) / sum(w)` over the answer tokens,
+/// averaged over the samples; for the base model and with `adapter`. The same
+/// figure `planner/train/lora_gpu.py --eval-loss` prints, so that the two
+/// trainers can be checked against each other.
+pub fn eval_loss(
+    model: &Path,
+    adapter: &Path,
+    samples: &[Sample],
+    decision_weight: f32,
+    first: usize,
+) -> anyhow::Result<(f32, f32)> {
+    let dev = Device::Cpu;
+    let mut file = std::fs::File::open(model)?;
+    let ct = candle_core::quantized::gguf_file::Content::read(&mut file)?;
+    let (tok, eos) = crate::llm::tokenizer_from_gguf(&ct, model)?;
+    let base = FrozenLlama::from_gguf(model, &dev)?;
+    let lora = Lora::load(adapter, &dev)?;
+    let (mut sum_base, mut sum_lora, mut n) = (0f32, 0f32, 0usize);
+    for s in samples.iter().take(first) {
+        let e = encode(&tok, s, decision_weight)?;
+        let (inp, tgt, mask) = batch(&[&e], eos, &dev)?;
+        sum_base += masked_loss(&base.forward(&inp, None)?, &tgt, &mask)?.to_scalar::<f32>()?;
+        sum_lora +=
+            masked_loss(&base.forward(&inp, Some(&lora))?, &tgt, &mask)?.to_scalar::<f32>()?;
+        n += 1;
+    }
+    let n = n.max(1) as f32;
+    Ok((sum_base / n, sum_lora / n))
+}
+
 /// A right-padded batch: inputs, targets and the loss mask.
 fn batch(
     items: &[&Encoded],
