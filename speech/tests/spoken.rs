@@ -133,3 +133,35 @@ fn two_commands_with_a_pause_are_heard_as_two() {
     // The first ends before the second starts, with the pause between.
     assert!(heard[1].start_s - heard[0].end_of_speech_s > 1.0);
 }
+
+/// Whisper base, the larger option (multilingual; split in two packages and
+/// joined by the converter at set-up), hears commands as tiny.en does.
+#[test]
+fn whisper_base_joined_from_its_parts_hears_commands() {
+    let dir = std::env::var_os("ROSETTA_WHISPER_BASE_DIR")
+        .map(PathBuf::from)
+        .expect("ROSETTA_WHISPER_BASE_DIR is set by the set-up (run tests through ./rosetta test)");
+    let mut t = Transcriber::load(&dir).expect("the converted Whisper base loads");
+    let suite = rosetta_planner::suite::Suite::committed().expect("suite");
+    let world = suite.worlds["default"].clone();
+    t.set_context(&context_for(&world)).expect("context");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for (i, text) in ["go to the dock", "pick up the yellow block"]
+        .iter()
+        .enumerate()
+    {
+        let wav = tmp.path().join(format!("{i}.wav"));
+        synth::speak(text, VOICES[i], &wav).expect("espeak-ng");
+        let a = audio::read_wav(&wav).expect("read");
+        let heard = t.transcribe(&a.samples).expect("transcribe");
+        let want = RulesPlanner
+            .plan(text, &world)
+            .expect("the typed command plans");
+        assert_eq!(
+            RulesPlanner.plan(&heard.text, &world).ok(),
+            Some(want),
+            "{text:?} heard as {:?}",
+            heard.text
+        );
+    }
+}

@@ -38,6 +38,11 @@ enum Cmd {
         /// Do nothing when the output already holds a converted model.
         #[arg(long)]
         if_missing: bool,
+        /// For a model stored in pieces (Whisper base: `--from` holds
+        /// `model.bin.part1`), the following pieces in order. The set-up
+        /// names them in ROSETTA_WHISPER_BASE_CT2 and ROSETTA_WHISPER_BASE_PART2.
+        #[arg(long = "part", value_name = "FILE")]
+        parts: Vec<PathBuf>,
     },
     /// Transcribe a WAV file (any rate and channel count; at most 30 s).
     Transcribe {
@@ -122,12 +127,13 @@ fn main() -> anyhow::Result<()> {
             from,
             to,
             if_missing,
+            parts,
         } => {
             if if_missing && to.join(ct2::WEIGHTS_FILE).is_file() {
                 return Ok(());
             }
             eprintln!("converting {} -> {}", from.display(), to.display());
-            let c = ct2::convert_whisper(&from, &to)
+            let c = ct2::convert_whisper_parts(&from, &parts, &to)
                 .with_context(|| format!("converting {}", from.display()))?;
             eprintln!(
                 "wrote {} tensors, {:.1} M parameters ({} encoder and {} decoder layers, d_model {})",
