@@ -723,3 +723,61 @@ fn the_console_shows_live_progress_and_stop_and_ctrl_c_leave_the_robot_stopped()
     let h = std::fs::read_to_string(&history).unwrap();
     assert!(h.contains("go to the dock") && h.contains("stop"), "{h}");
 }
+
+/// Spoken commands through the console to outcomes: one recording holds two
+/// commands with a pause; `hear` transcribes each (voice-activity detection,
+/// Whisper with the world's names as context) and runs them one after the
+/// other. Judged on the sim's ground truth.
+#[test]
+fn the_console_runs_two_spoken_commands_from_one_recording() {
+    use rosetta_speech::{audio, synth};
+    let domain = 53;
+    let dir = tempfile::tempdir().unwrap();
+    let said = ["put the red cube in the blue bin", "go to the dock"];
+    let pause = vec![0.0f32; 24_000];
+    let mut stream = pause.clone();
+    for (i, text) in said.iter().enumerate() {
+        let wav = dir.path().join(format!("{i}.wav"));
+        synth::speak(text, synth::VOICES[i], &wav).expect("espeak-ng");
+        stream.extend(audio::read_wav(&wav).unwrap().samples);
+        stream.extend(&pause);
+    }
+    let recording = dir.path().join("session.wav");
+    audio::write_wav(&recording, &stream, audio::RATE_HZ).unwrap();
+
+    let _stack = stack_up(domain);
+    let mut console = Console::start(domain, &dir.path().join("history"));
+    console.wait_for("ready", |e| e["event"] == "ready");
+    console.send(&format!("hear {}", recording.display()));
+    for text in said {
+        let heard = console.wait_for("heard", |e| e["event"] == "heard");
+        assert_eq!(
+            rosetta_speech::wer::word_errors(text, heard["text"].as_str().unwrap()).0,
+            0,
+            "{heard:#}"
+        );
+    }
+    for text in said {
+        let done = console.wait_for("a result", |e| e["event"] == "result");
+        let command = done["command"].as_str().unwrap_or_default();
+        assert_eq!(
+            rosetta_speech::wer::normalize(command),
+            rosetta_speech::wer::normalize(text),
+            "{done:#}"
+        );
+        assert_eq!(done["outcome"], "succeeded", "{done:#}");
+    }
+    let rest = python(domain, "rest_client.py", &["60"]);
+    let truth = &rest["truth"];
+    let red = truth["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == "red_cube")
+        .unwrap();
+    assert_eq!(red["in_container"], "blue_bin", "{truth:#}");
+    let x = truth["robot_pose"]["x_m"].as_f64().unwrap();
+    assert!((x - -2.6).abs() < 0.15, "not at the dock: {truth:#}");
+    assert!(rest["moved_m"].as_f64().unwrap() < 0.01, "{rest:#}");
+    assert_eq!(truth["collisions"], 0, "{truth:#}");
+}
