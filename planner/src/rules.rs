@@ -186,7 +186,20 @@ fn clauses(text: &str) -> Vec<Vec<String>> {
             continue;
         }
         if let Some(last) = out.last_mut() {
-            last.push(w);
+            // "in to" and "on to" are how speech recognisers often write
+            // "into" and "onto".
+            let joined = match (last.last().map(String::as_str), w.as_str()) {
+                (Some("in"), "to") => Some("into"),
+                (Some("on"), "to") => Some("onto"),
+                _ => None,
+            };
+            match joined {
+                Some(j) => {
+                    last.pop();
+                    last.push(j.to_string());
+                }
+                None => last.push(w),
+            }
         }
     }
     out.retain(|c| !c.is_empty());
@@ -353,6 +366,20 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn in_to_as_a_speech_recogniser_writes_it_is_into() {
+        let w = full_world();
+        let want = RulesPlanner
+            .plan("put the red cube into the blue bin", &w)
+            .unwrap();
+        for heard in [
+            "Put the red cube in to the blue bin.",
+            "put the red cube on to the blue bin",
+        ] {
+            assert_eq!(RulesPlanner.plan(heard, &w).unwrap(), want, "{heard}");
+        }
     }
 
     #[test]
