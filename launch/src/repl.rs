@@ -249,6 +249,13 @@ pub fn render(e: &Event) -> String {
             of,
             step,
             message,
+        } if message.is_empty() => format!("[{goal}] > step {}/{of} {step}", index + 1),
+        Event::Step {
+            goal,
+            index,
+            of,
+            step,
+            message,
         } => format!("[{goal}] > step {}/{of} {step}: {message}", index + 1),
         Event::Result {
             goal,
