@@ -41,6 +41,13 @@ pub const BLOCKED_FAIL_S: f64 = 5.0;
 pub const LOOKAHEAD_M: f64 = 0.35;
 /// The base stops this far short of an obstacle seen on the scan.
 pub const STOP_MARGIN_M: f64 = 0.03;
+/// `stop` is done once the base has not moved more than [`REST_MOVE_M`] or
+/// turned more than [`REST_TURN_RAD`] for this long.
+pub const REST_S: f64 = 0.2;
+const REST_MOVE_M: f64 = 0.001;
+const REST_TURN_RAD: f64 = 0.002;
+/// `stop` fails (and says so) when the base still moves after this long.
+pub const REST_TIMEOUT_S: f64 = 5.0;
 /// How long a speed command may run before the next one acts: a few of the
 /// loop's 10 ms periods, the transport, and the base's own cycle. The speed
 /// limit near obstacles counts this distance as well as the braking distance.
@@ -128,6 +135,8 @@ struct StepCtx {
     /// and whether it was used in this step.
     spin: Option<(f64, f64)>,
     spun: bool,
+    /// `stop`: since when, and from which pose, the base has not moved.
+    rest_since: Option<(f64, Pose2D)>,
 }
 
 #[derive(Debug, Clone)]
@@ -301,8 +310,8 @@ impl Executor {
                     Progress::Continue(stop_outputs())
                 }
             }
-            // The run ends `Stopped` after a stop step.
-            Skill::Stop => Progress::Done(stop_outputs()),
+            // The run ends `Stopped` after a stop step, once the base is at rest.
+            Skill::Stop => self.come_to_rest(inp),
         };
         match progress {
             Progress::Continue(o) => o,
@@ -323,6 +332,27 @@ impl Executor {
                 stop_outputs()
             }
         }
+    }
+
+    /// `stop`: zero speed at once; done when the base has stood still (its
+    /// pose unchanged) for [`REST_S`], so that "stopped" means at rest, not
+    /// braking. A base still moving after [`REST_TIMEOUT_S`] fails the step.
+    fn come_to_rest(&mut self, inp: &Inputs) -> Progress {
+        let here = (inp.time_s, inp.pose);
+        let (since, at) = *self.ctx.rest_since.get_or_insert(here);
+        let moved = (inp.pose.x_m - at.x_m).hypot(inp.pose.y_m - at.y_m) > REST_MOVE_M
+            || rosetta_common::wrap_angle_rad(inp.pose.yaw_rad - at.yaw_rad).abs() > REST_TURN_RAD;
+        if moved {
+            self.ctx.rest_since = Some(here);
+        } else if inp.time_s - since >= REST_S {
+            return Progress::Done(stop_outputs());
+        }
+        if inp.time_s - self.ctx.started_s > REST_TIMEOUT_S {
+            return Progress::Failed(format!(
+                "the base did not come to rest within {REST_TIMEOUT_S:.0} s of the stop"
+            ));
+        }
+        Progress::Continue(stop_outputs())
     }
 
     fn next_stage(&mut self, now_s: f64) {
@@ -1034,6 +1064,52 @@ mod tests {
             .status()
             .message
             .contains("red_cube is not in the world model"));
+    }
+
+    /// A plan's `stop` commands zero speed at once, and is done only once the
+    /// base has come to rest, not while it brakes.
+    #[test]
+    fn stop_is_done_when_the_base_is_at_rest() {
+        let mut e = Executor::new(RobotDescription::default());
+        let w = WorldModel::default();
+        e.start(1, vec![Skill::Stop], 0.0);
+        // The base brakes from 0.4 m/s at 1 m/s^2: 0.4 s to rest.
+        let (dt, mut v, mut pose, mut t) = (0.02, 0.4f64, Pose2D::default(), 0.0);
+        let mut done_at = None;
+        while t < 3.0 && done_at.is_none() {
+            let out = e.tick(&Inputs::basic(t, pose, &w));
+            assert_eq!(out.cmd_vel.map(|c| c.linear_m_s), Some(0.0), "at {t:.2} s");
+            if e.task() != TaskState::Running {
+                done_at = Some((t, v));
+            }
+            v = (v - dt).max(0.0);
+            pose.x_m += v * dt;
+            t += dt;
+        }
+        let (t, v) = done_at.expect("the stop ends");
+        assert_eq!(e.task(), TaskState::Stopped);
+        assert_eq!(v, 0.0, "done while still moving");
+        // (The last millimetre of braking counts as rest.)
+        assert!(
+            (0.4 + REST_S - 0.05..0.4 + REST_S + 0.1).contains(&t),
+            "{t}"
+        );
+        // A base that keeps moving fails the stop, with a reason.
+        let mut e = Executor::new(RobotDescription::default());
+        e.start(2, vec![Skill::Stop], 0.0);
+        let mut pose = Pose2D::default();
+        let mut t = 0.0;
+        while e.task() == TaskState::Running && t < 10.0 {
+            e.tick(&Inputs::basic(t, pose, &w));
+            pose.x_m += 0.01;
+            t += 0.02;
+        }
+        assert_eq!(e.task(), TaskState::Failed);
+        assert!(
+            e.status().message.contains("did not come to rest"),
+            "{}",
+            e.status().message
+        );
     }
 
     #[test]
