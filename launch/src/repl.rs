@@ -249,14 +249,14 @@ pub fn render(e: &Event) -> String {
             of,
             step,
             message,
-        } if message.is_empty() => format!("[{goal}] > step {}/{of} {step}", index + 1),
-        Event::Step {
-            goal,
-            index,
-            of,
-            step,
-            message,
-        } => format!("[{goal}] > step {}/{of} {step}: {message}", index + 1),
+        } => {
+            let detail = if message.is_empty() {
+                String::new()
+            } else {
+                format!(": {message}")
+            };
+            format!("[{goal}] > step {}/{of} {step}{detail}", index + 1)
+        }
         Event::Result {
             goal,
             outcome,

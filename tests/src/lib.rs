@@ -155,10 +155,15 @@ pub fn python(domain: u32, script: &str, args: &[&str]) -> serde_json::Value {
 
 /// The ground-truth object with this id in a report.
 pub fn truth_object<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    report["ground_truth"]["objects"]
+    object_in(&report["ground_truth"], id)
+}
+
+/// The object with this id in a ground truth (the sim's `/sim/ground_truth`).
+pub fn object_in<'a>(truth: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    truth["objects"]
         .as_array()
         .and_then(|a| a.iter().find(|o| o["id"] == id))
-        .unwrap_or_else(|| panic!("{id} not in ground truth: {report:#}"))
+        .unwrap_or_else(|| panic!("{id} not in ground truth: {truth:#}"))
 }
 
 /// A child process that is interrupted (then killed) when dropped.

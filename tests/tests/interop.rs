@@ -136,12 +136,7 @@ fn rclpy_commands_the_stack_through_the_execute_action() {
         .as_array()
         .is_some_and(|s| s.len() == steps.len())));
     let truth = &done["truth"];
-    let red = truth["objects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["id"] == "red_cube")
-        .unwrap();
+    let red = rosetta_tests::object_in(truth, "red_cube");
     assert_eq!(red["in_container"], "blue_bin", "{truth:#}");
     assert_eq!(truth["collisions"], 0, "contact during the pick and place");
     // Perception's occupancy grid, from /scan: latched, in odom, the table's
@@ -769,12 +764,7 @@ fn the_console_runs_two_spoken_commands_from_one_recording() {
     }
     let rest = python(domain, "rest_client.py", &["60"]);
     let truth = &rest["truth"];
-    let red = truth["objects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["id"] == "red_cube")
-        .unwrap();
+    let red = rosetta_tests::object_in(truth, "red_cube");
     assert_eq!(red["in_container"], "blue_bin", "{truth:#}");
     let x = truth["robot_pose"]["x_m"].as_f64().unwrap();
     assert!((x - -2.6).abs() < 0.15, "not at the dock: {truth:#}");
