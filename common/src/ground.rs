@@ -160,8 +160,9 @@ fn parse_head(words: &[&str]) -> Result<(Description, Option<Selector>), String>
             noun = true;
         } else {
             match *w {
-                "leftmost" => set(Selector::FromLeft(1), &mut sel)?,
-                "rightmost" => set(Selector::FromRight(1), &mut sel)?,
+                // "the left bin" is the leftmost of the bins.
+                "leftmost" | "left" => set(Selector::FromLeft(1), &mut sel)?,
+                "rightmost" | "right" => set(Selector::FromRight(1), &mut sel)?,
                 "nearest" | "closest" => set(Selector::Nearest, &mut sel)?,
                 "farthest" | "furthest" => set(Selector::Farthest, &mut sel)?,
                 "biggest" | "largest" => set(Selector::Biggest, &mut sel)?,
@@ -268,11 +269,13 @@ fn parse_words(words: &[&str]) -> Result<Expression, String> {
 }
 
 impl Description {
-    fn matches(&self, o: &ObservedObject) -> bool {
+    /// Whether the object fits the description.
+    pub fn matches(&self, o: &ObservedObject) -> bool {
         self.color.is_none_or(|c| c == o.color) && self.kind.is_none_or(|k| k == o.kind)
     }
 
-    fn noun(&self) -> String {
+    /// The description as a noun phrase ("red cube", "bin", "object").
+    pub fn noun(&self) -> String {
         match (self.color, self.kind) {
             (Some(c), Some(k)) => format!("{} {}", c.name(), k.name()),
             (Some(c), None) => format!("{} object", c.name()),
@@ -283,7 +286,7 @@ impl Description {
 }
 
 /// An object's place as seen from the viewpoint: ahead (x) and to the left (y).
-fn seen_from(viewer: &Pose2D, o: &ObservedObject) -> (f64, f64) {
+pub fn seen_from(viewer: &Pose2D, o: &ObservedObject) -> (f64, f64) {
     let (dx, dy) = (o.position_m[0] - viewer.x_m, o.position_m[1] - viewer.y_m);
     let (s, c) = viewer.yaw_rad.sin_cos();
     (c * dx + s * dy, -s * dx + c * dy)

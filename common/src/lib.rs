@@ -7,6 +7,7 @@
 //! camera model ([`robot`]), topic names ([`topics`]) and the thin ROS 2 and
 //! rerun plumbing every node shell shares ([`ros`], [`rec`]).
 
+pub mod goal;
 pub mod grid;
 pub mod ground;
 pub mod plan;

@@ -83,6 +83,10 @@ pub struct PlanMessage {
     /// Why this plan replaces an earlier one (the failure it answers).
     #[serde(default)]
     pub replan_reason: Option<String>,
+    /// What the command asked for, as conditions on the world that must hold
+    /// once the plan has run (checked by the executive after the last step).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub goals: Vec<crate::goal::Goal>,
 }
 
 fn first_attempt() -> u32 {

@@ -78,6 +78,10 @@ pub struct ExecutorStatus {
     /// The control loop's rate and jitter (filled in by the node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_loop: Option<LoopSummary>,
+    /// The command's goal conditions as checked after the last step: which
+    /// hold and which do not (empty until then, or for a plan without goals).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub goals: Vec<crate::goal::GoalCheck>,
 }
 
 fn first_attempt() -> u32 {

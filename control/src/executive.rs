@@ -16,7 +16,7 @@ use rosetta_common::plan::{PlanMessage, PlanOutcome};
 use rosetta_common::rec::{self, log_text};
 use rosetta_common::ros::{self, JsonPublisher, Spinner};
 use rosetta_common::status::{ExecutorStatus, StepState, TaskState};
-use rosetta_common::{topics, Skill};
+use rosetta_common::{topics, Skill, WorldModel};
 
 use crate::plan_run::{step_timeout_s, PlanRun};
 
@@ -53,6 +53,8 @@ pub fn apply_result(run: &mut PlanRun, now_s: f64, state: &str, message: &str) {
 enum Event {
     Plan(PlanMessage),
     Control(ExecutorStatus),
+    /// Perception's world model, for the goal checks.
+    World(WorldModel),
     /// A step's goal was accepted by control.
     Accepted(u64, r2r::ActionClientGoal<RunSkill::Action>),
     /// A step's goal ended: (generation, state, message).
@@ -65,6 +67,8 @@ pub async fn run(args: ExecutiveArgs) -> anyhow::Result<()> {
     let plans = ros::json_subscription::<PlanMessage>(&mut node, topics::PLAN)?.map(Event::Plan);
     let controls = ros::json_subscription::<ExecutorStatus>(&mut node, topics::CONTROL_STATUS)?
         .map(Event::Control);
+    let worlds =
+        ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?.map(Event::World);
     let client = node.create_action_client::<RunSkill::Action>(topics::SKILL)?;
     let status_pub = JsonPublisher::<ExecutorStatus>::new(&mut node, topics::STATUS)?;
     let server_up = Arc::new(AtomicBool::new(false));
@@ -91,6 +95,7 @@ pub async fn run(args: ExecutiveArgs) -> anyhow::Result<()> {
     let mut events = futures::stream::select_all(vec![
         plans.boxed(),
         controls.boxed(),
+        worlds.boxed(),
         goal_events.boxed(),
         heartbeat.boxed(),
     ]);
@@ -100,6 +105,7 @@ pub async fn run(args: ExecutiveArgs) -> anyhow::Result<()> {
     let mut generation = 0u64;
     let mut active: Option<(u64, r2r::ActionClientGoal<RunSkill::Action>)> = None;
     let mut control: Option<(Instant, ExecutorStatus)> = None;
+    let mut world: Option<WorldModel> = None;
     let mut step_sent = Instant::now();
     // Each plan run gets a serial; the step last sent is (serial, index).
     let mut serial = 0u64;
@@ -188,7 +194,13 @@ pub async fn run(args: ExecutiveArgs) -> anyhow::Result<()> {
                         generation += 1;
                         serial += 1;
                         active = None;
-                        run = PlanRun::start(p.command_id, p.attempt, steps, now_s);
+                        run = PlanRun::start_with_goals(
+                            p.command_id,
+                            p.attempt,
+                            steps,
+                            p.goals,
+                            now_s,
+                        );
                     }
                     PlanOutcome::Rejected { reason } if p.attempt > 1 => {
                         // A re-plan that found no way: the failure stands.
@@ -205,12 +217,24 @@ pub async fn run(args: ExecutiveArgs) -> anyhow::Result<()> {
                     }
                 },
                 Event::Control(st) => control = Some((Instant::now(), st)),
+                Event::World(w) => world = Some(w),
                 Event::Accepted(g, handle) if g == generation => active = Some((g, handle)),
                 Event::Accepted(..) => {}
                 Event::Ended(g, state, message) if g == generation => {
                     active = None;
                     tracing::info!(%state, %message, "step ended");
                     apply_result(&mut run, now_s, &state, &message);
+                    if run.awaits_goal_check() {
+                        let pose = control.as_ref().map(|(_, c)| c.robot_pose);
+                        run.check_goals(&world.clone().unwrap_or_default(), pose.as_ref());
+                        for c in run.goal_checks() {
+                            let level = if c.holds { "INFO" } else { "WARN" };
+                            let verdict = if c.holds { "holds" } else { "does not hold" };
+                            let line = format!("goal {} {verdict}: {}", c.goal.describe(), c.why);
+                            tracing::info!("{line}");
+                            log_text(&rec, "executive", level, &line);
+                        }
+                    }
                 }
                 Event::Ended(..) => {}
                 Event::Heartbeat => {

@@ -5,6 +5,7 @@
 //! simulation benchmarks and closed-loop tests), and the executive node,
 //! which sends each step to control's `/rosetta/skill` action.
 
+use rosetta_common::goal::{self, Evidence, Goal, GoalCheck};
 use rosetta_common::plan::MAX_WAIT_S;
 use rosetta_common::status::{ExecutorStatus, StepState, StepStatus, TaskState};
 use rosetta_common::{Pose2D, Skill};
@@ -18,6 +19,11 @@ pub struct PlanRun {
     current: usize,
     task: TaskState,
     message: String,
+    /// What the command asked for, checked once the last step succeeded.
+    goals: Vec<Goal>,
+    checks: Vec<GoalCheck>,
+    /// What the plan's own steps established (for objects not seen since).
+    evidence: Evidence,
 }
 
 impl Default for PlanRun {
@@ -29,6 +35,9 @@ impl Default for PlanRun {
             current: 0,
             task: TaskState::Idle,
             message: String::new(),
+            goals: Vec::new(),
+            checks: Vec::new(),
+            evidence: Evidence::default(),
         }
     }
 }
@@ -61,6 +70,55 @@ impl PlanRun {
             run.begin(now_s);
         }
         run
+    }
+
+    /// [`Self::start`], for a plan that carries the command's goal conditions.
+    pub fn start_with_goals(
+        command_id: u64,
+        attempt: u32,
+        plan: Vec<Skill>,
+        goals: Vec<Goal>,
+        now_s: f64,
+    ) -> Self {
+        let mut run = Self::start(command_id, attempt, plan, now_s);
+        run.goals = goals;
+        run
+    }
+
+    /// Whether the plan's steps all succeeded and its goal conditions wait
+    /// for [`Self::check_goals`].
+    pub fn awaits_goal_check(&self) -> bool {
+        self.task == TaskState::Succeeded && !self.goals.is_empty() && self.checks.is_empty()
+    }
+
+    /// After the last step: checks the goal conditions against the world
+    /// model (and the robot's pose, in its frame). A goal that does not hold
+    /// fails the task with the reason, which the planner answers with a new
+    /// plan; "succeeded" then means the goal holds.
+    pub fn check_goals(&mut self, world: &rosetta_common::WorldModel, robot: Option<&Pose2D>) {
+        if !self.awaits_goal_check() {
+            return;
+        }
+        let (checks, failed) = goal::check_all(&self.goals, world, robot, &self.evidence);
+        self.checks = checks;
+        match failed {
+            Some(why) => {
+                self.task = TaskState::Failed;
+                self.message = why;
+            }
+            None => {
+                let held: Vec<String> = self.goals.iter().map(Goal::describe).collect();
+                self.message = format!(
+                    "all steps succeeded and the goal holds: {}",
+                    held.join(", ")
+                );
+            }
+        }
+    }
+
+    /// The goal checks made so far.
+    pub fn goal_checks(&self) -> &[GoalCheck] {
+        &self.checks
     }
 
     /// A refused command: nothing runs.
@@ -125,6 +183,10 @@ impl PlanRun {
             return;
         };
         let was_stop = matches!(skill, Skill::Stop);
+        if let Skill::Place { object, target } = skill {
+            let placed = (object.clone(), target.clone(), now_s);
+            self.evidence.placed.push(placed);
+        }
         self.finish(now_s, StepState::Succeeded);
         if was_stop {
             self.task = TaskState::Stopped;
@@ -177,6 +239,7 @@ impl PlanRun {
             stamp_s,
             robot_pose,
             control_loop: None,
+            goals: self.checks.clone(),
         }
     }
 
@@ -279,6 +342,82 @@ mod tests {
         let h = PlanRun::held_off(3, 1, "e-stop engaged");
         assert_eq!(h.task(), TaskState::Stopped);
         assert!(h.current().is_none());
+    }
+
+    fn world_with_cube_at(p: [f64; 3], seen_s: f64) -> rosetta_common::WorldModel {
+        use rosetta_common::{Color, ObjectKind, ObservedObject};
+        let o = |id: &str, kind, position_m, last_seen_s| ObservedObject {
+            id: id.into(),
+            kind,
+            color: Color::Red,
+            position_m,
+            last_seen_s,
+            observations: 3,
+            position_sigma_m: 0.0,
+            confidence: 1.0,
+        };
+        rosetta_common::WorldModel {
+            stamp_s: 20.0,
+            frame_id: "odom".into(),
+            objects: vec![
+                o("red_cube", ObjectKind::Cube, p, seen_s),
+                o("blue_bin", ObjectKind::Bin, [0.0, 1.6, 0.125], 19.0),
+            ],
+            places: vec![],
+        }
+    }
+
+    fn put_red_in_blue() -> (Vec<Skill>, Vec<Goal>) {
+        let mut steps = plan();
+        steps.push(Skill::NavigateTo {
+            target: "blue_bin".into(),
+        });
+        steps.push(Skill::Place {
+            object: "red_cube".into(),
+            target: "blue_bin".into(),
+        });
+        let goals = vec![Goal::InContainer {
+            object: "red_cube".into(),
+            container: "blue_bin".into(),
+        }];
+        (steps, goals)
+    }
+
+    #[test]
+    fn a_plan_whose_goal_does_not_hold_after_its_steps_fails_with_the_reason() {
+        let (steps, goals) = put_red_in_blue();
+        let mut run = PlanRun::start_with_goals(5, 1, steps, goals, 0.0);
+        for t in 1..=4 {
+            run.step_succeeded(t as f64);
+        }
+        assert!(run.awaits_goal_check());
+        // Perception sees the cube back on the table after the place.
+        run.check_goals(&world_with_cube_at([1.42, -0.36, 0.425], 10.0), None);
+        assert_eq!(run.task(), TaskState::Failed);
+        assert!(
+            run.message().contains("red_cube is at") && run.message().contains("not in blue_bin"),
+            "{}",
+            run.message()
+        );
+        let st = run.status(10.0, Pose2D::default());
+        assert_eq!(st.goals.len(), 1);
+        assert!(!st.goals[0].holds);
+    }
+
+    #[test]
+    fn a_plan_whose_goal_holds_succeeds_and_says_so() {
+        let (steps, goals) = put_red_in_blue();
+        let mut run = PlanRun::start_with_goals(5, 1, steps, goals, 0.0);
+        for t in 1..=4 {
+            run.step_succeeded(t as f64);
+        }
+        run.check_goals(&world_with_cube_at([0.02, 1.61, 0.05], 10.0), None);
+        assert_eq!(run.task(), TaskState::Succeeded);
+        assert!(run.message().contains("goal holds"), "{}", run.message());
+        assert!(run.goal_checks().iter().all(|c| c.holds));
+        // Checked once: a later world changes nothing.
+        run.check_goals(&world_with_cube_at([1.42, -0.36, 0.425], 30.0), None);
+        assert_eq!(run.task(), TaskState::Succeeded);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use rosetta_common::plan::{CommandMessage, PlanMessage, PlanOutcome};
 use rosetta_common::ros::{self, JsonPublisher, Spinner};
-use rosetta_common::status::{ExecutorStatus, GroundTruth, StepStatus, TaskState};
+use rosetta_common::status::{ExecutorStatus, GroundTruth, StepState, StepStatus, TaskState};
 use rosetta_common::{topics, Pose2D, Skill, WorldModel};
 use serde::Serialize;
 
@@ -46,9 +46,10 @@ pub struct DemoArgs {
     /// Folder of recorded episodes; each run gets a subfolder with the .rrd, report and logs.
     #[arg(long, default_value = "episodes")]
     pub episodes: PathBuf,
-    /// Planner: `rules` (the stand-in) or `llm` (experimental language model).
-    #[arg(long, default_value = "rules", value_parser = ["rules", "llm"])]
-    pub planner: String,
+    /// Planner: `hybrid` (the reader and grounder, and the language model for
+    /// words they cannot read), `llm` (the model alone) or `rules` (no model).
+    #[arg(long, value_enum, default_value_t = rosetta_planner::pipeline::PlannerKind::Hybrid)]
+    pub planner: rosetta_planner::pipeline::PlannerKind,
     /// Perception's detector: `classical` (OpenCV colour segmentation) or
     /// `learned` (the network trained on rendered frames, built-in weights).
     #[arg(long, value_enum, default_value_t = rosetta_perception::DetectorKind::Classical)]
@@ -89,6 +90,11 @@ pub struct Report {
     pub planner: Option<String>,
     /// The last plan carried out (after any re-plans).
     pub plan: Option<Vec<Skill>>,
+    /// What the command asked for (the last plan's goal conditions).
+    pub goals: Vec<rosetta_common::goal::Goal>,
+    /// The goal conditions as the executive checked them after the last
+    /// step: which hold, which do not, and why.
+    pub goal_checks: Vec<rosetta_common::goal::GoalCheck>,
     /// How many plans the planner made for the command (1 + re-plans).
     pub attempts: u32,
     /// Why each re-plan happened (the failures it answered).
@@ -194,7 +200,7 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<u8> {
             "error: the command is empty; try: rosetta demo \"put the red cube in the blue bin\""
         );
     }
-    let mut specs = stack_specs(&args.sim, &args.planner, args.detector, 2);
+    let mut specs = stack_specs(&args.sim, args.planner.name(), args.detector, 2);
     if args.record_sensors {
         specs.push(recorder_spec(&episode_dir, None));
     }
@@ -450,6 +456,8 @@ fn empty_report(args: &DemoArgs, outcome: &str, message: &str) -> Report {
         message: message.into(),
         planner: None,
         plan: None,
+        goals: Vec::new(),
+        goal_checks: Vec::new(),
         attempts: 0,
         replans: Vec::new(),
         steps: vec![],
@@ -621,6 +629,7 @@ async fn drive(
                         .join(" -> ")
                 );
                 report.plan = Some(steps.clone());
+                report.goals = plan.goals.clone();
                 let remaining = Duration::from_secs_f64(
                     (args.timeout_s - wall_start.elapsed().as_secs_f64()).max(1.0),
                 );
@@ -684,6 +693,7 @@ async fn drive(
     if let (Some(st), false) = (&status, code == 130) {
         if st.command_id == command_id {
             report.steps = st.steps.clone();
+            report.goal_checks = st.goals.clone();
         }
         report.robot_final_pose = Some(st.robot_pose);
         report.control_loop = st.control_loop;
@@ -858,18 +868,29 @@ fn print_summary(r: &Report) {
         if r.message.is_empty() { "" } else { &r.message }
     );
     for s in &r.steps {
-        eprintln!("  {}. {} -> {:?}", s.index + 1, s.skill.describe(), s.state);
+        let state = match &s.state {
+            StepState::Pending => "not started".to_string(),
+            StepState::Running => "running".to_string(),
+            StepState::Succeeded => "succeeded".to_string(),
+            StepState::Failed { reason } => format!("failed: {reason}"),
+            StepState::Cancelled => "cancelled".to_string(),
+        };
+        eprintln!("  {}. {} -> {state}", s.index + 1, s.skill.describe());
+    }
+    for c in &r.goal_checks {
+        let verdict = if c.holds { "holds" } else { "does NOT hold" };
+        eprintln!("  goal: {} {verdict} ({})", c.goal.describe(), c.why);
     }
     if let Some(gt) = &r.ground_truth {
         for o in &gt.objects {
+            let place = match (&o.in_container, o.held) {
+                (_, true) => " (held)".to_string(),
+                (Some(c), false) => format!(" in {c}"),
+                (None, false) => String::new(),
+            };
             eprintln!(
-                "  truth: {:<12} at ({:.2}, {:.2}, {:.2}) in {:?}{}",
-                o.id,
-                o.position_m[0],
-                o.position_m[1],
-                o.position_m[2],
-                o.in_container,
-                if o.held { " (held)" } else { "" }
+                "  truth: {:<12} at ({:.2}, {:.2}, {:.2}){place}",
+                o.id, o.position_m[0], o.position_m[1], o.position_m[2],
             );
         }
     }

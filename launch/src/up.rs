@@ -30,9 +30,10 @@ pub struct UpArgs {
     /// The simulator's options (scene, seed, speed, noise).
     #[command(flatten)]
     pub sim: rosetta_sim::node::SimArgs,
-    /// Planner: `rules` (the stand-in) or `llm` (experimental language model).
-    #[arg(long, default_value = "rules", value_parser = ["rules", "llm"])]
-    pub planner: String,
+    /// Planner: `hybrid` (the reader and grounder, and the language model for
+    /// words they cannot read), `llm` (the model alone) or `rules` (no model).
+    #[arg(long, value_enum, default_value_t = rosetta_planner::pipeline::PlannerKind::Hybrid)]
+    pub planner: rosetta_planner::pipeline::PlannerKind,
     /// Perception's detector: `classical` (OpenCV colour segmentation) or
     /// `learned` (the network trained on rendered frames, built-in weights).
     #[arg(long, value_enum, default_value_t = rosetta_perception::DetectorKind::Classical)]
@@ -83,7 +84,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
         envs,
         rec,
     } = episode;
-    let mut specs = stack_specs(&args.sim, &args.planner, args.detector, 1);
+    let mut specs = stack_specs(&args.sim, args.planner.name(), args.detector, 1);
     if let Some(p) = &profile {
         eprintln!("rosetta: robot profile {:?}: no embedded sim", p.name);
         specs.retain(|(name, _)| *name != "sim");

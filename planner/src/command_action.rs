@@ -272,6 +272,7 @@ mod tests {
             attempt,
             max_attempts: 2,
             replan_reason: (attempt > 1).then(|| "the grasp slipped".into()),
+            goals: vec![],
         }
     }
 
@@ -314,6 +315,7 @@ mod tests {
             robot_pose: Pose2D::default(),
             progress: None,
             control_loop: None,
+            goals: vec![],
         }
     }
 

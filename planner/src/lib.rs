@@ -8,10 +8,13 @@
 //! accuracy target on the command suite (issue 3).
 
 pub mod command_action;
+pub mod compile;
 pub mod grammar;
 pub mod llm;
 pub mod lm;
 pub mod node;
+pub mod pipeline;
+pub mod reader;
 pub mod rules;
 pub mod suite;
 pub mod tune;

@@ -8,22 +8,21 @@ use futures::StreamExt;
 use r2r::rosetta_interfaces::action::ExecuteCommand;
 use rosetta_common::plan::{CommandMessage, PlanMessage, PlanOutcome};
 use rosetta_common::rec::{self, log_text};
-use rosetta_common::robot::RobotDescription;
 use rosetta_common::ros::{self, JsonPublisher, Spinner};
 use rosetta_common::status::{ExecutorStatus, StepState, TaskState};
 use rosetta_common::{topics, WorldModel};
 
 use crate::command_action::{self, GoalTracker, Progress};
-use crate::rules::{self, RulesPlanner};
+use crate::pipeline::{Pipeline, PlannerKind};
 
 /// Turn command text into action plans.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlannerArgs {
-    /// Which planner to run. `rules` is the deterministic stand-in of the walking
-    /// skeleton. `llm` runs a GGUF chat model under constrained decoding; it is
-    /// EXPERIMENTAL (plan accuracy is not benchmarked yet) and will become the default.
-    #[arg(long, default_value = "rules", value_parser = ["rules", "llm"])]
-    pub planner: String,
+    /// Which planner to run: `hybrid` reads the words with the reader and
+    /// grounder and hands what they cannot read to the language model; `llm`
+    /// is the model alone; `rules` the reader and grounder alone (no model).
+    #[arg(long, value_enum, default_value_t = PlannerKind::Hybrid)]
+    pub planner: PlannerKind,
     #[command(flatten)]
     pub model: crate::llm::ModelArgs,
     /// Before publishing a plan, wait (up to 5 s) until this many nodes subscribe to it.
@@ -48,21 +47,17 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
     let node = Arc::new(Mutex::new(node));
     let _spinner = Spinner::start(node.clone());
     let rec = rec::open_recording("planner");
-    let llm = match args.planner.as_str() {
-        "llm" => {
-            let model = args.model.clone();
-            let source = model.source()?;
-            tracing::info!(path = %source.weights.display(), "loading the language model");
-            let loaded = tokio::task::spawn_blocking(move || model.load()).await??;
-            Some(Arc::new(loaded))
-        }
-        _ => None,
-    };
-    let planner_name = if llm.is_some() {
-        "llm-constrained"
+    let llm = if args.planner.needs_model() {
+        let model = args.model.clone();
+        let source = model.source()?;
+        tracing::info!(path = %source.weights.display(), "loading the language model");
+        let loaded = tokio::task::spawn_blocking(move || model.load()).await??;
+        Some(Arc::new(loaded))
     } else {
-        rules::NAME
+        None
     };
+    let planner_name = args.planner.name();
+    let pipeline = Arc::new(Pipeline::new(args.planner, llm).map_err(anyhow::Error::msg)?);
 
     let latest_world: Arc<Mutex<Option<WorldModel>>> = Arc::new(Mutex::new(None));
     let lw = latest_world.clone();
@@ -76,12 +71,6 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
 
     tracing::info!(planner = planner_name, "planner ready");
     let max_attempts = args.max_retries + 1;
-    let engine = Engine {
-        rules: RulesPlanner,
-        llm,
-        name: planner_name,
-        rec: rec.clone(),
-    };
     // Action goals enter the same loop as topic commands; goals follow what
     // the loop publishes and hears through `observed`.
     let (to_loop, from_goals) = tokio::sync::mpsc::unbounded_channel::<Event>();
@@ -126,6 +115,7 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
                             attempt: 1,
                             max_attempts: 1,
                             replan_reason: None,
+                            goals: vec![],
                         };
                         tracing::info!(command_id = id, "goal canceled: stopping the robot");
                         if let Err(e) = plans.publish(&stop) {
@@ -179,12 +169,42 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
             }
             let world = current(&latest_world).unwrap_or_default();
             let t0 = Instant::now();
-            let outcome = engine.plan(&cmd.text, &world).await;
+            let planned = {
+                let (p, text, w) = (pipeline.clone(), cmd.text.clone(), world.clone());
+                match tokio::task::spawn_blocking(move || p.plan(&text, &w)).await {
+                    Ok(planned) => planned,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the planner crashed");
+                        crate::pipeline::Planned {
+                            outcome: PlanOutcome::Rejected {
+                                reason: format!("the planner crashed: {e}"),
+                            },
+                            goals: vec![],
+                            by: "none",
+                            model: None,
+                        }
+                    }
+                }
+            };
+            if let Some(out) = &planned.model {
+                log_text(
+                    &rec,
+                    "planner",
+                    "INFO",
+                    &format!(
+                        "model output ({:.2} s, {} tokens): {:?}",
+                        out.total_s(),
+                        out.generated_tokens + out.forced_tokens,
+                        out.raw
+                    ),
+                );
+            }
             let msg = PlanMessage {
                 command_id: cmd.command_id,
                 command: cmd.text.clone(),
-                outcome,
-                planner: planner_name.to_string(),
+                outcome: planned.outcome,
+                goals: planned.goals,
+                planner: format!("{planner_name}:{}", planned.by),
                 planning_time_s: t0.elapsed().as_secs_f64(),
                 attempt,
                 max_attempts,
@@ -410,89 +430,6 @@ pub fn replan_decision(
     }
 }
 
-/// The planners behind the node.
-struct Engine {
-    rules: RulesPlanner,
-    llm: Option<Arc<crate::llm::LlmPlanner>>,
-    name: &'static str,
-    rec: rerun::RecordingStream,
-}
-
-impl Engine {
-    /// Plans, then checks the plan's preconditions (`validate`): a plan that
-    /// fails them is refused with the reason, whichever planner made it.
-    async fn plan(&self, text: &str, world: &WorldModel) -> PlanOutcome {
-        let outcome = match self.raw_plan(text, world).await {
-            // The model only says "refuse"; the rules parser can often say why.
-            PlanOutcome::Rejected { reason } if self.llm.is_some() => {
-                match self.rules.plan(text, world) {
-                    Err(e) => PlanOutcome::Rejected {
-                        reason: e.to_string(),
-                    },
-                    Ok(_) => PlanOutcome::Rejected { reason },
-                }
-            }
-            other => other,
-        };
-        match outcome {
-            PlanOutcome::Plan { steps } => {
-                match crate::validate::validate(&steps, world, &RobotDescription::default()) {
-                    Ok(()) => PlanOutcome::Plan { steps },
-                    Err(e) => PlanOutcome::Rejected {
-                        reason: format!("the plan is not safe to run: {e}"),
-                    },
-                }
-            }
-            refused => refused,
-        }
-    }
-
-    async fn raw_plan(&self, text: &str, world: &WorldModel) -> PlanOutcome {
-        let Some(model) = &self.llm else {
-            return match self.rules.plan(text, world) {
-                Ok(steps) => PlanOutcome::Plan { steps },
-                Err(e) => PlanOutcome::Rejected {
-                    reason: e.to_string(),
-                },
-            };
-        };
-        if text.trim().is_empty() {
-            return PlanOutcome::Rejected {
-                reason: rules::PlanError::Empty.to_string(),
-            };
-        }
-        let (model, text, w) = (model.clone(), text.to_string(), world.clone());
-        match tokio::task::spawn_blocking(move || model.plan(&text, &w)).await {
-            Ok(Ok(out)) => {
-                log_text(
-                    &self.rec,
-                    "planner",
-                    "INFO",
-                    &format!(
-                        "{} output ({:.2} s, {} tokens): {:?}",
-                        self.name,
-                        out.total_s(),
-                        out.generated_tokens + out.forced_tokens,
-                        out.raw
-                    ),
-                );
-                match out.decoded {
-                    crate::grammar::Decoded::Plan(steps) => PlanOutcome::Plan { steps },
-                    crate::grammar::Decoded::Refused => PlanOutcome::Rejected {
-                        reason: "the language model found no safe plan over the known objects and places".into(),
-                    },
-                }
-            }
-            Ok(Err(e)) => PlanOutcome::Rejected {
-                reason: format!("the language model failed: {e}"),
-            },
-            Err(e) => PlanOutcome::Rejected {
-                reason: format!("the language model crashed: {e}"),
-            },
-        }
-    }
-}
-
 fn log_plan(rec: &rerun::RecordingStream, msg: &PlanMessage) {
     let body = match &msg.outcome {
         PlanOutcome::Plan { steps } => {
@@ -505,6 +442,10 @@ fn log_plan(rec: &rerun::RecordingStream, msg: &PlanMessage) {
             }
             for (i, step) in steps.iter().enumerate() {
                 s.push_str(&format!("{}. `{}`\n", i + 1, step.describe()));
+            }
+            if !msg.goals.is_empty() {
+                let goals: Vec<String> = msg.goals.iter().map(|g| g.describe()).collect();
+                s.push_str(&format!("\nGoal: {}\n", goals.join(", ")));
             }
             s
         }
@@ -552,6 +493,7 @@ mod tests {
             robot_pose: Pose2D::default(),
             progress: None,
             control_loop: None,
+            goals: vec![],
         }
     }
 

@@ -11,6 +11,9 @@ use crate::grammar::{render, Decoded, PlanGrammar};
 
 /// The committed suite.
 pub const SUITE_TOML: &str = include_str!("../suite/commands.toml");
+/// The held-out suite: commands written independently of the corpus
+/// generator and of the readers, kept out of training and out of the rules.
+pub const HELDOUT_TOML: &str = include_str!("../suite/heldout.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
@@ -151,6 +154,11 @@ impl Suite {
     pub fn committed() -> Result<Self, SuiteError> {
         Self::parse(SUITE_TOML)
     }
+
+    /// The held-out suite (`planner/suite/heldout.toml`).
+    pub fn heldout() -> Result<Self, SuiteError> {
+        Self::parse(HELDOUT_TOML)
+    }
 }
 
 /// How one answer compares with the expectation.
@@ -245,6 +253,26 @@ mod tests {
             assert!(
                 suite.cases.iter().filter(|c| c.category == cat).count() >= 10,
                 "too few {cat} cases"
+            );
+        }
+    }
+
+    #[test]
+    fn the_heldout_suite_is_large_varied_and_valid() {
+        let suite = Suite::heldout().unwrap();
+        assert!(suite.cases.len() >= 200, "{}", suite.cases.len());
+        let refuse = suite
+            .cases
+            .iter()
+            .filter(|c| c.expected == Expected::Refuse)
+            .count();
+        assert!(refuse >= 30, "{refuse} must-refuse cases");
+        let committed = Suite::committed().unwrap();
+        for c in &suite.cases {
+            assert!(
+                !committed.cases.iter().any(|k| k.command == c.command),
+                "{:?} is in both suites",
+                c.command
             );
         }
     }

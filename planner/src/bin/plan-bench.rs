@@ -14,18 +14,24 @@ use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use rosetta_common::Skill;
-use rosetta_planner::grammar::{render, Decoded};
+use rosetta_planner::grammar::render;
+use rosetta_planner::pipeline::{Pipeline, PlannerKind};
 use rosetta_planner::suite::{score, Expected, Score, Suite};
-use rosetta_planner::RulesPlanner;
 
 /// Benchmark the planners on the command suite.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 struct Args {
-    /// Which planners to run: the language model (`llm`), the rules stand-in
-    /// (`rules`, the baseline), or `both`.
-    #[arg(long, default_value = "both", value_parser = ["llm", "rules", "both"])]
-    planner: String,
+    /// Which planners to run, through the pipeline the planner node runs
+    /// (model or reader, grounding, validation): any of `hybrid` (the
+    /// default planner), `llm` (the model alone), `rules` (no model).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [PlannerKind::Rules, PlannerKind::Hybrid, PlannerKind::Llm])]
+    planner: Vec<PlannerKind>,
+    /// Which suite: the original one (`commands`), the held-out one
+    /// (`heldout`, written apart from the corpus and the rules), or `both`
+    /// (each reported on its own).
+    #[arg(long, default_value = "both", value_parser = ["commands", "heldout", "both"])]
+    suite: String,
     #[command(flatten)]
     model: rosetta_planner::llm::ModelArgs,
     /// Run only the first N cases (0: all).
@@ -72,6 +78,9 @@ struct Report {
     prefill_s: f64,
     /// Commands whose world lines were already in the KV cache.
     world_cached: usize,
+    /// Commands the language model planned (all for `llm`, the ones the
+    /// reader could not read for `hybrid`).
+    model_calls: usize,
     failures: Vec<String>,
 }
 
@@ -147,6 +156,10 @@ impl Report {
         }
         if let Some(l) = self.load_s {
             println!("model load (incl. fixed-prompt prefill): {l:.2} s");
+            println!(
+                "commands the model planned:        {} of {}",
+                self.model_calls, self.cases
+            );
         }
         println!(
             "plan latency p50 / p95:            {} / {}",
@@ -244,117 +257,127 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let suite = Suite::committed().context("loading the command suite")?;
-    let mut cases: Vec<_> = suite
-        .cases
-        .iter()
-        .filter(|c| args.category.as_ref().is_none_or(|k| &c.category == k))
-        .collect();
-    if args.limit > 0 {
-        cases.truncate(args.limit);
+    let mut suites = Vec::new();
+    if args.suite != "heldout" {
+        suites.push((
+            "commands",
+            Suite::committed().context("loading the command suite")?,
+        ));
     }
-    println!("command suite: {} cases", cases.len());
-    let mut reports = Vec::new();
-    let world = |name: &str| suite.worlds.get(name).cloned().unwrap_or_default();
-
-    if args.planner != "llm" {
-        let mut r = Report {
-            planner: rosetta_planner::rules::NAME.into(),
-            ..Default::default()
-        };
-        for case in &cases {
-            let t0 = Instant::now();
-            let out = RulesPlanner.plan(&case.command, &world(&case.world));
-            r.latency_s.push(t0.elapsed().as_secs_f64());
-            match out {
-                Ok(steps) => r.add(case, Some(&steps), ""),
-                Err(e) => r.add(case, None, &e.to_string()),
-            }
-        }
-        r.print(args.show_failures);
-        reports.push(r);
+    if args.suite != "commands" {
+        suites.push((
+            "heldout",
+            Suite::heldout().context("loading the held-out suite")?,
+        ));
     }
-    if args.planner != "rules" {
+    let llm = if args.planner.iter().any(|k| k.needs_model()) {
         let path = args.model.source()?.weights;
         let spinner =
             ProgressBar::new_spinner().with_message(format!("loading {}", path.display()));
         spinner.enable_steady_tick(std::time::Duration::from_millis(200));
-        let adapter = args.model.adapter();
         let llm = args.model.load()?;
-        println!("model: {} family, on {:?}", llm.family, llm.device());
         spinner.finish_and_clear();
-        let mut r = Report {
-            planner: format!(
-                "llm-constrained ({}, {:?}, adapter {})",
-                path.display(),
-                args.model.llm_weights,
-                adapter
-                    .as_ref()
-                    .map_or("none".into(), |a| a.display().to_string())
-            ),
-            load_s: Some(llm.load_s),
-            ..Default::default()
-        };
-        let bar = ProgressBar::new(cases.len() as u64).with_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed} < {eta}]")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        println!(
+            "model: {} ({} family, {:?}, adapter {}), on {:?}, loaded in {:.2} s",
+            path.display(),
+            llm.family,
+            args.model.llm_weights,
+            args.model
+                .adapter()
+                .as_ref()
+                .map_or("none".into(), |a| a.display().to_string()),
+            llm.device(),
+            llm.load_s
         );
-        for case in &cases {
-            bar.set_message(case.category.clone());
-            let out = llm.plan(&case.command, &world(&case.world))?;
-            let total = out.total_s();
-            r.latency_s.push(total);
-            r.first_token_s.push(out.first_token_s);
-            r.tokens += out.generated_tokens + out.forced_tokens;
-            r.chosen_tokens += out.generated_tokens;
-            r.forward_passes += out.forward_passes;
-            r.decode_s += out.decode_s;
-            r.prefill_tokens += out.prefilled_tokens;
-            r.world_cached += usize::from(
-                out.prefilled_tokens < out.prompt_tokens.saturating_sub(llm.fixed_prompt_tokens()),
+        Some(std::sync::Arc::new(llm))
+    } else {
+        None
+    };
+    let mut reports = Vec::new();
+    for (suite_name, suite) in &suites {
+        let mut cases: Vec<_> = suite
+            .cases
+            .iter()
+            .filter(|c| args.category.as_ref().is_none_or(|k| &c.category == k))
+            .collect();
+        if args.limit > 0 {
+            cases.truncate(args.limit);
+        }
+        println!("\n##### suite {suite_name}: {} cases", cases.len());
+        let world = |name: &str| suite.worlds.get(name).cloned().unwrap_or_default();
+        for kind in &args.planner {
+            let pipeline = Pipeline::new(*kind, llm.clone()).map_err(anyhow::Error::msg)?;
+            let mut r = Report {
+                planner: format!("{kind} on {suite_name}"),
+                load_s: llm
+                    .as_ref()
+                    .filter(|_| kind.needs_model())
+                    .map(|l| l.load_s),
+                ..Default::default()
+            };
+            let bar = ProgressBar::new(cases.len() as u64).with_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed} < {eta}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
-            r.prefill_s += out.prefill_s;
-            match &out.decoded {
-                Decoded::Plan(steps) => {
-                    if steps.len() == 4 {
-                        r.latency_4_step_s.push(total);
+            for case in &cases {
+                bar.set_message(case.category.clone());
+                let t0 = Instant::now();
+                let out = pipeline.plan(&case.command, &world(&case.world));
+                let total = t0.elapsed().as_secs_f64();
+                r.latency_s.push(total);
+                if let Some(m) = &out.model {
+                    r.first_token_s.push(m.first_token_s);
+                    r.tokens += m.generated_tokens + m.forced_tokens;
+                    r.chosen_tokens += m.generated_tokens;
+                    r.forward_passes += m.forward_passes;
+                    r.decode_s += m.decode_s;
+                    r.prefill_tokens += m.prefilled_tokens;
+                    r.prefill_s += m.prefill_s;
+                    if let Some(l) = &llm {
+                        r.world_cached += usize::from(
+                            m.prefilled_tokens
+                                < m.prompt_tokens.saturating_sub(l.fixed_prompt_tokens()),
+                        );
                     }
-                    r.add(case, Some(steps), "")
+                    r.model_calls += 1;
                 }
-                Decoded::Refused => r.add(case, None, "the model wrote refuse"),
-            }
-            if args.each {
-                let got = match &out.decoded {
-                    Decoded::Plan(steps) => render(steps).replace('\n', "; "),
-                    Decoded::Refused => "refuse".into(),
+                let why = match &out.outcome {
+                    rosetta_common::PlanOutcome::Rejected { reason } => reason.clone(),
+                    _ => String::new(),
                 };
-                let ok = score(
-                    &case.expected,
-                    match &out.decoded {
-                        Decoded::Plan(s) => Some(s.as_slice()),
-                        Decoded::Refused => None,
-                    },
-                );
-                println!(
-                    "{} {:.2} s [{}] {:?} -> {got}",
-                    if ok.equivalent { "ok  " } else { "FAIL" },
-                    total,
-                    case.category,
-                    case.command
-                );
-                println!(
-                    "     forward passes {:.2} s of {:.2} s decode",
-                    out.forward_s, out.decode_s
-                );
+                if out.steps().is_some_and(|s| s.len() == 4) {
+                    r.latency_4_step_s.push(total);
+                }
+                r.add(case, out.steps(), &why);
+                if args.each {
+                    let ok = score(&case.expected, out.steps());
+                    let got = out
+                        .steps()
+                        .map_or(format!("refuse ({why})"), |s| render(s).replace('\n', "; "));
+                    bar.println(format!(
+                        "{} {:.2} s [{}] {:?} -> {got} (by {})",
+                        if ok.equivalent { "ok  " } else { "FAIL" },
+                        total,
+                        case.category,
+                        case.command,
+                        out.by
+                    ));
+                }
+                bar.inc(1);
             }
-            bar.inc(1);
+            bar.finish_and_clear();
+            r.print(args.show_failures);
+            reports.push(r);
         }
-        bar.finish_and_clear();
-        r.print(args.show_failures);
-        if args.speed_tokens > 0 {
-            speed_side_by_side(&llm, &path, &world("default"), args.speed_tokens)?;
+    }
+    if args.speed_tokens > 0 {
+        if let (Some(l), Ok(src)) = (&llm, args.model.source()) {
+            let world = suites
+                .first()
+                .and_then(|(_, s)| s.worlds.get("default").cloned())
+                .unwrap_or_default();
+            speed_side_by_side(l, &src.weights, &world, args.speed_tokens)?;
         }
-        reports.push(r);
     }
     if let Some(path) = &args.json {
         let figures: Vec<_> = reports

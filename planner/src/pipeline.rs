@@ -1,0 +1,329 @@
+//! The planning pipeline: words and the world model in; a validated plan with
+//! its goal conditions, or a refusal with its reason, out. The planner node
+//! and the benchmarks (`plan-bench`, `speech-bench`) run this one type, so
+//! that what is measured is what runs.
+//!
+//! Three planners behind it ([`PlannerKind`]):
+//! - `rules`: the reader and the grounder (`reader`, `compile`), no model;
+//! - `llm`: the language model alone, under the plan grammar;
+//! - `hybrid` (the default): the reader and grounder first; words they
+//!   cannot read go to the language model, whose plan is validated like
+//!   any other. Unsafe words, unknown objects and ambiguity are refused by
+//!   the reader and never reach the model.
+
+use std::sync::Arc;
+
+use rosetta_common::goal::Goal;
+use rosetta_common::plan::PlanOutcome;
+use rosetta_common::robot::RobotDescription;
+use rosetta_common::{Skill, WorldModel};
+
+use crate::compile::PlanError;
+use crate::grammar::Decoded;
+use crate::llm::{LlmOutput, LlmPlanner};
+use crate::rules::{self, RulesPlanner};
+
+/// Which planner the pipeline runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PlannerKind {
+    /// The reader and grounder, then the language model for words they cannot read.
+    #[default]
+    Hybrid,
+    /// The language model alone (constrained decoding over the world's ids).
+    Llm,
+    /// The reader and grounder alone: deterministic, no model.
+    Rules,
+}
+
+impl PlannerKind {
+    pub fn needs_model(self) -> bool {
+        !matches!(self, PlannerKind::Rules)
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            PlannerKind::Hybrid => "hybrid",
+            PlannerKind::Llm => "llm",
+            PlannerKind::Rules => rules::NAME,
+        }
+    }
+}
+
+impl std::fmt::Display for PlannerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What one planning call gives.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub outcome: PlanOutcome,
+    pub goals: Vec<Goal>,
+    /// Which stage made the answer (`rules`, `llm`).
+    pub by: &'static str,
+    /// The model's run, when it ran.
+    pub model: Option<LlmOutput>,
+}
+
+impl Planned {
+    /// The plan's steps, or `None` for a refusal.
+    pub fn steps(&self) -> Option<&[Skill]> {
+        match &self.outcome {
+            PlanOutcome::Plan { steps } => Some(steps),
+            PlanOutcome::Rejected { .. } => None,
+        }
+    }
+    fn refused(reason: String, by: &'static str, model: Option<LlmOutput>) -> Self {
+        Self {
+            outcome: PlanOutcome::Rejected { reason },
+            goals: vec![],
+            by,
+            model,
+        }
+    }
+}
+
+/// The planning pipeline.
+pub struct Pipeline {
+    kind: PlannerKind,
+    rules: RulesPlanner,
+    llm: Option<Arc<LlmPlanner>>,
+    robot: RobotDescription,
+}
+
+impl Pipeline {
+    /// A pipeline; `llm` is required for the kinds that need a model.
+    pub fn new(kind: PlannerKind, llm: Option<Arc<LlmPlanner>>) -> Result<Self, String> {
+        if kind.needs_model() && llm.is_none() {
+            return Err(format!("the {kind} planner needs a language model"));
+        }
+        Ok(Self {
+            kind,
+            rules: RulesPlanner,
+            llm,
+            robot: RobotDescription::default(),
+        })
+    }
+
+    pub fn kind(&self) -> PlannerKind {
+        self.kind
+    }
+
+    pub fn model(&self) -> Option<&Arc<LlmPlanner>> {
+        self.llm.as_ref()
+    }
+
+    /// Plans `text` against `world` (blocking: seconds with a model on a CPU).
+    pub fn plan(&self, text: &str, world: &WorldModel) -> Planned {
+        let planned = match (self.kind, &self.llm) {
+            (PlannerKind::Rules, _) | (_, None) => self.by_rules(text, world),
+            (PlannerKind::Llm, Some(m)) => self.by_model(m, text, world, None),
+            (PlannerKind::Hybrid, Some(m)) => match self.rules.read(text, world) {
+                Err(e) if rules::is_reading_error(&e) => self.by_model(m, text, world, Some(e)),
+                other => Self::from_rules(other),
+            },
+        };
+        self.validated(planned, world)
+    }
+
+    fn from_rules(r: Result<rules::Reading, PlanError>) -> Planned {
+        match r {
+            Ok(reading) => Planned {
+                outcome: PlanOutcome::Plan {
+                    steps: reading.steps,
+                },
+                goals: reading.goals,
+                by: rules::NAME,
+                model: None,
+            },
+            Err(e) => Planned::refused(e.to_string(), rules::NAME, None),
+        }
+    }
+
+    fn by_rules(&self, text: &str, world: &WorldModel) -> Planned {
+        Self::from_rules(self.rules.read(text, world))
+    }
+
+    fn by_model(
+        &self,
+        model: &LlmPlanner,
+        text: &str,
+        world: &WorldModel,
+        reader_error: Option<PlanError>,
+    ) -> Planned {
+        if text.trim().is_empty() {
+            return Planned::refused(
+                crate::reader::ReadError::Empty.to_string(),
+                rules::NAME,
+                None,
+            );
+        }
+        match model.plan(text, world) {
+            Ok(out) => match &out.decoded {
+                Decoded::Plan(steps) if reader_error.is_some() && !named_by(steps, text) => {
+                    // In the hybrid, the model reads what the reader could
+                    // not; a plan about things the words never name is a
+                    // guess, and a guess is refused.
+                    let why = reader_error.map(|e| e.to_string()).unwrap_or_default();
+                    Planned::refused(why, "llm", Some(out))
+                }
+                Decoded::Plan(steps) => Planned {
+                    outcome: PlanOutcome::Plan {
+                        steps: steps.clone(),
+                    },
+                    goals: goals_of(steps),
+                    by: "llm",
+                    model: Some(out),
+                },
+                Decoded::Refused => {
+                    // The model only says "refuse"; the reader can often say why.
+                    let reason = reader_error
+                        .or_else(|| self.rules.read(text, world).err())
+                        .map_or_else(
+                            || {
+                                "the language model found no safe plan over the known objects and places"
+                                    .to_string()
+                            },
+                            |e| e.to_string(),
+                        );
+                    Planned::refused(reason, "llm", Some(out))
+                }
+            },
+            Err(e) => Planned::refused(format!("the language model failed: {e}"), "llm", None),
+        }
+    }
+
+    /// A plan that fails its preconditions (`validate`) is refused with the
+    /// reason, whichever stage made it.
+    fn validated(&self, mut p: Planned, world: &WorldModel) -> Planned {
+        if let PlanOutcome::Plan { steps } = &p.outcome {
+            if let Err(e) = crate::validate::validate(steps, world, &self.robot) {
+                p.outcome = PlanOutcome::Rejected {
+                    reason: format!("the plan is not safe to run: {e}"),
+                };
+                p.goals.clear();
+            }
+        }
+        p
+    }
+}
+
+/// Whether every thing a plan acts on is named by the command's words: its
+/// colour for an object (`red_cube`: "red", "crimson", ...), its name for a
+/// place ("dock", "table", "start").
+pub fn named_by(steps: &[Skill], text: &str) -> bool {
+    let words = crate::reader::normalise(text);
+    let said = |w: &str| words.iter().any(|x| x == w);
+    let named = |id: &str| match rosetta_common::world::parse_object_id(id) {
+        Some((color, _)) => said(color.name()),
+        None => said(id),
+    };
+    steps.iter().all(|s| match s {
+        Skill::NavigateTo { target } => named(target),
+        Skill::Pick { object } | Skill::LookFor { object } => named(object),
+        Skill::Place { object, target } => named(object) && named(target),
+        Skill::Say { .. } | Skill::Wait { .. } | Skill::Stop => true,
+    })
+}
+
+/// The goal conditions a plan's own steps imply, for a plan written without
+/// the reader (the model's): where each placed object ends, what is held at
+/// the end, and where the robot ends when the last step is a drive.
+pub fn goals_of(steps: &[Skill]) -> Vec<Goal> {
+    let mut goals: Vec<Goal> = Vec::new();
+    let mut holding: Option<String> = None;
+    for s in steps {
+        match s {
+            Skill::Pick { object } => {
+                goals.retain(|g| !matches!(g, Goal::InContainer { object: o, .. } if o == object));
+                holding = Some(object.clone());
+            }
+            Skill::Place { object, target } => {
+                goals.push(Goal::InContainer {
+                    object: object.clone(),
+                    container: target.clone(),
+                });
+                holding = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(h) = holding {
+        goals.push(Goal::Holding { object: h });
+    }
+    if let Some(Skill::NavigateTo { target }) = steps.last() {
+        goals.push(Goal::At {
+            target: target.clone(),
+        });
+    }
+    goals
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plans_own_steps_give_its_goals() {
+        let nav = |t: &str| Skill::NavigateTo { target: t.into() };
+        let steps = vec![
+            nav("red_cube"),
+            Skill::Pick {
+                object: "red_cube".into(),
+            },
+            nav("blue_bin"),
+            Skill::Place {
+                object: "red_cube".into(),
+                target: "blue_bin".into(),
+            },
+            nav("green_cube"),
+            Skill::Pick {
+                object: "green_cube".into(),
+            },
+            nav("dock"),
+        ];
+        assert_eq!(
+            goals_of(&steps),
+            vec![
+                Goal::InContainer {
+                    object: "red_cube".into(),
+                    container: "blue_bin".into()
+                },
+                Goal::Holding {
+                    object: "green_cube".into()
+                },
+                Goal::At {
+                    target: "dock".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_plan_is_named_by_the_words_only_when_they_name_each_thing_it_touches() {
+        let steps = vec![
+            Skill::NavigateTo {
+                target: "blue_cube".into(),
+            },
+            Skill::Pick {
+                object: "blue_cube".into(),
+            },
+            Skill::NavigateTo {
+                target: "table".into(),
+            },
+        ];
+        assert!(named_by(
+            &steps,
+            "fetch me the navy brick and roll over to the table"
+        ));
+        assert!(!named_by(&steps, "knock all the cubes off the table"));
+        assert!(!named_by(&steps[2..], "open the front door"));
+    }
+
+    #[test]
+    fn the_model_kinds_need_a_model() {
+        assert!(Pipeline::new(PlannerKind::Hybrid, None).is_err());
+        assert!(Pipeline::new(PlannerKind::Llm, None).is_err());
+        assert!(Pipeline::new(PlannerKind::Rules, None).is_ok());
+    }
+}
