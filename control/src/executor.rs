@@ -137,6 +137,9 @@ struct StepCtx {
     spun: bool,
     /// `stop`: since when, and from which pose, the base has not moved.
     rest_since: Option<(f64, Pose2D)>,
+    /// How often `navigate_to` an object aimed again on arrival because
+    /// the object's estimate had moved out of the arm's reach.
+    reaims: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -477,7 +480,34 @@ impl Executor {
         ) {
             Some(t) => t,
             None => match drive_to(&inp.pose, goal, look, &mut self.ctx.at_goal, &self.nav) {
-                NavOutcome::Arrived => return Progress::Done(stop_outputs()),
+                NavOutcome::Arrived => {
+                    // Arrived where the object was thought to be within reach:
+                    // the next step (pick, place) needs it within reach now,
+                    // as perception sees it now.
+                    if let Some(obj) = inp.world.get(target) {
+                        let d = (obj.position_m[0] - robot[0]).hypot(obj.position_m[1] - robot[1]);
+                        if !within_reach_band(d) && self.ctx.reaims < MAX_REAIMS {
+                            tracing::info!(
+                                %target,
+                                distance_m = d,
+                                "arrived out of the arm's reach of the target's latest estimate: aiming again"
+                            );
+                            self.ctx.reaims += 1;
+                            self.ctx.goal = None;
+                            self.ctx.aimed_at = None;
+                            self.ctx.at_goal = false;
+                            self.ctx.path.clear();
+                            self.ctx.path_goal = None;
+                            return Progress::Continue(stop_outputs());
+                        }
+                        if !within_reach_band(d) {
+                            return Progress::Failed(format!(
+                                "{target} is {d:.2} m away after {MAX_REAIMS} approaches, out of the arm's reach"
+                            ));
+                        }
+                    }
+                    return Progress::Done(stop_outputs());
+                }
                 NavOutcome::Moving(t) => t,
             },
         };
@@ -845,6 +875,20 @@ impl Executor {
 
 fn dist2(a: [f64; 2], b: [f64; 2]) -> f64 {
     (b[0] - a[0]).hypot(b[1] - a[1])
+}
+
+/// How often `navigate_to` an object aims again on arrival (see [`within_reach_band`]).
+pub const MAX_REAIMS: u8 = 3;
+/// How much nearer than [`REACH_M`] the base may stand from an object's
+/// centre and still reach it from above.
+pub const MIN_REACH_SLACK_M: f64 = 0.12;
+
+/// Whether a base this far from an object's centre (metres, horizontally)
+/// can pick it or place into it: from [`MIN_REACH_SLACK_M`] nearer than
+/// the nominal reach to [`MAX_EXTRA_REACH_M`] (and 2 cm of arrival
+/// tolerance) further.
+pub fn within_reach_band(d: f64) -> bool {
+    (REACH_M - MIN_REACH_SLACK_M..=REACH_M + MAX_EXTRA_REACH_M + 0.02).contains(&d)
 }
 
 /// How much further than [`REACH_M`] the base may stand from an object when

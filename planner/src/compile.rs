@@ -485,7 +485,16 @@ impl<'w> Ctx<'w> {
                 }
             }
             Clause::Put { objects, target } => {
-                let objs = self.resolve(objects, Role::Object)?;
+                let mut objs = self.resolve(objects, Role::Object)?;
+                // What the hand holds already goes first.
+                if let Some(i) = self
+                    .holding
+                    .as_ref()
+                    .and_then(|h| objs.iter().position(|o| o == h))
+                {
+                    let held = objs.remove(i);
+                    objs.insert(0, held);
+                }
                 let target = match target {
                     Some(t) => Some(t.clone()),
                     None => self.pending_target.take(),
@@ -623,7 +632,19 @@ impl<'w> Ctx<'w> {
 
 /// Grounds clauses in `world`: the plan and its goal conditions.
 pub fn compile(clauses: &[Clause], world: &WorldModel) -> Result<Reading, PlanError> {
+    compile_holding(clauses, world, None)
+}
+
+/// [`compile`] for a robot that already holds `held` (a re-plan after a
+/// step failed while it carried something): the plan starts from there,
+/// and never opens the hand on it by picking again.
+pub fn compile_holding(
+    clauses: &[Clause],
+    world: &WorldModel,
+    held: Option<&str>,
+) -> Result<Reading, PlanError> {
     let mut ctx = Ctx::new(world);
+    ctx.holding = held.map(str::to_string);
     // "Put the green cube. In the blue bin.": a target right after a put
     // without one is its target.
     let mut merged: Vec<Clause> = Vec::with_capacity(clauses.len());

@@ -93,11 +93,14 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
     // The command being carried out, and which attempt at it runs now.
     let mut active: Option<(CommandMessage, u32)> = None;
     let mut stop_ids = 0u64;
+    // What the robot holds after the last failed attempt (a re-plan starts there).
+    let mut held: Option<String> = None;
     let work = async {
         while let Some(event) = events.next().await {
             let (cmd, attempt, replan_reason) = match event {
                 Event::Command(cmd) => {
                     active = Some((cmd.clone(), 1));
+                    held = None;
                     (cmd, 1, None)
                 }
                 Event::Cancel(id) => {
@@ -148,6 +151,7 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
                         }
                         Replan::Yes(why) => {
                             *attempt += 1;
+                            held = held_after(&st);
                             tracing::info!(command = %cmd.text, attempt = *attempt, %why, "re-planning after a failure");
                             (cmd.clone(), *attempt, Some(why))
                         }
@@ -171,7 +175,10 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
             let t0 = Instant::now();
             let planned = {
                 let (p, text, w) = (pipeline.clone(), cmd.text.clone(), world.clone());
-                match tokio::task::spawn_blocking(move || p.plan(&text, &w)).await {
+                let h = held.clone();
+                match tokio::task::spawn_blocking(move || p.plan_holding(&text, &w, h.as_deref()))
+                    .await
+                {
                     Ok(planned) => planned,
                     Err(e) => {
                         tracing::error!(error = %e, "the planner crashed");
@@ -430,6 +437,22 @@ pub fn replan_decision(
     }
 }
 
+/// What the robot holds after an attempt: the object of the last pick that
+/// succeeded, unless a place of it succeeded after.
+pub fn held_after(st: &ExecutorStatus) -> Option<String> {
+    let mut held = None;
+    for s in &st.steps {
+        match (&s.skill, &s.state) {
+            (rosetta_common::Skill::Pick { object }, StepState::Succeeded) => {
+                held = Some(object.clone())
+            }
+            (rosetta_common::Skill::Place { .. }, StepState::Succeeded) => held = None,
+            _ => {}
+        }
+    }
+    held
+}
+
 fn log_plan(rec: &rerun::RecordingStream, msg: &PlanMessage) {
     let body = match &msg.outcome {
         PlanOutcome::Plan { steps } => {
@@ -511,6 +534,41 @@ mod tests {
             replan_decision(&status(7, 3, TaskState::Failed), 7, 3, 3),
             Replan::GiveUp(_)
         ));
+    }
+
+    #[test]
+    fn what_is_held_after_a_failed_attempt() {
+        use rosetta_common::status::StepStatus;
+        let step = |index, skill, state| StepStatus {
+            index,
+            skill,
+            state,
+            started_s: None,
+            finished_s: None,
+        };
+        let mut st = status(7, 1, TaskState::Failed);
+        let pick = Skill::Pick {
+            object: "red_cube".into(),
+        };
+        let place = Skill::Place {
+            object: "red_cube".into(),
+            target: "red_bin".into(),
+        };
+        let failed = StepState::Failed {
+            reason: "out of reach".into(),
+        };
+        st.steps = vec![
+            step(0, pick.clone(), StepState::Succeeded),
+            step(1, place.clone(), failed.clone()),
+        ];
+        assert_eq!(held_after(&st).as_deref(), Some("red_cube"));
+        st.steps = vec![
+            step(0, pick.clone(), StepState::Succeeded),
+            step(1, place, StepState::Succeeded),
+        ];
+        assert_eq!(held_after(&st), None);
+        st.steps = vec![step(0, pick, failed)];
+        assert_eq!(held_after(&st), None);
     }
 
     #[test]

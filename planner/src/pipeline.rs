@@ -115,15 +115,24 @@ impl Pipeline {
 
     /// Plans `text` against `world` (blocking: seconds with a model on a CPU).
     pub fn plan(&self, text: &str, world: &WorldModel) -> Planned {
-        let planned = match (self.kind, &self.llm) {
-            (PlannerKind::Rules, _) | (_, None) => self.by_rules(text, world),
-            (PlannerKind::Llm, Some(m)) => self.by_model(m, text, world, None),
-            (PlannerKind::Hybrid, Some(m)) => match self.rules.read(text, world) {
+        self.plan_holding(text, world, None)
+    }
+
+    /// [`Self::plan`] for a robot that holds `held` (a re-plan after a
+    /// failure mid-carry). The reader plans from there; the model, whose
+    /// plan language starts with empty hands, is not asked.
+    pub fn plan_holding(&self, text: &str, world: &WorldModel, held: Option<&str>) -> Planned {
+        let planned = match (self.kind, &self.llm, held) {
+            (PlannerKind::Rules, _, _) | (_, None, _) | (PlannerKind::Hybrid, _, Some(_)) => {
+                Self::from_rules(self.rules.read_holding(text, world, held))
+            }
+            (PlannerKind::Llm, Some(m), _) => self.by_model(m, text, world, None),
+            (PlannerKind::Hybrid, Some(m), None) => match self.rules.read(text, world) {
                 Err(e) if rules::is_reading_error(&e) => self.by_model(m, text, world, Some(e)),
                 other => Self::from_rules(other),
             },
         };
-        self.validated(planned, world)
+        self.validated(planned, world, held)
     }
 
     fn from_rules(r: Result<rules::Reading, PlanError>) -> Planned {
@@ -138,10 +147,6 @@ impl Pipeline {
             },
             Err(e) => Planned::refused(e.to_string(), rules::NAME, None),
         }
-    }
-
-    fn by_rules(&self, text: &str, world: &WorldModel) -> Planned {
-        Self::from_rules(self.rules.read(text, world))
     }
 
     fn by_model(
@@ -195,9 +200,9 @@ impl Pipeline {
 
     /// A plan that fails its preconditions (`validate`) is refused with the
     /// reason, whichever stage made it.
-    fn validated(&self, mut p: Planned, world: &WorldModel) -> Planned {
+    fn validated(&self, mut p: Planned, world: &WorldModel, held: Option<&str>) -> Planned {
         if let PlanOutcome::Plan { steps } = &p.outcome {
-            if let Err(e) = crate::validate::validate(steps, world, &self.robot) {
+            if let Err(e) = crate::validate::validate_holding(steps, world, &self.robot, held) {
                 p.outcome = PlanOutcome::Rejected {
                     reason: format!("the plan is not safe to run: {e}"),
                 };

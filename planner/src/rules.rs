@@ -27,8 +27,18 @@ impl RulesPlanner {
 
     /// Plans a command: its steps and the goal conditions they are for.
     pub fn read(&self, text: &str, world: &WorldModel) -> Result<Reading, PlanError> {
+        self.read_holding(text, world, None)
+    }
+
+    /// [`Self::read`] for a robot that holds `held` already.
+    pub fn read_holding(
+        &self,
+        text: &str,
+        world: &WorldModel,
+        held: Option<&str>,
+    ) -> Result<Reading, PlanError> {
         let clauses = crate::reader::read(text)?;
-        crate::compile::compile(&clauses, world)
+        crate::compile::compile_holding(&clauses, world, held)
     }
 }
 
@@ -453,5 +463,28 @@ mod tests {
                 ("yellow_cube", "red_bin")
             ])
         );
+    }
+
+    #[test]
+    fn a_replan_while_holding_the_object_does_not_pick_it_again() {
+        let w = default_world();
+        let r = RulesPlanner
+            .read_holding("put all the cubes in the red bin", &w, Some("green_cube"))
+            .unwrap();
+        assert_eq!(
+            &r.steps[..2],
+            &[
+                Skill::NavigateTo {
+                    target: "red_bin".into()
+                },
+                Skill::Place {
+                    object: "green_cube".into(),
+                    target: "red_bin".into()
+                }
+            ]
+        );
+        assert!(!r.steps.contains(&Skill::Pick {
+            object: "green_cube".into()
+        }));
     }
 }

@@ -35,8 +35,18 @@ pub fn validate(
     world: &WorldModel,
     robot: &RobotDescription,
 ) -> Result<(), Invalid> {
+    validate_holding(steps, world, robot, None)
+}
+
+/// [`validate`] for a robot whose hand holds `held` when the plan starts.
+pub fn validate_holding(
+    steps: &[Skill],
+    world: &WorldModel,
+    robot: &RobotDescription,
+    held: Option<&str>,
+) -> Result<(), Invalid> {
     let mut looked: Vec<&str> = Vec::new();
-    let mut holding: Option<&str> = None;
+    let mut holding: Option<&str> = held;
     let reachable = |z: f64| robot.arm.solve_top_down(NOMINAL_REACH_M, z).is_ok();
     for (i, step) in steps.iter().enumerate() {
         let n = i + 1;

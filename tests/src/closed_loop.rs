@@ -53,6 +53,11 @@ pub struct ClosedLoop {
     pub trace: bool,
     /// Wall time spent in the executor's ticks so far (seconds).
     pub tick_wall_s: f64,
+    /// A perception error to inject: the object's estimate is off by this
+    /// offset until the base comes within this distance of the (wrong)
+    /// estimate, then it is right, as when an object seen from afar is
+    /// placed better from near.
+    pub misplaced: Option<(String, [f64; 3], f64)>,
 }
 
 impl ClosedLoop {
@@ -74,11 +79,33 @@ impl ClosedLoop {
             lidar_noise_m: 0.005,
             trace: false,
             tick_wall_s: 0.0,
+            misplaced: None,
         }
     }
 
-    /// The objects where they truly are, and the given places.
-    pub fn world_model(&self, places: Vec<Place>) -> WorldModel {
+    /// The objects where they truly are (but for [`Self::misplaced`]), and
+    /// the given places.
+    pub fn world_model(&mut self, places: Vec<Place>) -> WorldModel {
+        let mut w = self.true_world_model(places);
+        if let Some((id, off, near_m)) = &self.misplaced {
+            let base = self.world.odom_pose();
+            if let Some(o) = w.objects.iter_mut().find(|o| &o.id == id) {
+                let p = [
+                    o.position_m[0] + off[0],
+                    o.position_m[1] + off[1],
+                    o.position_m[2] + off[2],
+                ];
+                if (p[0] - base.x_m).hypot(p[1] - base.y_m) > *near_m {
+                    o.position_m = p;
+                } else {
+                    self.misplaced = None;
+                }
+            }
+        }
+        w
+    }
+
+    fn true_world_model(&self, places: Vec<Place>) -> WorldModel {
         WorldModel {
             stamp_s: self.world.time_s,
             frame_id: "odom".into(),
