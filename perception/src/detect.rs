@@ -93,6 +93,10 @@ pub(crate) fn check_sizes(
     Ok((w, h))
 }
 
+/// A vertical gap this wide without a point of the region separates two
+/// things of one colour stacked in view (a carried cube over a bin).
+const HEIGHT_GAP_M: f64 = 0.06;
+
 /// Where one object's pixels lie in space: robust bounds (3rd to 97th
 /// percentile) of their back-projected depth, in the frame of `odom_from_optical`.
 #[derive(Debug, Clone, Copy)]
@@ -115,7 +119,7 @@ impl Extent {
         min_valid: usize,
     ) -> Option<Self> {
         let w = cam.width_px;
-        let (mut xs, mut ys, mut zs) = (Vec::new(), Vec::new(), Vec::new());
+        let mut points: Vec<[f64; 3]> = Vec::new();
         for (u, v) in pixels {
             let Some(&d) = depth_m.get((v * w + u) as usize) else {
                 continue;
@@ -127,10 +131,29 @@ impl Extent {
                 continue;
             }
             let p = odom_from_optical * cam.back_project(f64::from(u), f64::from(v), f64::from(d));
-            xs.push(p.x);
-            ys.push(p.y);
-            zs.push(p.z);
+            points.push([p.x, p.y, p.z]);
         }
+        // Pixels of one colour may belong to two things one above the other
+        // (a red cube carried over the red bin): keep the height band with
+        // the most points, bands being split where no point lies for
+        // `HEIGHT_GAP_M`.
+        points.sort_by(|a, b| a[2].total_cmp(&b[2]));
+        let mut best = (0, 0);
+        let mut start = 0;
+        for i in 1..=points.len() {
+            if i == points.len() || points[i][2] - points[i - 1][2] > HEIGHT_GAP_M {
+                if i - start > best.1 - best.0 {
+                    best = (start, i);
+                }
+                start = i;
+            }
+        }
+        let band = &points[best.0..best.1];
+        let (mut xs, mut ys, mut zs): (Vec<f64>, Vec<f64>, Vec<f64>) = (
+            band.iter().map(|p| p[0]).collect(),
+            band.iter().map(|p| p[1]).collect(),
+            band.iter().map(|p| p[2]).collect(),
+        );
         if xs.len() < min_valid.max(1) {
             return None;
         }
@@ -356,6 +379,44 @@ mod tests {
             + (d.position_m[1] - bin.position_m[1]).powi(2))
         .sqrt();
         assert!(err < 0.05, "bin centre error {err:.3} m");
+    }
+
+    /// A red cube carried over the red bin shows as one red region with the
+    /// bin: the bin must still be measured at its own height, not lifted to
+    /// the cube's (the place step then reached for a rim 0.55 m too high).
+    #[test]
+    fn a_cube_held_over_a_bin_of_its_colour_does_not_lift_the_bin() {
+        let mut w = World::new(Scene::default_scene().unwrap(), RobotDescription::default());
+        // Face the red bin from 0.9 m with the red cube hanging over it.
+        w.pose = Pose2D::new(0.0, -0.7, -std::f64::consts::FRAC_PI_2);
+        let bin = w
+            .objects
+            .iter()
+            .find(|o| o.id == "red_bin")
+            .unwrap()
+            .position_m;
+        let cube = w.objects.iter_mut().find(|o| o.id == "red_cube").unwrap();
+        cube.position_m = [bin[0], bin[1] + 0.1, 0.45];
+        let cam = w.robot.camera.clone();
+        let f = render_camera(&w, &cam);
+        let optical = w.pose.to_isometry() * cam.base_from_optical();
+        // Every red pixel as one region, as colour segmentation sees them.
+        let red: Vec<(u32, u32)> = (0..cam.height_px)
+            .flat_map(|v| (0..cam.width_px).map(move |u| (u, v)))
+            .filter(|(u, v)| {
+                let i = ((v * cam.width_px + u) * 3) as usize;
+                let px = &f.rgb[i..i + 3];
+                px[0] > 120 && px[1] < 90 && px[2] < 90
+            })
+            .collect();
+        let e = Extent::measure(red.into_iter(), &f.depth_m, &cam, &optical, None, 50).unwrap();
+        let d = e.detection(Color::Red, ObjectKind::Bin, [0, 0, 1, 1], 1, 1.0);
+        assert!(
+            (d.position_m[2] - bin[2]).abs() < 0.05,
+            "the bin's centre is estimated {:.2} m high, truly {:.2} m",
+            d.position_m[2],
+            bin[2]
+        );
     }
 
     #[test]

@@ -151,7 +151,7 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
                         }
                         Replan::Yes(why) => {
                             *attempt += 1;
-                            held = held_after(&st);
+                            held = held_after(&st, held.take());
                             tracing::info!(command = %cmd.text, attempt = *attempt, %why, "re-planning after a failure");
                             (cmd.clone(), *attempt, Some(why))
                         }
@@ -437,10 +437,11 @@ pub fn replan_decision(
     }
 }
 
-/// What the robot holds after an attempt: the object of the last pick that
-/// succeeded, unless a place of it succeeded after.
-pub fn held_after(st: &ExecutorStatus) -> Option<String> {
-    let mut held = None;
+/// What the robot holds after an attempt that started holding `before`:
+/// the object of the last pick that succeeded, unless a place of it
+/// succeeded after.
+pub fn held_after(st: &ExecutorStatus, before: Option<String>) -> Option<String> {
+    let mut held = before;
     for s in &st.steps {
         match (&s.skill, &s.state) {
             (rosetta_common::Skill::Pick { object }, StepState::Succeeded) => {
@@ -561,14 +562,24 @@ mod tests {
             step(0, pick.clone(), StepState::Succeeded),
             step(1, place.clone(), failed.clone()),
         ];
-        assert_eq!(held_after(&st).as_deref(), Some("red_cube"));
+        assert_eq!(held_after(&st, None).as_deref(), Some("red_cube"));
         st.steps = vec![
             step(0, pick.clone(), StepState::Succeeded),
             step(1, place, StepState::Succeeded),
         ];
-        assert_eq!(held_after(&st), None);
-        st.steps = vec![step(0, pick, failed)];
-        assert_eq!(held_after(&st), None);
+        assert_eq!(held_after(&st, None), None);
+        st.steps = vec![step(0, pick, failed.clone())];
+        assert_eq!(held_after(&st, None), None);
+        // An attempt that only failed to place keeps what the one before held.
+        let place_again = Skill::Place {
+            object: "red_cube".into(),
+            target: "red_bin".into(),
+        };
+        st.steps = vec![step(0, place_again, failed)];
+        assert_eq!(
+            held_after(&st, Some("red_cube".into())).as_deref(),
+            Some("red_cube")
+        );
     }
 
     #[test]
