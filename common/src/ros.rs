@@ -30,12 +30,16 @@ pub enum RosError {
 
 pub type SharedNode = Arc<Mutex<r2r::Node>>;
 
-/// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default `info`).
+/// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default `info`),
+/// with colours only on a terminal: a node started by the launcher writes
+/// into a pipe that ends in a log file, which must carry no escape codes.
 pub fn init_tracing() {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();

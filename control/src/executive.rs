@@ -34,6 +34,14 @@ pub struct ExecutiveArgs {
     pub accept_timeout_s: f64,
 }
 
+/// How long (sim seconds) after the last step the world model must be, for
+/// the goal check: a released object has landed and perception has seen
+/// the place again.
+pub const GOAL_SETTLE_S: f64 = 1.0;
+/// How long (wall) the goal check waits for such a world model before it
+/// judges on the latest one.
+pub const GOAL_CHECK_WAIT: Duration = Duration::from_secs(3);
+
 /// How the result of a step's skill goal changes the plan.
 pub fn apply_result(run: &mut PlanRun, now_s: f64, state: &str, message: &str) {
     match state {
@@ -106,6 +114,7 @@ pub async fn run(args: ExecutiveArgs) -> anyhow::Result<()> {
     let mut active: Option<(u64, r2r::ActionClientGoal<RunSkill::Action>)> = None;
     let mut control: Option<(Instant, ExecutorStatus)> = None;
     let mut world: Option<WorldModel> = None;
+    let mut goal_check_since = Instant::now();
     let mut step_sent = Instant::now();
     // Each plan run gets a serial; the step last sent is (serial, index).
     let mut serial = 0u64;
@@ -224,16 +233,8 @@ pub async fn run(args: ExecutiveArgs) -> anyhow::Result<()> {
                     active = None;
                     tracing::info!(%state, %message, "step ended");
                     apply_result(&mut run, now_s, &state, &message);
-                    if run.awaits_goal_check() {
-                        let pose = control.as_ref().map(|(_, c)| c.robot_pose);
-                        run.check_goals(&world.clone().unwrap_or_default(), pose.as_ref());
-                        for c in run.goal_checks() {
-                            let level = if c.holds { "INFO" } else { "WARN" };
-                            let verdict = if c.holds { "holds" } else { "does not hold" };
-                            let line = format!("goal {} {verdict}: {}", c.goal.describe(), c.why);
-                            tracing::info!("{line}");
-                            log_text(&rec, "executive", level, &line);
-                        }
+                    if run.awaits_goal_check().is_some() {
+                        goal_check_since = Instant::now();
                     }
                 }
                 Event::Ended(..) => {}
@@ -252,6 +253,25 @@ pub async fn run(args: ExecutiveArgs) -> anyhow::Result<()> {
                         tracing::error!("{why}");
                         log_text(&rec, "executive", "ERROR", &why);
                         run.step_failed(now_s, &why);
+                    }
+                }
+            }
+            // The goal is checked on a world model that perception made after
+            // the last step (a dropped cube settles and is seen), or, if
+            // perception is silent, on the latest one after a while.
+            if let Some(done_s) = run.awaits_goal_check() {
+                let fresh = world
+                    .as_ref()
+                    .is_some_and(|w| w.stamp_s >= done_s + GOAL_SETTLE_S);
+                if fresh || goal_check_since.elapsed() > GOAL_CHECK_WAIT {
+                    let pose = control.as_ref().map(|(_, c)| c.robot_pose);
+                    run.check_goals(&world.clone().unwrap_or_default(), pose.as_ref());
+                    for c in run.goal_checks() {
+                        let level = if c.holds { "INFO" } else { "WARN" };
+                        let verdict = if c.holds { "holds" } else { "does not hold" };
+                        let line = format!("goal {} {verdict}: {}", c.goal.describe(), c.why);
+                        tracing::info!("{line}");
+                        log_text(&rec, "executive", level, &line);
                     }
                 }
             }

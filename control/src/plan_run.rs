@@ -24,6 +24,8 @@ pub struct PlanRun {
     checks: Vec<GoalCheck>,
     /// What the plan's own steps established (for objects not seen since).
     evidence: Evidence,
+    /// When the last step succeeded, for a plan whose goal is still to be checked.
+    steps_done_s: Option<f64>,
 }
 
 impl Default for PlanRun {
@@ -38,6 +40,7 @@ impl Default for PlanRun {
             goals: Vec::new(),
             checks: Vec::new(),
             evidence: Evidence::default(),
+            steps_done_s: None,
         }
     }
 }
@@ -85,10 +88,11 @@ impl PlanRun {
         run
     }
 
-    /// Whether the plan's steps all succeeded and its goal conditions wait
-    /// for [`Self::check_goals`].
-    pub fn awaits_goal_check(&self) -> bool {
-        self.task == TaskState::Succeeded && !self.goals.is_empty() && self.checks.is_empty()
+    /// The sim time when every step had succeeded, while the goal
+    /// conditions wait for [`Self::check_goals`] (the task still runs).
+    pub fn awaits_goal_check(&self) -> Option<f64> {
+        self.steps_done_s
+            .filter(|_| self.task == TaskState::Running && self.checks.is_empty())
     }
 
     /// After the last step: checks the goal conditions against the world
@@ -96,9 +100,10 @@ impl PlanRun {
     /// fails the task with the reason, which the planner answers with a new
     /// plan; "succeeded" then means the goal holds.
     pub fn check_goals(&mut self, world: &rosetta_common::WorldModel, robot: Option<&Pose2D>) {
-        if !self.awaits_goal_check() {
+        if self.awaits_goal_check().is_none() {
             return;
         }
+        self.steps_done_s = None;
         let (checks, failed) = goal::check_all(&self.goals, world, robot, &self.evidence);
         self.checks = checks;
         match failed {
@@ -107,6 +112,7 @@ impl PlanRun {
                 self.message = why;
             }
             None => {
+                self.task = TaskState::Succeeded;
                 let held: Vec<String> = self.goals.iter().map(Goal::describe).collect();
                 self.message = format!(
                     "all steps succeeded and the goal holds: {}",
@@ -194,7 +200,11 @@ impl PlanRun {
             return;
         }
         self.current += 1;
-        if self.current >= self.steps.len() {
+        if self.current >= self.steps.len() && !self.goals.is_empty() {
+            // Not done yet: done is when the goal holds ([`Self::check_goals`]).
+            self.steps_done_s = Some(now_s);
+            self.message = "all steps succeeded; checking the goal".into();
+        } else if self.current >= self.steps.len() {
             self.task = TaskState::Succeeded;
             self.message = "all steps succeeded".into();
         } else {
@@ -390,7 +400,10 @@ mod tests {
         for t in 1..=4 {
             run.step_succeeded(t as f64);
         }
-        assert!(run.awaits_goal_check());
+        assert_eq!(run.awaits_goal_check(), Some(4.0));
+        // Until checked, the task runs: no status may say it succeeded.
+        assert_eq!(run.task(), TaskState::Running);
+        assert_eq!(run.current(), None);
         // Perception sees the cube back on the table after the place.
         run.check_goals(&world_with_cube_at([1.42, -0.36, 0.425], 10.0), None);
         assert_eq!(run.task(), TaskState::Failed);

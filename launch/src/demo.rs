@@ -372,6 +372,8 @@ pub fn stack_specs(
                 &sim.lidar_noise_m.to_string(),
                 "--slip-grasps",
                 &sim.slip_grasps.to_string(),
+                "--bounce-releases",
+                &sim.bounce_releases.to_string(),
                 "--estop-decel-m-s2",
                 &sim.estop_decel_m_s2.to_string(),
                 "--odom-frame",

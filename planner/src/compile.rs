@@ -540,14 +540,28 @@ impl<'w> Ctx<'w> {
             Clause::Sort(np) => {
                 let objs = self.resolve(np, Role::Object)?;
                 let mut any = false;
+                // No container seen yet (just after start): look for the bin
+                // of each colour; one that is not there fails the look, and
+                // the re-plan sorts into the bins the turn has shown.
+                let none_seen = !self.world.objects.iter().any(|b| b.kind.is_container());
                 for o in &objs {
                     let color = self.world.get(o).map(|x| x.color);
                     let bin = color.and_then(|c| {
-                        self.world
+                        let seen = self
+                            .world
                             .objects
                             .iter()
                             .find(|b| b.kind.is_container() && b.color == c)
-                            .map(|b| b.id.clone())
+                            .map(|b| b.id.clone());
+                        seen.or_else(|| {
+                            none_seen.then(|| {
+                                let id = object_id(c, ObjectKind::Bin);
+                                if !self.unseen.contains(&id) {
+                                    self.unseen.push(id.clone());
+                                }
+                                id
+                            })
+                        })
                     });
                     if let Some(b) = bin {
                         self.put(o, &b)?;

@@ -41,6 +41,11 @@ pub struct SimArgs {
     /// nothing), to exercise failure handling and re-planning.
     #[arg(long, default_value_t = 0)]
     pub slip_grasps: u32,
+    /// Fault injection: the first N objects released into a container
+    /// bounce out onto the floor beside it (the place step succeeds, the
+    /// goal does not hold), to exercise the goal checks.
+    #[arg(long, default_value_t = 0)]
+    pub bounce_releases: u32,
     /// Fault injection: stop publishing /scan this many sim seconds after the
     /// base is first commanded to move (a lidar that dies on the way), to
     /// exercise control's scan watchdog.
@@ -98,6 +103,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     tracing::info!(scene = %scene.name, seed = args.seed, rtf = args.rtf, "starting the embedded sim");
     let mut world = World::new(scene, robot);
     world.slip_grasps = args.slip_grasps;
+    world.bounce_releases = args.bounce_releases;
 
     let mut node = ros::create_node("rosetta_sim")?;
     let qos = ros::sensor_qos();

@@ -70,6 +70,10 @@ pub struct World {
     pub slip_grasps: u32,
     /// A slip is in progress: the fingers pass the object until they open again.
     slipping: bool,
+    /// Fault injection for tests: this many objects released into a
+    /// container bounce out and land on the floor beside it (the place step
+    /// itself succeeds; only the goal does not hold).
+    pub bounce_releases: u32,
     /// The base driver's e-stop line: while engaged, the base ignores
     /// commands and brakes at these decelerations (m/s², rad/s²).
     estop_decel: Option<(f64, f64)>,
@@ -111,6 +115,7 @@ impl World {
             collisions: 0,
             slip_grasps: 0,
             slipping: false,
+            bounce_releases: 0,
             estop_decel: None,
             robot,
         }
@@ -448,6 +453,30 @@ impl World {
                 if f.aabb.contains_xy(x, y) && f.aabb.max[2] + half_h > rest_z {
                     rest_z = f.aabb.max[2] + half_h;
                 }
+            }
+        }
+        if let (Some(c), true) = (&container, self.bounce_releases > 0) {
+            self.bounce_releases -= 1;
+            // Off the far wall and out to the robot's left, onto the floor
+            // beside the bin (where the camera sees it from the place pose).
+            let bp = self
+                .objects
+                .iter()
+                .find(|b| &b.id == c)
+                .map(|b| b.position_m);
+            if let Some(bp) = bp {
+                let (s, co) = self.pose.yaw_rad.sin_cos();
+                let (ahead, left) = (0.2, 0.3);
+                tracing::info!(object = %self.objects[i].id, "injected fault: it bounces out of {c}");
+                let o = &mut self.objects[i];
+                o.held = false;
+                o.position_m = [
+                    bp[0] + co * ahead - s * left,
+                    bp[1] + s * ahead + co * left,
+                    half_h,
+                ];
+                o.in_container = None;
+                return;
             }
         }
         let o = &mut self.objects[i];

@@ -97,8 +97,14 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("unknown target {t:?}; choose from {LORA_TARGETS:?}"))
         })
         .collect::<Result<_, _>>()?;
-    let suite = Suite::committed()?;
-    let held: Vec<String> = suite.cases.iter().map(|c| c.command.clone()).collect();
+    // Both suites stay out of training: the original one, and the held-out
+    // one that measures what the planner learnt beyond its generator.
+    let held: Vec<String> = Suite::committed()?
+        .cases
+        .into_iter()
+        .chain(Suite::heldout()?.cases)
+        .map(|c| c.command)
+        .collect();
     let samples = corpus::generate(args.seed, args.samples, &held);
     if let Some(n) = args.show_samples {
         let refusals = samples.iter().filter(|s| s.plan.is_none()).count();

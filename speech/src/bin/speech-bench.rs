@@ -17,10 +17,9 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use rosetta_common::{Skill, WorldModel};
-use rosetta_planner::grammar::Decoded;
+use rosetta_common::Skill;
+use rosetta_planner::pipeline::{Pipeline, PlannerKind};
 use rosetta_planner::suite::{score, Case, Suite};
-use rosetta_planner::RulesPlanner;
 use rosetta_speech::synth::{self, VOICES};
 use rosetta_speech::whisper::Window;
 use rosetta_speech::{audio, context_for, wer, Transcriber};
@@ -38,9 +37,10 @@ struct Args {
     /// Signal-to-noise ratio of the noisy copies, in dB.
     #[arg(long, default_value_t = 10.0)]
     snr_db: f32,
-    /// The planner that reads the words: `rules` or `llm`.
-    #[arg(long, default_value = "rules", value_parser = ["rules", "llm"])]
-    planner: String,
+    /// The planner that reads the words, through the pipeline the planner
+    /// node runs: `hybrid` (the default), `llm` or `rules`.
+    #[arg(long, value_enum, default_value_t = PlannerKind::Hybrid)]
+    planner: PlannerKind,
     #[command(flatten)]
     model: rosetta_planner::llm::ModelArgs,
     /// The converted Whisper model directory.
@@ -59,23 +59,6 @@ struct Args {
     /// Print every command whose transcript or plan was wrong.
     #[arg(long)]
     show_errors: bool,
-}
-
-enum Planner {
-    Rules,
-    Llm(Box<rosetta_planner::llm::LlmPlanner>),
-}
-
-impl Planner {
-    fn plan(&self, text: &str, world: &WorldModel) -> anyhow::Result<Option<Vec<Skill>>> {
-        Ok(match self {
-            Self::Rules => RulesPlanner.plan(text, world).ok(),
-            Self::Llm(m) => match m.plan(text, world)?.decoded {
-                Decoded::Plan(p) => Some(p),
-                Decoded::Refused => None,
-            },
-        })
-    }
 }
 
 #[derive(Default)]
@@ -177,12 +160,13 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
 
-    let planner = if args.planner == "llm" {
+    let llm = if args.planner.needs_model() {
         eprintln!("loading the language model");
-        Planner::Llm(Box::new(args.model.load()?))
+        Some(std::sync::Arc::new(args.model.load()?))
     } else {
-        Planner::Rules
+        None
     };
+    let planner = Pipeline::new(args.planner, llm).map_err(anyhow::Error::msg)?;
     let mut t = Transcriber::load(&args.whisper)
         .with_context(|| format!("loading {}", args.whisper.display()))?;
     t.window = args.window;
@@ -231,11 +215,17 @@ fn main() -> anyhow::Result<()> {
         let heard = t.transcribe(&a.samples);
         let t0 = Instant::now();
         let (text, speech_plan) = match &heard {
-            Ok(h) => (h.text.clone(), planner.plan(&h.text, &world)?),
+            Ok(h) => (
+                h.text.clone(),
+                planner.plan(&h.text, &world).steps().map(<[Skill]>::to_vec),
+            ),
             Err(e) => (format!("<{e}>"), None),
         };
         let plan_s = t0.elapsed().as_secs_f64();
-        let text_plan = planner.plan(&case.command, &world)?;
+        let text_plan = planner
+            .plan(&case.command, &world)
+            .steps()
+            .map(<[Skill]>::to_vec);
         let tally = if snr.is_some() {
             &mut noisy
         } else {
