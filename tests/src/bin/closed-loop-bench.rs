@@ -1,0 +1,279 @@
+//! The closed-loop planner benchmark: commands of a suite, each through the
+//! whole stack on the embedded sim (`rosetta demo`, every node its own
+//! process, over real ROS 2), judged on the sim's ground truth against what
+//! the command's expected plan would leave behind: each placed cube in its
+//! bin, a picked one held, the robot at the place it was sent to, nothing
+//! else moved, no collision; a command that must be refused is refused with
+//! nothing moved. Prints task success, "succeeded" reports whose goal does
+//! not hold, refusals, and per category. Figures are printed, never asserted.
+//!
+//! ```text
+//! source .local/env.sh
+//! ./target/debug/closed-loop-bench --suite heldout --limit 40
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+use rosetta_common::goal::Goal;
+use rosetta_common::status::GroundTruth;
+use rosetta_common::world::{parse_places, DEFAULT_PLACES_TOML};
+use rosetta_planner::pipeline::goals_of;
+use rosetta_planner::suite::{Case, Expected, Suite};
+use serde::Deserialize;
+
+/// Run suite commands through the whole stack and judge them on ground truth.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Which suite: `heldout` (written apart from the reader and the corpus) or `commands`.
+    #[arg(long, default_value = "heldout", value_parser = ["heldout", "commands"])]
+    suite: String,
+    /// How many commands to run (spread evenly over the suite's default-world cases).
+    #[arg(long, default_value_t = 40)]
+    limit: usize,
+    /// Only this category.
+    #[arg(long)]
+    category: Option<String>,
+    /// The planner the stack runs (`hybrid`, `rules`, `llm`).
+    #[arg(long, default_value = "hybrid")]
+    planner: String,
+    /// The ROS 2 domain the runs use.
+    #[arg(long, default_value_t = 120)]
+    domain_id: u32,
+    /// Give up on one command after this many wall seconds.
+    #[arg(long, default_value_t = 300.0)]
+    timeout_s: f64,
+    /// Print each case as it ends.
+    #[arg(long)]
+    each: bool,
+    /// Keep the episodes here (default: a temporary folder).
+    #[arg(long)]
+    episodes: Option<PathBuf>,
+}
+
+/// The part of the demo's report this bench reads.
+#[derive(Debug, Deserialize)]
+struct Report {
+    outcome: String,
+    message: String,
+    ground_truth: Option<GroundTruth>,
+}
+
+/// Where a tolerance on "at a place" and "unmoved" applies (metres).
+const AT_PLACE_M: f64 = 0.35;
+const AT_OBJECT_M: f64 = 0.9;
+const UNMOVED_M: f64 = 0.02;
+
+/// Whether the ground truth shows what the expected plan would leave behind.
+fn judge(case: &Case, report: &Report, start: &GroundTruth) -> Result<(), String> {
+    let Some(truth) = &report.ground_truth else {
+        return Err("no ground truth in the report".into());
+    };
+    if truth.collisions > 0 {
+        return Err(format!("{} collision steps", truth.collisions));
+    }
+    let obj = |id: &str| truth.objects.iter().find(|o| o.id == id);
+    let moved = |id: &str| {
+        let (Some(a), Some(b)) = (obj(id), start.objects.iter().find(|o| o.id == id)) else {
+            return true;
+        };
+        (0..3).any(|k| (a.position_m[k] - b.position_m[k]).abs() > UNMOVED_M)
+    };
+    let steps = match &case.expected {
+        Expected::Refuse => {
+            if report.outcome != "refused" {
+                return Err(format!(
+                    "not refused: {} ({})",
+                    report.outcome, report.message
+                ));
+            }
+            let p = truth.robot_pose;
+            if p.x_m.hypot(p.y_m) > UNMOVED_M {
+                return Err("refused, but the robot moved".into());
+            }
+            return match truth.objects.iter().find(|o| moved(&o.id)) {
+                Some(o) => Err(format!("refused, but {} moved", o.id)),
+                None => Ok(()),
+            };
+        }
+        Expected::Plan(steps) => steps,
+    };
+    let goals = goals_of(steps);
+    let places = parse_places(DEFAULT_PLACES_TOML).unwrap_or_default();
+    let mut touched: Vec<&str> = Vec::new();
+    for g in &goals {
+        match g {
+            Goal::InContainer { object, container } => {
+                touched.push(object);
+                let o = obj(object).ok_or_else(|| format!("no {object} in the truth"))?;
+                if o.in_container.as_deref() != Some(container.as_str()) {
+                    return Err(format!(
+                        "{object} is not in {container} (at {:.2?}, in {:?})",
+                        o.position_m, o.in_container
+                    ));
+                }
+            }
+            Goal::Holding { object } => {
+                touched.push(object);
+                if !obj(object).is_some_and(|o| o.held) {
+                    return Err(format!("{object} is not held"));
+                }
+            }
+            Goal::At { target } => {
+                let p = truth.robot_pose;
+                let (point, tol) = match places.iter().find(|pl| &pl.id == target) {
+                    Some(pl) => ([pl.pose.x_m, pl.pose.y_m], AT_PLACE_M),
+                    None => match obj(target) {
+                        Some(o) => ([o.position_m[0], o.position_m[1]], AT_OBJECT_M),
+                        None => return Err(format!("no {target} to be at")),
+                    },
+                };
+                let d = (p.x_m - point[0]).hypot(p.y_m - point[1]);
+                if d > tol {
+                    return Err(format!("the robot is {d:.2} m from {target}"));
+                }
+            }
+        }
+    }
+    // Picked cubes may end elsewhere in a sequence; the rest stay put.
+    for s in steps {
+        if let rosetta_common::Skill::Pick { object } = s {
+            touched.push(object);
+        }
+    }
+    if let Some(o) = truth
+        .objects
+        .iter()
+        .find(|o| !touched.contains(&o.id.as_str()) && moved(&o.id))
+    {
+        return Err(format!("{} moved, though the command did not ask", o.id));
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let suite = match args.suite.as_str() {
+        "commands" => Suite::committed(),
+        _ => Suite::heldout(),
+    }
+    .context("loading the suite")?;
+    // The demo runs the default scene: cases of the default world, and of
+    // the world just after start (the bins not seen yet), which is the same scene.
+    let pool: Vec<&Case> = suite
+        .cases
+        .iter()
+        .filter(|c| c.world == "default" || c.world == "cubes_only")
+        .filter(|c| args.category.as_ref().is_none_or(|k| &c.category == k))
+        .collect();
+    let n = args.limit.min(pool.len()).max(1);
+    let cases: Vec<&Case> = (0..n).map(|i| pool[i * pool.len() / n]).collect();
+    let scene = rosetta_sim::Scene::default_scene().context("the default scene")?;
+    let robot = rosetta_common::robot::RobotDescription::default();
+    let start = rosetta_sim::World::new(scene, robot).ground_truth();
+    let tmp = tempfile::tempdir()?;
+    let episodes = args
+        .episodes
+        .clone()
+        .unwrap_or_else(|| tmp.path().join("episodes"));
+    println!(
+        "closed loop: {} commands of the {} suite through `rosetta demo --planner {}`",
+        cases.len(),
+        args.suite,
+        args.planner
+    );
+    // The `rosetta` binary beside this one (target/debug), unless ROSETTA_BIN says otherwise.
+    let rosetta = match std::env::var_os("ROSETTA_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()?.with_file_name("rosetta"),
+    };
+    let (mut ok, mut false_success, mut must_refuse, mut refused_right) = (0, 0, 0, 0);
+    let mut per_cat: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut wall = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let report_path = tmp.path().join(format!("report-{i}.json"));
+        let t0 = Instant::now();
+        let out = std::process::Command::new(&rosetta)
+            .env("ROS_DOMAIN_ID", args.domain_id.to_string())
+            .env("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+            .env("ROSETTA_QUIET_NODES", "1")
+            .args(["demo", &case.command, "--planner", &args.planner])
+            .args(["--timeout-s", &args.timeout_s.to_string()])
+            .arg("--report")
+            .arg(&report_path)
+            .arg("--episodes")
+            .arg(&episodes)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .context("running rosetta demo")?;
+        wall.push(t0.elapsed().as_secs_f64());
+        let report: Option<Report> = std::fs::read_to_string(&report_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let verdict = match &report {
+            Some(r) => judge(case, r, &start),
+            None => Err(format!(
+                "no report (exit {:?}): {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+            )),
+        };
+        let claimed = report.as_ref().is_some_and(|r| r.outcome == "succeeded");
+        let e = per_cat.entry(case.category.clone()).or_default();
+        e.1 += 1;
+        if case.expected == Expected::Refuse {
+            must_refuse += 1;
+        }
+        match &verdict {
+            Ok(()) => {
+                ok += 1;
+                e.0 += 1;
+                refused_right += usize::from(case.expected == Expected::Refuse);
+            }
+            Err(why) => {
+                false_success += usize::from(claimed && case.expected != Expected::Refuse);
+                failures.push(format!("[{}] {:?}: {why}", case.category, case.command));
+            }
+        }
+        if args.each {
+            println!(
+                "{} {:5.1} s [{}] {:?}{}",
+                if verdict.is_ok() { "ok  " } else { "FAIL" },
+                wall.last().copied().unwrap_or_default(),
+                case.category,
+                case.command,
+                verdict
+                    .as_ref()
+                    .err()
+                    .map_or(String::new(), |w| format!(": {w}"))
+            );
+        }
+    }
+    let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
+    println!(
+        "\ntask success on ground truth: {:.1}% ({ok}/{})",
+        pct(ok, cases.len()),
+        cases.len()
+    );
+    println!("\"succeeded\" reports whose goal does not hold: {false_success}");
+    println!("must-refuse commands refused with nothing moved: {refused_right}/{must_refuse}");
+    wall.sort_by(f64::total_cmp);
+    if let Some(m) = wall.get(wall.len() / 2) {
+        println!("wall time per command, p50: {m:.1} s");
+    }
+    for (cat, (a, b)) in &per_cat {
+        println!("  {cat:<12} {a}/{b}");
+    }
+    for f in &failures {
+        println!("  {f}");
+    }
+    Ok(())
+}
