@@ -15,6 +15,8 @@ pub enum Skill {
     Place { object: String, target: String },
     /// Turn in place until perception reports the object.
     LookFor { object: String },
+    /// Turn in place once, all the way round, to see what is around.
+    LookAround,
     /// Tell the operator something.
     Say { text: String },
     /// Wait, bounded by [`MAX_WAIT_S`].
@@ -36,6 +38,7 @@ impl Skill {
             Skill::Pick { .. } => "pick",
             Skill::Place { .. } => "place",
             Skill::LookFor { .. } => "look_for",
+            Skill::LookAround => "look_around",
             Skill::Say { .. } => "say",
             Skill::Wait { .. } => "wait",
             Skill::Stop => "stop",
@@ -49,6 +52,7 @@ impl Skill {
             Skill::Pick { object } => format!("pick({object})"),
             Skill::Place { object, target } => format!("place({object}, {target})"),
             Skill::LookFor { object } => format!("look_for({object})"),
+            Skill::LookAround => "look_around".to_string(),
             Skill::Say { text } => format!("say({text:?})"),
             Skill::Wait { seconds } => format!("wait({seconds} s)"),
             Skill::Stop => "stop".to_string(),
@@ -87,6 +91,11 @@ pub struct PlanMessage {
     /// once the plan has run (checked by the executive after the last step).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub goals: Vec<crate::goal::Goal>,
+    /// A survey: the plan only looks around, because the command speaks of
+    /// things of a kind the robot has not seen yet ("the left bin" just
+    /// after start); once it has succeeded, the command is planned again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub survey: bool,
 }
 
 fn first_attempt() -> u32 {

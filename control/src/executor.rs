@@ -277,7 +277,7 @@ impl Executor {
                 "lift",
             ]),
             Skill::Place { .. } => stage(&["line up", "reach over", "open the gripper", "stow"]),
-            Skill::LookFor { .. } => Some(format!(
+            Skill::LookFor { .. } | Skill::LookAround => Some(format!(
                 "turned {:.0} deg",
                 self.ctx.turned_rad.abs().to_degrees()
             )),
@@ -301,6 +301,7 @@ impl Executor {
             Skill::Pick { object } => self.pick(inp, object),
             Skill::Place { object, target } => self.place(inp, object, target),
             Skill::LookFor { object } => self.look_for(inp, object),
+            Skill::LookAround => self.look_around(inp),
             Skill::Say { text } => {
                 tracing::info!(say = %text, "robot says");
                 Progress::Done(Outputs::default())
@@ -849,6 +850,29 @@ impl Executor {
                 }
             }
         }
+    }
+
+    /// `look_around`: one full turn in place, so that perception sees what
+    /// is around; done when the turn is complete.
+    fn look_around(&mut self, inp: &Inputs) -> Progress {
+        let d = wrap_angle_rad(inp.pose.yaw_rad - self.ctx.last_yaw);
+        self.ctx.last_yaw = inp.pose.yaw_rad;
+        self.ctx.turned_rad += d.abs();
+        if self.ctx.turned_rad > std::f64::consts::TAU {
+            return Progress::Done(stop_outputs());
+        }
+        if inp.time_s - self.ctx.started_s > LOOK_FOR_TIMEOUT_S {
+            return Progress::Failed(format!(
+                "the turn was not complete after {LOOK_FOR_TIMEOUT_S:.0} s"
+            ));
+        }
+        Progress::Continue(Outputs {
+            cmd_vel: Some(Twist2D {
+                linear_m_s: 0.0,
+                angular_rad_s: 0.5,
+            }),
+            ..Default::default()
+        })
     }
 
     fn look_for(&mut self, inp: &Inputs, object: &str) -> Progress {

@@ -275,7 +275,7 @@ pub fn step_timeout_s(skill: &Skill) -> f64 {
     match skill {
         Skill::NavigateTo { .. } => crate::executor::NAVIGATE_TIMEOUT_S + 30.0,
         Skill::Pick { .. } | Skill::Place { .. } => 8.0 * crate::executor::ARM_STAGE_TIMEOUT_S,
-        Skill::LookFor { .. } => crate::executor::LOOK_FOR_TIMEOUT_S + 15.0,
+        Skill::LookFor { .. } | Skill::LookAround => crate::executor::LOOK_FOR_TIMEOUT_S + 15.0,
         Skill::Wait { seconds } => seconds.clamp(0.0, MAX_WAIT_S) + 10.0,
         Skill::Say { .. } | Skill::Stop => 10.0,
     }

@@ -654,18 +654,21 @@ async fn drive(
                     }
                 };
                 let replanned = st.attempt > attempt;
+                // A survey (a look around) is followed by the command's real plan.
+                let surveyed = plan.survey && st.task == TaskState::Succeeded;
                 report.outcome = match st.task {
-                    _ if replanned => "failed",
+                    _ if replanned || surveyed => "failed",
                     TaskState::Succeeded => "succeeded",
                     TaskState::Stopped => "stopped",
                     _ => "failed",
                 }
                 .into();
                 report.message = st.message.clone();
-                if st.task == TaskState::Succeeded && !replanned {
+                if st.task == TaskState::Succeeded && !replanned && !surveyed {
                     code = 0;
                 }
-                if !replanned && (st.task != TaskState::Failed || attempt >= plan.max_attempts) {
+                let more = st.task == TaskState::Failed || surveyed;
+                if !replanned && (!more || attempt >= plan.max_attempts) {
                     break;
                 }
                 // The planner answers a failure with a new plan.

@@ -162,7 +162,16 @@ impl GoalTracker {
             .iter()
             .position(|s| s.state == StepState::Running)
             .map_or(-1, |i| i as i32);
+        let survey = self.plan.as_ref().is_some_and(|p| p.survey);
         match st.task {
+            // A look around is done: the command's own plan follows.
+            TaskState::Succeeded if survey && self.attempt < self.max_attempts => {}
+            TaskState::Succeeded if survey => {
+                return Progress::Done(self.finish(
+                    Outcome::Failed,
+                    "looked around, with no attempt left to plan the command".into(),
+                ))
+            }
             TaskState::Succeeded => {
                 return Progress::Done(self.finish(Outcome::Succeeded, st.message.clone()))
             }
@@ -273,6 +282,7 @@ mod tests {
             max_attempts: 2,
             replan_reason: (attempt > 1).then(|| "the grasp slipped".into()),
             goals: vec![],
+            survey: false,
         }
     }
 

@@ -53,6 +53,8 @@ pub enum PlanError {
     BadWait(f64, f64),
     #[error("I don't know the place \"{0}\"")]
     UnknownPlace(String),
+    #[error("\"{phrase}\": I have not seen any {kind} yet")]
+    Unexplored { phrase: String, kind: String },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -282,6 +284,19 @@ impl<'w> Ctx<'w> {
                 phrase,
                 why: "\"its colour\" needs an object to match".into(),
             }),
+            Item::Others(kind) | Item::Other(kind)
+                if kind
+                    .or(Self::role_kind(role))
+                    .is_some_and(|k| !world.objects.iter().any(|o| o.kind == k)) =>
+            {
+                let k = kind
+                    .or(Self::role_kind(role))
+                    .map_or("object", |k| k.name());
+                Err(PlanError::Unexplored {
+                    phrase,
+                    kind: k.to_string(),
+                })
+            }
             Item::Others(kind) => {
                 let kind = kind.or(Self::role_kind(role));
                 Ok(world
@@ -418,6 +433,13 @@ impl<'w> Ctx<'w> {
                             }
                             return Ok(vec![id]);
                         }
+                        if let Some(k) = expr.what.kind.filter(|k| !kind_seen(*k)) {
+                            // "the left bin" before any bin was seen: look first.
+                            return Err(PlanError::Unexplored {
+                                phrase,
+                                kind: k.name().to_string(),
+                            });
+                        }
                         Err(PlanError::NotFound { phrase, why })
                     }
                 }
@@ -432,6 +454,12 @@ impl<'w> Ctx<'w> {
         target: &NounPhrase,
     ) -> Result<Option<String>, PlanError> {
         if target.items.iter().any(|i| matches!(i, Item::Matching)) {
+            if !self.world.objects.iter().any(|b| b.kind.is_container()) {
+                return Err(PlanError::Unexplored {
+                    phrase: target.words.clone(),
+                    kind: "bin".into(),
+                });
+            }
             let color = self
                 .world
                 .get(object)
@@ -540,28 +568,21 @@ impl<'w> Ctx<'w> {
             Clause::Sort(np) => {
                 let objs = self.resolve(np, Role::Object)?;
                 let mut any = false;
-                // No container seen yet (just after start): look for the bin
-                // of each colour; one that is not there fails the look, and
-                // the re-plan sorts into the bins the turn has shown.
-                let none_seen = !self.world.objects.iter().any(|b| b.kind.is_container());
+                // No container seen yet (just after start): look around first.
+                if !self.world.objects.iter().any(|b| b.kind.is_container()) {
+                    return Err(PlanError::Unexplored {
+                        phrase: np.words.clone(),
+                        kind: "bin".into(),
+                    });
+                }
                 for o in &objs {
                     let color = self.world.get(o).map(|x| x.color);
                     let bin = color.and_then(|c| {
-                        let seen = self
-                            .world
+                        self.world
                             .objects
                             .iter()
                             .find(|b| b.kind.is_container() && b.color == c)
-                            .map(|b| b.id.clone());
-                        seen.or_else(|| {
-                            none_seen.then(|| {
-                                let id = object_id(c, ObjectKind::Bin);
-                                if !self.unseen.contains(&id) {
-                                    self.unseen.push(id.clone());
-                                }
-                                id
-                            })
-                        })
+                            .map(|b| b.id.clone())
                     });
                     if let Some(b) = bin {
                         self.put(o, &b)?;

@@ -390,6 +390,7 @@ pub fn render(steps: &[Skill]) -> String {
             Skill::Wait { seconds } => format!("wait {}", seconds.round() as u32),
             Skill::NavigateTo { target } => format!("navigate_to {target}"),
             Skill::LookFor { object } => format!("look_for {object}"),
+            Skill::LookAround => "look_around".to_string(),
             Skill::Pick { object } => format!("pick {object}"),
             Skill::Place { object, target } => format!("place {object} {target}"),
             Skill::Say { text } => format!("say {text}"),
@@ -645,7 +646,7 @@ mod tests {
                     at = None;
                 }
                 Skill::Stop => at = None,
-                Skill::Say { .. } => panic!("say is not in the grammar"),
+                Skill::Say { .. } | Skill::LookAround => panic!("not in the grammar"),
             }
         }
     }

@@ -95,12 +95,18 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
     let mut stop_ids = 0u64;
     // What the robot holds after the last failed attempt (a re-plan starts there).
     let mut held: Option<String> = None;
+    // Whether the active attempt's plan is a survey (a look around), and
+    // whether the command may still get one.
+    let mut surveying = false;
+    let mut may_survey = true;
     let work = async {
         while let Some(event) = events.next().await {
             let (cmd, attempt, replan_reason) = match event {
                 Event::Command(cmd) => {
                     active = Some((cmd.clone(), 1));
                     held = None;
+                    surveying = false;
+                    may_survey = true;
                     (cmd, 1, None)
                 }
                 Event::Cancel(id) => {
@@ -119,6 +125,7 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
                             max_attempts: 1,
                             replan_reason: None,
                             goals: vec![],
+                            survey: false,
                         };
                         tracing::info!(command_id = id, "goal canceled: stopping the robot");
                         if let Err(e) = plans.publish(&stop) {
@@ -133,7 +140,7 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
                     let Some((cmd, attempt)) = active.as_mut() else {
                         continue;
                     };
-                    match replan_decision(&st, cmd.command_id, *attempt, max_attempts) {
+                    match replan_decision(&st, cmd.command_id, *attempt, max_attempts, surveying) {
                         Replan::No => continue,
                         Replan::GiveUp(why) => {
                             tracing::warn!(command = %cmd.text, attempts = *attempt, %why, "giving up");
@@ -176,8 +183,11 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
             let planned = {
                 let (p, text, w) = (pipeline.clone(), cmd.text.clone(), world.clone());
                 let h = held.clone();
-                match tokio::task::spawn_blocking(move || p.plan_holding(&text, &w, h.as_deref()))
-                    .await
+                let survey_ok = may_survey;
+                match tokio::task::spawn_blocking(move || {
+                    p.plan_attempt(&text, &w, h.as_deref(), survey_ok)
+                })
+                .await
                 {
                     Ok(planned) => planned,
                     Err(e) => {
@@ -189,10 +199,14 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
                             goals: vec![],
                             by: "none",
                             model: None,
+                            survey: false,
                         }
                     }
                 }
             };
+            // One look around per command: after it, what is still unseen is refused.
+            surveying = planned.survey;
+            may_survey &= !planned.survey;
             if let Some(out) = &planned.model {
                 log_text(
                     &rec,
@@ -211,6 +225,7 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
                 command: cmd.text.clone(),
                 outcome: planned.outcome,
                 goals: planned.goals,
+                survey: planned.survey,
                 planner: format!("{planner_name}:{}", planned.by),
                 planning_time_s: t0.elapsed().as_secs_f64(),
                 attempt,
@@ -410,8 +425,21 @@ pub fn replan_decision(
     command_id: u64,
     attempt: u32,
     max_attempts: u32,
+    survey: bool,
 ) -> Replan {
-    if st.command_id != command_id || st.attempt != attempt || st.task != TaskState::Failed {
+    if st.command_id != command_id || st.attempt != attempt {
+        return Replan::No;
+    }
+    if survey && st.task == TaskState::Succeeded {
+        // The look around is done: plan the command with what it showed.
+        let why = "looked around to see what is there".to_string();
+        return if attempt < max_attempts {
+            Replan::Yes(why)
+        } else {
+            Replan::GiveUp(why)
+        };
+    }
+    if st.task != TaskState::Failed {
         return Replan::No;
     }
     let failed_step = st
@@ -524,7 +552,7 @@ mod tests {
     #[test]
     fn a_failed_attempt_is_planned_again_until_the_budget_is_spent() {
         let failed = status(7, 1, TaskState::Failed);
-        match replan_decision(&failed, 7, 1, 3) {
+        match replan_decision(&failed, 7, 1, 3, false) {
             Replan::Yes(why) => assert!(
                 why.contains("pick(red_cube)") && why.contains("grasp failed"),
                 "{why}"
@@ -532,7 +560,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            replan_decision(&status(7, 3, TaskState::Failed), 7, 3, 3),
+            replan_decision(&status(7, 3, TaskState::Failed), 7, 3, 3, false),
             Replan::GiveUp(_)
         ));
     }
@@ -585,16 +613,19 @@ mod tests {
     #[test]
     fn other_commands_old_attempts_successes_and_stops_change_nothing() {
         assert_eq!(
-            replan_decision(&status(6, 1, TaskState::Failed), 7, 1, 3),
+            replan_decision(&status(6, 1, TaskState::Failed), 7, 1, 3, false),
             Replan::No
         );
         // The heartbeat of attempt 1 while attempt 2 runs.
         assert_eq!(
-            replan_decision(&status(7, 1, TaskState::Failed), 7, 2, 3),
+            replan_decision(&status(7, 1, TaskState::Failed), 7, 2, 3, false),
             Replan::No
         );
         for t in [TaskState::Succeeded, TaskState::Stopped, TaskState::Running] {
-            assert_eq!(replan_decision(&status(7, 1, t), 7, 1, 3), Replan::No);
+            assert_eq!(
+                replan_decision(&status(7, 1, t), 7, 1, 3, false),
+                Replan::No
+            );
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct Planned {
     pub by: &'static str,
     /// The model's run, when it ran.
     pub model: Option<LlmOutput>,
+    /// The plan only looks around (see [`rosetta_common::PlanMessage::survey`]).
+    pub survey: bool,
 }
 
 impl Planned {
@@ -79,6 +81,7 @@ impl Planned {
             goals: vec![],
             by,
             model,
+            survey: false,
         }
     }
 }
@@ -122,17 +125,46 @@ impl Pipeline {
     /// failure mid-carry). The reader plans from there; the model, whose
     /// plan language starts with empty hands, is not asked.
     pub fn plan_holding(&self, text: &str, world: &WorldModel, held: Option<&str>) -> Planned {
+        self.plan_attempt(text, world, held, true)
+    }
+
+    /// [`Self::plan_holding`]; with `may_survey`, a command about a kind of
+    /// thing not seen yet becomes a look around (a survey plan), after which
+    /// the node plans it again; without, it is refused with the reason.
+    pub fn plan_attempt(
+        &self,
+        text: &str,
+        world: &WorldModel,
+        held: Option<&str>,
+        may_survey: bool,
+    ) -> Planned {
         let planned = match (self.kind, &self.llm, held) {
             (PlannerKind::Rules, _, _) | (_, None, _) | (PlannerKind::Hybrid, _, Some(_)) => {
-                Self::from_rules(self.rules.read_holding(text, world, held))
+                match self.rules.read_holding(text, world, held) {
+                    Err(PlanError::Unexplored { .. }) if may_survey => Self::survey(),
+                    other => Self::from_rules(other),
+                }
             }
             (PlannerKind::Llm, Some(m), _) => self.by_model(m, text, world, None),
             (PlannerKind::Hybrid, Some(m), None) => match self.rules.read(text, world) {
                 Err(e) if rules::is_reading_error(&e) => self.by_model(m, text, world, Some(e)),
+                Err(PlanError::Unexplored { .. }) if may_survey => Self::survey(),
                 other => Self::from_rules(other),
             },
         };
         self.validated(planned, world, held)
+    }
+
+    fn survey() -> Planned {
+        Planned {
+            outcome: PlanOutcome::Plan {
+                steps: vec![Skill::LookAround],
+            },
+            goals: vec![],
+            by: rules::NAME,
+            model: None,
+            survey: true,
+        }
     }
 
     fn from_rules(r: Result<rules::Reading, PlanError>) -> Planned {
@@ -144,6 +176,7 @@ impl Pipeline {
                 goals: reading.goals,
                 by: rules::NAME,
                 model: None,
+                survey: false,
             },
             Err(e) => Planned::refused(e.to_string(), rules::NAME, None),
         }
@@ -179,6 +212,7 @@ impl Pipeline {
                     goals: goals_of(steps),
                     by: "llm",
                     model: Some(out),
+                    survey: false,
                 },
                 Decoded::Refused => {
                     // The model only says "refuse"; the reader can often say why.
@@ -227,7 +261,7 @@ pub fn named_by(steps: &[Skill], text: &str) -> bool {
         Skill::NavigateTo { target } => named(target),
         Skill::Pick { object } | Skill::LookFor { object } => named(object),
         Skill::Place { object, target } => named(object) && named(target),
-        Skill::Say { .. } | Skill::Wait { .. } | Skill::Stop => true,
+        Skill::Say { .. } | Skill::Wait { .. } | Skill::Stop | Skill::LookAround => true,
     })
 }
 
@@ -323,6 +357,60 @@ mod tests {
         ));
         assert!(!named_by(&steps, "knock all the cubes off the table"));
         assert!(!named_by(&steps[2..], "open the front door"));
+    }
+
+    #[test]
+    fn a_command_about_a_kind_not_seen_yet_is_a_look_around_then_a_plan() {
+        use rosetta_common::{Color, ObjectKind, ObservedObject};
+        let o = |id: &str, kind, color, p| ObservedObject {
+            id: id.into(),
+            kind,
+            color,
+            position_m: p,
+            last_seen_s: 1.0,
+            observations: 3,
+            position_sigma_m: 0.0,
+            confidence: 1.0,
+        };
+        let cubes = vec![o(
+            "red_cube",
+            ObjectKind::Cube,
+            Color::Red,
+            [1.4, -0.3, 0.425],
+        )];
+        let mut world = WorldModel {
+            objects: cubes,
+            ..Default::default()
+        };
+        let p = Pipeline::new(PlannerKind::Rules, None).unwrap();
+        let first = p.plan_attempt("put the red cube in the left bin", &world, None, true);
+        assert!(first.survey);
+        assert_eq!(first.steps(), Some(&[Skill::LookAround][..]));
+        // The same words with no look around left: refused, with the reason.
+        let again = p.plan_attempt("put the red cube in the left bin", &world, None, false);
+        assert!(again.steps().is_none());
+        // After the look around, the bins are known: a real plan.
+        world.objects.push(o(
+            "blue_bin",
+            ObjectKind::Bin,
+            Color::Blue,
+            [0.0, 1.6, 0.125],
+        ));
+        world.objects.push(o(
+            "red_bin",
+            ObjectKind::Bin,
+            Color::Red,
+            [0.0, -1.6, 0.125],
+        ));
+        let planned = p.plan_attempt("put the red cube in the left bin", &world, None, false);
+        assert!(!planned.survey);
+        assert_eq!(
+            planned.goals,
+            vec![Goal::InContainer {
+                object: "red_cube".into(),
+                container: "blue_bin".into()
+            }]
+        );
     }
 
     #[test]

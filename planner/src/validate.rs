@@ -112,7 +112,7 @@ pub fn validate_holding(
                     return Err(Invalid::BadWait(n, *seconds, max));
                 }
             }
-            Skill::Say { .. } | Skill::Stop => {}
+            Skill::Say { .. } | Skill::Stop | Skill::LookAround => {}
         }
     }
     Ok(())
