@@ -503,7 +503,7 @@ impl<'w> Ctx<'w> {
                 let ids = self.resolve(np, Role::Any)?;
                 self.last_objects = ids;
                 if let Some(t) = self.unused_topic.replace(np.words.clone()) {
-                    return Err(PlanError::Read(ReadError::UnknownAction(t)));
+                    return Err(PlanError::Read(ReadError::Unused(t)));
                 }
             }
             Clause::Target(np) => self.pending_target = Some(np.clone()),
@@ -708,9 +708,7 @@ pub fn compile_holding(
             .any(|s| !matches!(s, Skill::LookFor { .. }))
             || merged.len() > 1
         {
-            return Err(PlanError::Read(ReadError::UnknownAction(format!(
-                "{t}: I don't know what to do with it"
-            ))));
+            return Err(PlanError::Read(ReadError::Unused(t)));
         }
     }
     if ctx.steps.is_empty() && ctx.placed.is_empty() {

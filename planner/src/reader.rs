@@ -102,6 +102,10 @@ pub enum ReadError {
     UnknownAction(String),
     #[error("I don't know what \"{0}\" is")]
     UnknownObject(String),
+    /// Read, but part of it says nothing to do ("the other bin gets ..."):
+    /// a plan without those words would drop what they meant.
+    #[error("I don't know what to do with \"{0}\"; say what should happen to it")]
+    Unused(String),
 }
 
 // ---------------------------------------------------------------- vocabulary

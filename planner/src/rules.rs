@@ -487,4 +487,20 @@ mod tests {
             object: "green_cube".into()
         }));
     }
+
+    /// Words read but left with nothing to do are refused, not dropped: a
+    /// plan for the rest would be a different command (and the hybrid's
+    /// model must not guess it either).
+    #[test]
+    fn a_phrase_left_with_nothing_to_do_is_refused_not_dropped() {
+        let w = default_world();
+        let e = RulesPlanner
+            .plan(
+                "put the red cube in the red bin and the other bin gets the blue cube",
+                &w,
+            )
+            .unwrap_err();
+        assert!(matches!(e, PlanError::Read(ReadError::Unused(_))), "{e:?}");
+        assert!(!is_reading_error(&e));
+    }
 }
