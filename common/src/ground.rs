@@ -333,164 +333,217 @@ pub fn ground(expr: &Expression, world: &WorldModel, viewer: &Pose2D) -> Groundi
     if candidates.is_empty() {
         return Grounding::NotFound(format!("I know of no {noun}"));
     }
-    // An anchor resolves first; what is wrong with it is what is wrong.
-    let anchor = |e: &Expression| -> Result<&ObservedObject, Grounding> {
-        match ground(e, world, viewer) {
-            Grounding::Found(id) => world
+    let scene = Scene {
+        world,
+        viewer,
+        noun,
+        candidates,
+    };
+    let found = match &expr.selector {
+        Selector::Only => Ok(scene.only()),
+        Selector::LeftOf(e) => scene.anchor(e).map(|a| scene.beside(a, 1.0, "left")),
+        Selector::RightOf(e) => scene.anchor(e).map(|a| scene.beside(a, -1.0, "right")),
+        Selector::InFrontOf(e) => scene
+            .anchor(e)
+            .map(|a| scene.ahead_of(a, -1.0, "in front of")),
+        Selector::Behind(e) => scene.anchor(e).map(|a| scene.ahead_of(a, 1.0, "behind")),
+        Selector::NextTo(e) => scene.anchor(e).map(|a| scene.next_to(a)),
+        Selector::Between(e1, e2) => match (scene.anchor(e1), scene.anchor(e2)) {
+            (Ok(a), Ok(b)) => Ok(scene.between(a, b)),
+            (Err(g), _) | (_, Err(g)) => Err(g),
+        },
+        Selector::FromLeft(n) => Ok(scene.counted(*n, -1.0)),
+        Selector::FromRight(n) => Ok(scene.counted(*n, 1.0)),
+        Selector::Nearest => Ok(scene.by_range(1.0)),
+        Selector::Farthest => Ok(scene.by_range(-1.0)),
+        Selector::Biggest => Ok(scene.by_size(-1.0)),
+        Selector::Smallest => Ok(scene.by_size(1.0)),
+    };
+    found.unwrap_or_else(|g| g)
+}
+
+/// The objects that fit an expression's description, and where they stand
+/// as seen from the viewpoint: what each selector picks from.
+struct Scene<'w> {
+    world: &'w WorldModel,
+    viewer: &'w Pose2D,
+    /// The description as a noun phrase, for the reasons.
+    noun: String,
+    /// The objects that fit the description (never empty).
+    candidates: Vec<&'w ObservedObject>,
+}
+
+impl<'w> Scene<'w> {
+    /// An anchor resolves first; what is wrong with it is what is wrong.
+    fn anchor(&self, e: &Expression) -> Result<&'w ObservedObject, Grounding> {
+        match ground(e, self.world, self.viewer) {
+            Grounding::Found(id) => self
+                .world
                 .get(&id)
                 .ok_or_else(|| Grounding::NotFound(format!("{id} left the object map"))),
             other => Err(other),
         }
-    };
-    let lateral = |o: &ObservedObject| seen_from(viewer, o).1;
-    let ahead = |o: &ObservedObject| seen_from(viewer, o).0;
-    let close = |a: f64, b: f64| (a - b).abs() < TIE_M;
-    let others = |a: &ObservedObject| -> Vec<&ObservedObject> {
-        candidates
+    }
+
+    /// How far to the left of the viewpoint.
+    fn lateral(&self, o: &ObservedObject) -> f64 {
+        seen_from(self.viewer, o).1
+    }
+
+    /// How far ahead of the viewpoint.
+    fn ahead(&self, o: &ObservedObject) -> f64 {
+        seen_from(self.viewer, o).0
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < TIE_M
+    }
+
+    /// The candidates other than `a`.
+    fn others(&self, a: &ObservedObject) -> Vec<&'w ObservedObject> {
+        self.candidates
             .iter()
             .copied()
             .filter(|o| o.id != a.id)
             .collect()
-    };
-    match &expr.selector {
-        Selector::Only => match candidates.as_slice() {
+    }
+
+    /// The only candidate.
+    fn only(&self) -> Grounding {
+        match self.candidates.as_slice() {
             [one] => Grounding::Found(one.id.clone()),
             many => Grounding::Ambiguous {
                 candidates: many.iter().map(|o| o.id.clone()).collect(),
-                why: format!("there are {} of \"{noun}\"", many.len()),
+                why: format!("there are {} of \"{}\"", many.len(), self.noun),
             },
-        },
-        Selector::LeftOf(e) | Selector::RightOf(e) => {
-            let a = match anchor(e) {
-                Ok(a) => a,
-                Err(g) => return g,
-            };
-            let sign = if matches!(expr.selector, Selector::LeftOf(_)) {
-                1.0
-            } else {
-                -1.0
-            };
-            let side = if sign > 0.0 { "left" } else { "right" };
-            let scored = others(a)
-                .into_iter()
-                .map(|o| (sign * (lateral(o) - lateral(a)), o))
-                .filter(|(gap, _)| *gap > TIE_M)
-                .collect();
-            best_by(scored, close, &format!("{noun} {side} of {}", a.id))
         }
-        Selector::InFrontOf(e) | Selector::Behind(e) => {
-            let a = match anchor(e) {
-                Ok(a) => a,
-                Err(g) => return g,
+    }
+
+    /// The nearest candidate on one side of `a`: `sign` 1 the left, -1 the right.
+    fn beside(&self, a: &ObservedObject, sign: f64, side: &str) -> Grounding {
+        let scored = self
+            .others(a)
+            .into_iter()
+            .map(|o| (sign * (self.lateral(o) - self.lateral(a)), o))
+            .filter(|(gap, _)| *gap > TIE_M)
+            .collect();
+        best_by(
+            scored,
+            Self::close,
+            &format!("{} {side} of {}", self.noun, a.id),
+        )
+    }
+
+    /// The candidate nearest to `a` among those behind it (`sign` 1) or in
+    /// front of it (-1).
+    fn ahead_of(&self, a: &ObservedObject, sign: f64, side: &str) -> Grounding {
+        let scored = self
+            .others(a)
+            .into_iter()
+            .filter(|o| sign * (self.ahead(o) - self.ahead(a)) > TIE_M)
+            .map(|o| (distance(o, a), o))
+            .collect();
+        best_by(
+            scored,
+            Self::close,
+            &format!("{} {side} {}", self.noun, a.id),
+        )
+    }
+
+    /// The candidate nearest to `a`, clearly nearer than the next.
+    fn next_to(&self, a: &ObservedObject) -> Grounding {
+        let scored = self
+            .others(a)
+            .into_iter()
+            .map(|o| (distance(o, a), o))
+            .collect();
+        best_by(
+            scored,
+            |d0, d1| d1 < d0 * NEXT_TO_RATIO,
+            &format!("{} next to {}", self.noun, a.id),
+        )
+    }
+
+    /// The one candidate between `a` and `b`, from left to right.
+    fn between(&self, a: &ObservedObject, b: &ObservedObject) -> Grounding {
+        let (lo, hi) = {
+            let (la, lb) = (self.lateral(a), self.lateral(b));
+            (la.min(lb), la.max(lb))
+        };
+        let mid = (lo + hi) / 2.0;
+        let inside: Vec<(f64, &ObservedObject)> = self
+            .candidates
+            .iter()
+            .copied()
+            .filter(|o| o.id != a.id && o.id != b.id)
+            .filter(|o| self.lateral(o) > lo + TIE_M && self.lateral(o) < hi - TIE_M)
+            .map(|o| ((self.lateral(o) - mid).abs(), o))
+            .collect();
+        let what = format!("{} between {} and {}", self.noun, a.id, b.id);
+        if inside.len() > 1 {
+            return Grounding::Ambiguous {
+                candidates: inside.iter().map(|(_, o)| o.id.clone()).collect(),
+                why: format!("{} of \"{what}\"", inside.len()),
             };
-            let sign = if matches!(expr.selector, Selector::Behind(_)) {
-                1.0
-            } else {
-                -1.0
-            };
-            let side = if sign > 0.0 { "behind" } else { "in front of" };
-            let scored = others(a)
-                .into_iter()
-                .filter(|o| sign * (ahead(o) - ahead(a)) > TIE_M)
-                .map(|o| (distance(o, a), o))
-                .collect();
-            best_by(scored, close, &format!("{noun} {side} {}", a.id))
         }
-        Selector::NextTo(e) => {
-            let a = match anchor(e) {
-                Ok(a) => a,
-                Err(g) => return g,
-            };
-            let scored = others(a).into_iter().map(|o| (distance(o, a), o)).collect();
-            best_by(
-                scored,
-                |d0, d1| d1 < d0 * NEXT_TO_RATIO,
-                &format!("{noun} next to {}", a.id),
-            )
-        }
-        Selector::Between(e1, e2) => {
-            let (a, b) = match (anchor(e1), anchor(e2)) {
-                (Ok(a), Ok(b)) => (a, b),
-                (Err(g), _) | (_, Err(g)) => return g,
-            };
-            let (lo, hi) = {
-                let (la, lb) = (lateral(a), lateral(b));
-                (la.min(lb), la.max(lb))
-            };
-            let mid = (lo + hi) / 2.0;
-            let inside: Vec<(f64, &ObservedObject)> = candidates
-                .iter()
-                .copied()
-                .filter(|o| o.id != a.id && o.id != b.id)
-                .filter(|o| lateral(o) > lo + TIE_M && lateral(o) < hi - TIE_M)
-                .map(|o| ((lateral(o) - mid).abs(), o))
-                .collect();
-            let what = format!("{noun} between {} and {}", a.id, b.id);
-            if inside.len() > 1 {
-                return Grounding::Ambiguous {
-                    candidates: inside.iter().map(|(_, o)| o.id.clone()).collect(),
-                    why: format!("{} of \"{what}\"", inside.len()),
-                };
-            }
-            best_by(inside, close, &what)
-        }
-        Selector::FromLeft(n) | Selector::FromRight(n) => {
-            let sign = if matches!(expr.selector, Selector::FromLeft(_)) {
-                -1.0
-            } else {
-                1.0
-            };
-            let mut order: Vec<(f64, &ObservedObject)> =
-                candidates.iter().map(|o| (sign * lateral(o), *o)).collect();
-            order.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let k = n.saturating_sub(1);
-            let Some((key, pick)) = order.get(k) else {
-                return Grounding::NotFound(format!(
-                    "there are only {} of \"{noun}\", not {n}",
-                    order.len()
-                ));
-            };
-            let tied: Vec<String> = order
-                .iter()
-                .enumerate()
-                .filter(|(j, (x, _))| *j != k && close(*x, *key))
-                .map(|(_, (_, o))| o.id.clone())
-                .collect();
-            if tied.is_empty() {
-                Grounding::Found(pick.id.clone())
-            } else {
-                let mut all = vec![pick.id.clone()];
-                all.extend(tied);
-                Grounding::Ambiguous {
-                    candidates: all,
-                    why: "they stand in one line as seen from here".into(),
-                }
+        best_by(inside, Self::close, &what)
+    }
+
+    /// The `n`th candidate counted from the left (`sign` -1) or the right (1).
+    fn counted(&self, n: usize, sign: f64) -> Grounding {
+        let mut order: Vec<(f64, &ObservedObject)> = self
+            .candidates
+            .iter()
+            .map(|o| (sign * self.lateral(o), *o))
+            .collect();
+        order.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let k = n.saturating_sub(1);
+        let Some((key, pick)) = order.get(k) else {
+            return Grounding::NotFound(format!(
+                "there are only {} of \"{}\", not {n}",
+                order.len(),
+                self.noun
+            ));
+        };
+        let tied: Vec<String> = order
+            .iter()
+            .enumerate()
+            .filter(|(j, (x, _))| *j != k && Self::close(*x, *key))
+            .map(|(_, (_, o))| o.id.clone())
+            .collect();
+        if tied.is_empty() {
+            Grounding::Found(pick.id.clone())
+        } else {
+            let mut all = vec![pick.id.clone()];
+            all.extend(tied);
+            Grounding::Ambiguous {
+                candidates: all,
+                why: "they stand in one line as seen from here".into(),
             }
         }
-        Selector::Nearest | Selector::Farthest => {
-            let sign = if matches!(expr.selector, Selector::Nearest) {
-                1.0
-            } else {
-                -1.0
-            };
-            let scored = candidates
-                .iter()
-                .map(|o| {
-                    let (x, y) = seen_from(viewer, o);
-                    (sign * x.hypot(y), *o)
-                })
-                .collect();
-            best_by(scored, close, &noun)
-        }
-        Selector::Biggest | Selector::Smallest => {
-            let sign = if matches!(expr.selector, Selector::Smallest) {
-                1.0
-            } else {
-                -1.0
-            };
-            let scored = candidates.iter().map(|o| (sign * volume(o), *o)).collect();
-            best_by(scored, |a, b| (a - b).abs() < 1e-9, &noun)
-        }
+    }
+
+    /// The nearest candidate to the viewpoint (`sign` 1) or the farthest (-1).
+    fn by_range(&self, sign: f64) -> Grounding {
+        let scored = self
+            .candidates
+            .iter()
+            .map(|o| {
+                let (x, y) = seen_from(self.viewer, o);
+                (sign * x.hypot(y), *o)
+            })
+            .collect();
+        best_by(scored, Self::close, &self.noun)
+    }
+
+    /// The smallest candidate (`sign` 1) or the biggest (-1).
+    fn by_size(&self, sign: f64) -> Grounding {
+        let scored = self
+            .candidates
+            .iter()
+            .map(|o| (sign * volume(o), *o))
+            .collect();
+        best_by(scored, |a, b| (a - b).abs() < 1e-9, &self.noun)
     }
 }
 

@@ -2,17 +2,22 @@
 //!
 //! Everything that more than one stage needs lives here, and nothing else:
 //! the action plan schema ([`plan`]), the world model that perception publishes
-//! and the planner grounds against ([`world`]), executor status and the sim's
+//! and the planner grounds against ([`world`]), task status and the sim's
 //! ground truth ([`status`]), the robot description with its kinematics and
-//! camera model ([`robot`]), topic names ([`topics`]) and the thin ROS 2 and
-//! rerun plumbing every node shell shares ([`ros`], [`rec`]).
+//! camera model ([`robot`]) and topic names ([`topics`]). Without features
+//! it builds without ROS 2 and without rerun; the node shells turn on `ros`
+//! (node set-up, JSON topics, time conversions) and `rec` (the rerun
+//! recording every node writes to).
 
 pub mod goal;
 pub mod grid;
 pub mod ground;
 pub mod plan;
+#[cfg(feature = "rec")]
 pub mod rec;
+pub mod report;
 pub mod robot;
+#[cfg(feature = "ros")]
 pub mod ros;
 pub mod status;
 pub mod topics;
@@ -20,7 +25,7 @@ pub mod trajectory;
 pub mod urdf;
 pub mod world;
 
-pub use plan::{PlanMessage, PlanOutcome, Skill};
+pub use plan::{PlanMessage, PlanOutcome, Skill, ValidPlan};
 pub use world::{Color, ObjectKind, ObservedObject, Place, WorldModel};
 
 /// Wraps an angle to (-pi, pi].

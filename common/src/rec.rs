@@ -124,6 +124,14 @@ pub fn set_plan_step(rec: &RecordingStream, step: usize) {
     rec.set_time_sequence(TIMELINE_PLAN_STEP, step as i64);
 }
 
+/// What became of one rerun log call: a recording that cannot take a
+/// message loses that message only, so the failure is traced, not raised.
+pub fn traced(entity: &str, result: rerun::RecordingStreamResult<()>) {
+    if let Err(e) = result {
+        tracing::debug!(entity, error = %e, "rerun log failed");
+    }
+}
+
 /// Logs a text line under `log/<node>`; logging failures are only traced.
 pub fn log_text(rec: &RecordingStream, node: &str, level: &str, text: &str) {
     let entity = format!("log/{node}");

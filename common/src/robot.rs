@@ -9,7 +9,7 @@ use nalgebra::{Isometry3, Matrix3, Point3, Rotation3, Translation3, UnitQuaterni
 use serde::{Deserialize, Serialize};
 
 /// How far ahead of the base centre the arm works on objects: where the
-/// executor stands the robot, and what the planner checks reach against.
+/// skill runner stands the robot, and what the planner checks reach against.
 pub const NOMINAL_REACH_M: f64 = 0.45;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -37,12 +37,17 @@ pub fn init_tracing() {
     use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let installed = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+    if installed.is_err() {
+        // A subscriber is already installed (a test harness, a second call):
+        // its settings stand.
+        tracing::debug!("tracing was already set up");
+    }
 }
 
 /// A `sensor_msgs/LaserScan` as the grid's view of a scan (no copy).
@@ -124,7 +129,9 @@ impl Drop for Spinner {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            if t.join().is_err() {
+                tracing::error!("the ROS 2 spin thread panicked");
+            }
         }
     }
 }
@@ -166,6 +173,15 @@ pub fn odom_pose(m: &r2r::nav_msgs::msg::Odometry) -> crate::Pose2D {
     let q = &m.pose.pose.orientation;
     let yaw = (2.0 * (q.w * q.z + q.x * q.y)).atan2(1.0 - 2.0 * (q.y * q.y + q.z * q.z));
     crate::Pose2D::new(m.pose.pose.position.x, m.pose.pose.position.y, yaw)
+}
+
+/// What became of one publish on a stream that goes on (sensors, the
+/// clock): a failure is logged with its topic, and the next message is
+/// tried as usual.
+pub fn traced_publish(topic: &str, result: r2r::Result<()>) {
+    if let Err(e) = result {
+        tracing::warn!(topic, error = %e, "cannot publish");
+    }
 }
 
 /// Publishes serde values as JSON in `std_msgs/String`.

@@ -24,10 +24,10 @@ pub const GRIPPER_TRAJECTORY: &str = "gripper_controller/joint_trajectory";
 pub const COMMAND: &str = "rosetta/command";
 /// std_msgs/String, JSON [`crate::plan::PlanMessage`]: the planner's answer.
 pub const PLAN: &str = "rosetta/plan";
-/// std_msgs/String, JSON [`crate::status::ExecutorStatus`]: the state of
+/// std_msgs/String, JSON [`crate::status::TaskStatus`]: the state of
 /// every step of the running plan. Published by the executive.
 pub const STATUS: &str = "rosetta/status";
-/// std_msgs/String, JSON [`crate::status::ExecutorStatus`]: control's own
+/// std_msgs/String, JSON [`crate::status::TaskStatus`]: control's own
 /// state, the skill it runs (as a one-step plan), the robot's pose and the
 /// control loop's timing; a heartbeat every 0.5 s.
 pub const CONTROL_STATUS: &str = "rosetta/control/status";

@@ -1,5 +1,5 @@
 //! The world model: what perception believes is where. The planner grounds
-//! words against it and the executor reads target positions from it.
+//! words against it and control reads target positions from it.
 
 use serde::{Deserialize, Serialize};
 
@@ -65,7 +65,7 @@ impl ObjectKind {
     }
 }
 
-/// The id perception gives an object of a kind and colour (unique per pair in this skeleton).
+/// The id perception gives an object of a kind and colour (one object per kind and colour in this world model).
 pub fn object_id(color: Color, kind: ObjectKind) -> String {
     format!("{}_{}", color.name(), kind.name())
 }

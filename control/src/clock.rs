@@ -172,33 +172,69 @@ pub fn spawn_clock(
                     tracing::warn!("control clock: {e}");
                 }
             }
-            let mut next = Instant::now() + period;
-            while !stop.load(Ordering::Relaxed) {
-                // Sleep until the lead before the deadline and hand it over
-                // then: the receiver spins the rest of the way.
-                let lead = Duration::from_micros(lead_us.load(Ordering::Relaxed));
-                let due = next.checked_sub(lead).unwrap_or(next);
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
-                }
-                if tx
-                    .send(Tick {
-                        deadline: next,
-                        due,
-                    })
-                    .is_err()
-                {
-                    return;
-                }
-                next += period;
-                let now = Instant::now();
-                while next < now {
-                    next += period;
-                }
-            }
+            tick_loop(&RealClock, period, &stop, &lead_us, &tx);
         })?;
     Ok((ticks, handle))
+}
+
+/// Wall time as the clock thread sees it: the real one, or a fake one
+/// that tests drive.
+trait WallClock {
+    fn now(&self) -> Instant;
+    fn sleep(&self, d: Duration);
+}
+
+struct RealClock;
+
+impl WallClock for RealClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}
+
+/// The deadline after `last`, `period` on, skipping those already past at
+/// `now`: a late clock does not bunch ticks up.
+fn next_deadline(last: Instant, period: Duration, now: Instant) -> Instant {
+    let mut next = last + period;
+    while next < now {
+        next += period;
+    }
+    next
+}
+
+/// The clock thread's body: sleeps until the lead before each deadline and
+/// hands the deadline over then (the receiver spins the rest of the way),
+/// until `stop` is set or the receiver is gone.
+fn tick_loop(
+    clock: &impl WallClock,
+    period: Duration,
+    stop: &AtomicBool,
+    lead_us: &AtomicU64,
+    tx: &tokio::sync::mpsc::UnboundedSender<Tick>,
+) {
+    let mut next = clock.now() + period;
+    while !stop.load(Ordering::Relaxed) {
+        let lead = Duration::from_micros(lead_us.load(Ordering::Relaxed));
+        let due = next.checked_sub(lead).unwrap_or(next);
+        let now = clock.now();
+        if due > now {
+            clock.sleep(due - now);
+        }
+        if tx
+            .send(Tick {
+                deadline: next,
+                due,
+            })
+            .is_err()
+        {
+            return;
+        }
+        next = next_deadline(next, period, clock.now());
+    }
 }
 
 /// The last `capacity` tick periods and wake-up latencies.
@@ -315,16 +351,90 @@ mod tests {
         assert_eq!(t.lead(), MAX_LEAD);
     }
 
+    /// A clock that moves only when slept on, and can be made to oversleep
+    /// (the thread descheduled) on chosen sleeps; it stops the loop after
+    /// `sleeps_left` sleeps.
+    struct FakeClock {
+        now: std::cell::Cell<Instant>,
+        sleeps: std::cell::Cell<usize>,
+        oversleep: Vec<(usize, Duration)>,
+        sleeps_left: usize,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl WallClock for FakeClock {
+        fn now(&self) -> Instant {
+            self.now.get()
+        }
+
+        fn sleep(&self, d: Duration) {
+            let n = self.sleeps.get();
+            let extra = self
+                .oversleep
+                .iter()
+                .find(|(at, _)| *at == n)
+                .map_or(Duration::ZERO, |(_, e)| *e);
+            self.now.set(self.now.get() + d + extra);
+            self.sleeps.set(n + 1);
+            if n + 1 >= self.sleeps_left {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn run_fake(oversleep: Vec<(usize, Duration)>, sleeps: usize) -> (Instant, Vec<Tick>) {
+        let t0 = Instant::now();
+        let clock = FakeClock {
+            now: std::cell::Cell::new(t0),
+            sleeps: std::cell::Cell::new(0),
+            oversleep,
+            sleeps_left: sleeps,
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let lead_us = AtomicU64::new(1000);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tick_loop(&clock, Duration::from_millis(5), &clock.stop, &lead_us, &tx);
+        let mut ticks = Vec::new();
+        while let Ok(t) = rx.try_recv() {
+            ticks.push(t);
+        }
+        (t0, ticks)
+    }
+
+    fn ms_after(t0: Instant, ticks: &[Tick]) -> Vec<(u64, u64)> {
+        let ms = |t: Instant| u64::try_from((t - t0).as_millis()).unwrap_or(u64::MAX);
+        ticks.iter().map(|t| (ms(t.deadline), ms(t.due))).collect()
+    }
+
     #[test]
-    fn the_clock_ticks_until_its_receiver_is_gone() {
+    fn the_clock_hands_each_deadline_over_a_lead_early() {
+        let (t0, ticks) = run_fake(vec![], 4);
+        assert_eq!(
+            ms_after(t0, &ticks),
+            vec![(5, 4), (10, 9), (15, 14), (20, 19)]
+        );
+    }
+
+    #[test]
+    fn a_descheduled_clock_skips_missed_deadlines_instead_of_bunching() {
+        // The second sleep oversleeps by 12 ms: the late tick for 10 ms is
+        // still handed over, then 15 and 20 are skipped.
+        let (t0, ticks) = run_fake(vec![(1, Duration::from_millis(12))], 4);
+        assert_eq!(
+            ms_after(t0, &ticks),
+            vec![(5, 4), (10, 9), (25, 24), (30, 29)]
+        );
+    }
+
+    #[test]
+    fn the_clock_thread_stops_when_its_receiver_is_gone() {
         let stop = Arc::new(AtomicBool::new(false));
-        let (mut ticks, h) = spawn_clock(Duration::from_millis(5), stop.clone(), None).unwrap();
+        let (mut ticks, h) = spawn_clock(Duration::from_millis(5), stop, None).unwrap();
         let a = ticks.blocking_next().unwrap();
-        // Each deadline is handed back on time, never early.
+        // Each deadline is handed back at or after its instant, never early.
         assert!(Instant::now() >= a);
         let b = ticks.blocking_next().unwrap();
-        assert!(Instant::now() >= b);
-        assert_eq!(b - a, Duration::from_millis(5));
+        assert!(Instant::now() >= b && b > a);
         drop(ticks);
         h.join().unwrap();
     }

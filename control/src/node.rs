@@ -14,14 +14,15 @@ use rosetta_common::grid::OccupancyGrid;
 use rosetta_common::rec::{self, log_text};
 use rosetta_common::robot::{ArmJoints, RobotDescription};
 use rosetta_common::ros::{self, stamp_to_secs, JsonPublisher, Spinner};
-use rosetta_common::status::{ExecutorStatus, StepState, TaskState};
+use rosetta_common::status::{SkillState, TaskStatus};
 use rosetta_common::trajectory::{plan_joint_trajectory, TrajectoryPoint};
-use rosetta_common::{topics, Pose2D, WorldModel};
+use rosetta_common::{topics, Pose2D, Skill, WorldModel};
 
-use crate::executor::{Executor, Inputs, Outputs};
 use crate::nav::Twist2D;
 use crate::rec::{log_joints, log_planned_path, log_pose};
-use crate::safety::{Geofence, SafetyLimits};
+use crate::safety::{Geofence, SafetyChain, SafetyLimits, Watchdog};
+use crate::skill_goal::{Admission, Review, SkillEnd, SkillGoals};
+use crate::skill_runner::{Inputs, Outputs, SkillRunner};
 
 /// Carry out plans on the robot.
 #[derive(Debug, Clone, clap::Args)]
@@ -117,7 +118,9 @@ pub async fn run(args: ControlArgs) -> anyhow::Result<()> {
                 .build()
                 .map_err(anyhow::Error::from)
                 .and_then(|rt| rt.block_on(run_on_this_thread(args)));
-            let _ = done_tx.send(result);
+            if done_tx.send(result).is_err() {
+                tracing::debug!("the control loop ended after its caller stopped waiting");
+            }
         })?;
     done_rx
         .await
@@ -131,46 +134,17 @@ async fn run_on_this_thread(args: ControlArgs) -> anyhow::Result<()> {
         max_angular_speed_rad_s = robot.max_angular_speed_rad_s,
         "base speed limits"
     );
+    let safety = SafetyChain::new(
+        geofence(&args.geofence_m)?,
+        SafetyLimits::from_robot(&robot),
+        args.scan_timeout_s,
+    );
     let mut node = ros::create_node("rosetta_control")?;
-    let qos = ros::sensor_qos();
-    let odom = node
-        .subscribe::<r2r::nav_msgs::msg::Odometry>(topics::ODOM, qos.clone())?
-        .map(|m| Input::Odom(stamp_to_secs(&m.header.stamp), ros::odom_pose(&m)));
-    let joints = node
-        .subscribe::<r2r::sensor_msgs::msg::JointState>(topics::JOINT_STATES, qos.clone())?
-        .map(Input::Joints);
-    let scans = node
-        .subscribe::<LaserScan>(topics::SCAN, qos.clone())?
-        .map(Input::Scan);
-    let skill_goals = node
-        .create_action_server::<RunSkill::Action>(topics::SKILL)?
-        .map(Input::SkillGoal);
-    let (cancel_tx, cancel_rx) = tokio::sync::mpsc::unbounded_channel();
-    let skill_cancels = futures::stream::unfold(cancel_rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|(id, req)| (Input::SkillCancel(id, req), rx))
-    });
-    let estops = node
-        .subscribe::<r2r::std_msgs::msg::Bool>(topics::ESTOP, ros::reliable_qos())?
-        .map(|m| Input::Estop(m.data));
-    let worlds =
-        ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?.map(Input::World);
-    let cmd_vel = node
-        .create_publisher::<r2r::geometry_msgs::msg::Twist>(topics::CMD_VEL, ros::reliable_qos())?;
-    let arm_pub =
-        node.create_publisher::<JointTrajectory>(topics::ARM_TRAJECTORY, ros::reliable_qos())?;
-    let gripper_pub =
-        node.create_publisher::<JointTrajectory>(topics::GRIPPER_TRAJECTORY, ros::reliable_qos())?;
-    let status_pub = JsonPublisher::<ExecutorStatus>::new(&mut node, topics::CONTROL_STATUS)?;
+    let (sensors, cancel_tx) = sensor_inputs(&mut node)?;
+    let out = Publishers::create(&mut node)?;
     let node = Arc::new(Mutex::new(node));
     let _spinner = Spinner::start(node.clone());
-    let rec = rec::open_recording("control");
 
-    let heartbeat = futures::stream::unfold((), |_| async {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        Some((Input::Heartbeat, ()))
-    });
     // The mapper: integrates scans into the occupancy grid on its own thread
     // (about 1 ms each), and hands the loop a snapshot to read.
     let (scan_tx, scan_rx) = std::sync::mpsc::channel::<(Pose2D, LaserScan)>();
@@ -192,423 +166,20 @@ async fn run_on_this_thread(args: ControlArgs) -> anyhow::Result<()> {
     let ticks = futures::stream::unfold(tick_rx, |mut rx| async move {
         rx.next().await.map(|d| (Input::Tick(d), rx))
     });
-    let mut inputs = futures::stream::select_all(vec![
-        ticks.boxed(),
-        maps.boxed(),
-        skill_goals.boxed(),
-        skill_cancels.boxed(),
-        estops.boxed(),
-        odom.boxed(),
-        scans.boxed(),
-        joints.boxed(),
-        worlds.boxed(),
-        heartbeat.boxed(),
-    ]);
-
-    let limits = SafetyLimits::from_robot(&robot);
-    let fence = match args.geofence_m.as_slice() {
-        &[x0, y0, x1, y1]
-            if [x0, y0, x1, y1].iter().all(|v| v.is_finite()) && x0 < x1 && y0 < y1 =>
-        {
-            Geofence {
-                min_m: [x0, y0],
-                max_m: [x1, y1],
-            }
-        }
-        other => anyhow::bail!(
-            "--geofence-m needs MIN_X,MIN_Y,MAX_X,MAX_Y with min < max, got {other:?}"
-        ),
-    };
-    let mut estop = false;
-    let mut arm_busy_until: Option<Instant> = None;
-    let mut skill: Option<ActiveSkill> = None;
-    let mut last_pose_log_s = f64::NEG_INFINITY;
-    let mut last_joints_log_s = f64::NEG_INFINITY;
-    let mut skill_ids = 0u64;
-    let mut last_tick: Option<Instant> = None;
-    let mut loop_stats = crate::clock::LoopStats::new(CONTROL_PERIOD, 1000);
-    let mut last_scan: Option<Instant> = None;
-    let mut scan_stale_warned = false;
-    let mut exec = Executor::new(robot.clone());
-    let mut world = WorldModel::default();
-    let mut arm_q: Option<ArmJoints> = None;
-    let mut gripper_m: Option<f64> = None;
-    let mut last_odom: Option<(Instant, f64, Pose2D)> = None;
-    let mut last_cmd = Twist2D::default();
-    let mut last_arm: (Option<ArmJoints>, Option<f64>) = (None, None);
-    let mut last_resend = Instant::now();
-    let mut path: Vec<[f32; 3]> = Vec::new();
-    let mut last_beat = Instant::now();
-    let mut odom_stale_warned = false;
-    // The occupancy grid (odom frame) the path planner works on, and the
-    // latest scan's hits, which the base never drives into.
-    let mut map: Arc<MapSnapshot> = Arc::new(MapSnapshot {
-        grid: OccupancyGrid::new([0.0, 0.0], [args.grid_size_m, args.grid_size_m], 0.05),
-        obstacles_m: Vec::new(),
+    let heartbeat = futures::stream::unfold((), |_| async {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        Some((Input::Heartbeat, ()))
     });
-    let mut logged_path: Vec<[f64; 2]> = Vec::new();
+    let mut inputs = futures::stream::select_all(
+        [ticks.boxed(), maps.boxed(), heartbeat.boxed()]
+            .into_iter()
+            .chain(sensors),
+    );
+    let mut control = ControlLoop::new(robot, safety, &args, out, cancel_tx, scan_tx);
     tracing::info!("control ready");
-
-    let publish_twist = |t: Twist2D| {
-        let msg = r2r::geometry_msgs::msg::Twist {
-            linear: r2r::geometry_msgs::msg::Vector3 {
-                x: t.linear_m_s,
-                y: 0.0,
-                z: 0.0,
-            },
-            angular: r2r::geometry_msgs::msg::Vector3 {
-                x: 0.0,
-                y: 0.0,
-                z: t.angular_rad_s,
-            },
-        };
-        if let Err(e) = cmd_vel.publish(&msg) {
-            tracing::warn!(error = %e, "cannot publish cmd_vel");
-        }
-    };
-
     let work = async {
         while let Some(input) = inputs.next().await {
-            let mut outputs: Option<Outputs> = None;
-            match input {
-                Input::Joints(js) => {
-                    let mut q = [0.0; 3];
-                    let mut found = 0;
-                    for (n, p) in js.name.iter().zip(js.position.iter()) {
-                        if !p.is_finite() {
-                            continue;
-                        }
-                        if let Some(i) = robot.arm.joint_names.iter().position(|j| j == n) {
-                            q[i] = *p;
-                            found += 1;
-                        } else if *n == robot.arm.gripper_joint {
-                            gripper_m = Some(*p);
-                        }
-                    }
-                    if found == 3 {
-                        arm_q = Some(q);
-                        // The joints in the recording, at most at 10 Hz.
-                        let stamp = stamp_to_secs(&js.header.stamp);
-                        if stamp - last_joints_log_s >= 0.1 {
-                            last_joints_log_s = stamp;
-                            let gripper = gripper_m.map(|g| (robot.arm.gripper_joint.as_str(), g));
-                            log_joints(&rec, stamp, &robot.arm.joint_names, &q, gripper);
-                        }
-                    }
-                }
-                Input::World(w) => world = w,
-                Input::Estop(on) if on != estop => {
-                    estop = on;
-                    if on {
-                        // Halt now, not at the next tick: zero twist, and the
-                        // arm and gripper held where they are.
-                        tracing::warn!("E-STOP engaged: base and arm halted");
-                        log_text(&rec, "control", "WARN", "e-stop engaged");
-                        exec.stop("e-stop engaged");
-                        publish_twist(Twist2D::default());
-                        last_cmd = Twist2D::default();
-                        if let Some(q) = arm_q {
-                            let _ = arm_pub
-                                .publish(&trajectory(robot.arm.joint_names.to_vec(), q.to_vec()));
-                            last_arm.0 = Some(q);
-                        }
-                        if let Some(g) = gripper_m {
-                            let _ = gripper_pub.publish(&trajectory(
-                                vec![robot.arm.gripper_joint.clone()],
-                                vec![g],
-                            ));
-                            last_arm.1 = Some(g);
-                        }
-                    } else {
-                        tracing::info!(
-                            "e-stop released; the robot stays stopped until a new command"
-                        );
-                        log_text(&rec, "control", "INFO", "e-stop released");
-                    }
-                }
-                Input::Estop(_) => {}
-                Input::SkillGoal(req) => {
-                    let now = last_odom.map(|o| o.1).unwrap_or(0.0);
-                    let parsed =
-                        serde_json::from_str::<rosetta_common::Skill>(&req.goal.skill_json);
-                    let timeout_s = req.goal.timeout_s;
-                    let (mut goal, cancel) = match req.accept() {
-                        Ok(g) => g,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot accept a skill goal");
-                            continue;
-                        }
-                    };
-                    let refusal = match &parsed {
-                        Err(e) => Some(format!("not a skill of the plan language: {e}")),
-                        Ok(_) if estop => Some("e-stop engaged".to_string()),
-                        Ok(_) if !timeout_s.is_finite() || timeout_s < 0.0 => {
-                            Some(format!("timeout_s must be >= 0, got {timeout_s}"))
-                        }
-                        Ok(_) => None,
-                    };
-                    if let Some(why) = refusal {
-                        tracing::warn!(%why, "skill goal rejected");
-                        let _ = goal.abort(skill_result(false, "rejected", &why));
-                        continue;
-                    }
-                    let Ok(step) = parsed else { continue };
-                    if let Some(mut old) = skill.take() {
-                        let _ = old.goal.abort(skill_result(
-                            false,
-                            "preempted",
-                            "preempted by a new skill goal",
-                        ));
-                    }
-                    skill_ids += 1;
-                    let command_id = (1 << 61) + skill_ids;
-                    tracing::info!(skill = %step.describe(), command_id, "skill goal accepted");
-                    exec.start_attempt(command_id, 1, vec![step], now);
-                    let tx = cancel_tx.clone();
-                    tokio::spawn(async move {
-                        let mut cancel = cancel;
-                        while let Some(req) = cancel.next().await {
-                            if tx.send((command_id, req)).is_err() {
-                                return;
-                            }
-                        }
-                    });
-                    skill = Some(ActiveSkill {
-                        goal,
-                        command_id,
-                        started_s: now,
-                        timeout_s,
-                        last_feedback: None,
-                    });
-                }
-                Input::SkillCancel(id, req) => {
-                    req.accept();
-                    if let Some(mut active) = skill.take_if(|a| a.command_id == id) {
-                        outputs = Some(exec.stop("canceled by the skill's client"));
-                        let _ = active.goal.cancel(skill_result(
-                            false,
-                            "canceled",
-                            "canceled; the robot stopped",
-                        ));
-                    }
-                }
-                Input::Scan(scan) => {
-                    last_scan = Some(Instant::now());
-                    scan_stale_warned = false;
-                    // The scan was taken about where odometry last put the
-                    // robot; the mapper thread integrates it off this loop.
-                    if let Some((_, _, pose)) = last_odom {
-                        let sensor = robot.lidar.sensor_pose(&pose);
-                        if scan_tx.send((sensor, scan)).is_err() {
-                            tracing::error!("the mapper thread is gone");
-                        }
-                    }
-                }
-                Input::Map(snapshot) => map = snapshot,
-                Input::Odom(t, pose) => {
-                    if !t.is_finite() || !pose.is_finite() {
-                        tracing::warn!("odometry with NaN: stopping");
-                        outputs = Some(exec.stop("odometry contained NaN"));
-                    } else {
-                        last_odom = Some((Instant::now(), t, pose));
-                        odom_stale_warned = false;
-                    }
-                }
-                Input::Tick(deadline) => {
-                    let now = Instant::now();
-                    let dt =
-                        last_tick.map_or(CONTROL_PERIOD.as_secs_f64(), |l| (now - l).as_secs_f64());
-                    last_tick = Some(now);
-                    loop_stats.record(deadline, now);
-                    // The executor runs on the latest odometry (its stamp is
-                    // the executor's clock); stale odometry holds the base.
-                    let fresh = last_odom
-                        .filter(|(at, _, _)| at.elapsed().as_secs_f64() <= args.odom_timeout_s);
-                    if let Some((_, t, pose)) = fresh {
-                        let inp = Inputs {
-                            time_s: t,
-                            pose,
-                            arm_q,
-                            gripper_m,
-                            world: &world,
-                            grid: Some(&map.grid),
-                            obstacles_m: &map.obstacles_m,
-                        };
-                        let was_running = exec.is_running();
-                        let mut out = exec.tick(&inp);
-                        let scan_stale = last_scan
-                            .is_none_or(|s| s.elapsed().as_secs_f64() > args.scan_timeout_s);
-                        if let Some(want) = out.cmd_vel {
-                            let mut want = fence.apply(&pose, want);
-                            if scan_stale && want.linear_m_s != 0.0 {
-                                // Blind: obstacles cannot be seen, so the base only turns.
-                                if !scan_stale_warned {
-                                    tracing::warn!("the scan is stale: holding the base");
-                                    scan_stale_warned = true;
-                                }
-                                want.linear_m_s = 0.0;
-                            }
-                            let safe = limits.apply(last_cmd, want, dt);
-                            out.cmd_vel = Some(safe);
-                        } else if was_running && !exec.is_running() {
-                            out.cmd_vel = Some(Twist2D::default());
-                        }
-                        if estop {
-                            out = Outputs {
-                                cmd_vel: Some(Twist2D::default()),
-                                ..Default::default()
-                            };
-                        }
-                        outputs = Some(out);
-                        if exec.current_path() != logged_path.as_slice() {
-                            logged_path = exec.current_path().to_vec();
-                            log_planned_path(&rec, &logged_path);
-                        }
-                        if path.last().is_none_or(|l| {
-                            (l[0] as f64 - pose.x_m).hypot(l[1] as f64 - pose.y_m) > 0.02
-                        }) {
-                            path.push([pose.x_m as f32, pose.y_m as f32, 0.01]);
-                            // At most 10 Hz: each log serialises the whole path.
-                            if t - last_pose_log_s >= 0.1 {
-                                log_pose(&rec, t, &pose, &path);
-                                last_pose_log_s = t;
-                            }
-                        }
-                    }
-                }
-                Input::Heartbeat => {
-                    if estop {
-                        publish_twist(Twist2D::default());
-                    }
-                    if let Some((at, _, _)) = last_odom {
-                        if exec.is_running()
-                            && at.elapsed().as_secs_f64() > args.odom_timeout_s
-                            && !odom_stale_warned
-                        {
-                            tracing::warn!("odometry is stale: holding the base still");
-                            publish_twist(Twist2D::default());
-                            last_cmd = Twist2D::default();
-                            odom_stale_warned = true;
-                        }
-                    }
-                }
-            }
-            if let Some(out) = outputs {
-                if let Some(t) = out.cmd_vel {
-                    if exec.is_running() || t != last_cmd {
-                        publish_twist(t);
-                    }
-                    last_cmd = t;
-                }
-                // Trajectories go out when the target changes, and again every 0.5 s while held.
-                let resend = last_resend.elapsed() > Duration::from_millis(500);
-                let arm_idle = arm_busy_until.is_none_or(|t| Instant::now() > t);
-                if let Some(q) = out.arm_target {
-                    let names = robot.arm.joint_names.to_vec();
-                    if Some(q) != last_arm.0 {
-                        // A new target: a timed trajectory within the joints'
-                        // speed and acceleration limits, from where the arm is.
-                        let msg = match arm_q {
-                            Some(from) => {
-                                let points = plan_joint_trajectory(
-                                    &from,
-                                    &q,
-                                    robot.arm.max_joint_speed_rad_s,
-                                    robot.arm.max_joint_accel_rad_s2,
-                                    TRAJECTORY_DT_S,
-                                );
-                                let duration = points.last().map_or(0.0, |p| p.time_from_start_s);
-                                arm_busy_until =
-                                    Some(Instant::now() + Duration::from_secs_f64(duration));
-                                timed_trajectory(names, &points)
-                            }
-                            None => trajectory(names, q.to_vec()),
-                        };
-                        let _ = arm_pub.publish(&msg);
-                        last_arm.0 = Some(q);
-                        last_resend = Instant::now();
-                    } else if resend && arm_idle {
-                        // Held: the target again, in case a message was lost.
-                        let _ = arm_pub.publish(&trajectory(names, q.to_vec()));
-                        last_resend = Instant::now();
-                    }
-                }
-                if out.gripper_target_m.is_some() && (out.gripper_target_m != last_arm.1 || resend)
-                {
-                    if let Some(g) = out.gripper_target_m {
-                        let _ = gripper_pub
-                            .publish(&trajectory(vec![robot.arm.gripper_joint.clone()], vec![g]));
-                    }
-                    last_arm.1 = out.gripper_target_m;
-                    last_resend = Instant::now();
-                }
-            }
-            // The skill goal, if one runs: feedback, timeout, and its end.
-            if let Some(mut active) = skill.take() {
-                let st = exec.status();
-                let now = last_odom.map(|o| o.1).unwrap_or(active.started_s);
-                let elapsed = now - active.started_s;
-                let ended = if st.command_id != active.command_id {
-                    Some(skill_result(false, "preempted", "preempted by a plan"))
-                } else if st.task == TaskState::Running
-                    && active.timeout_s > 0.0
-                    && elapsed > active.timeout_s
-                {
-                    let why = format!("timed out after {:.1} s", active.timeout_s);
-                    let out = exec.stop(&why);
-                    publish_twist(out.cmd_vel.unwrap_or_default());
-                    last_cmd = Twist2D::default();
-                    Some(skill_result(false, "timed_out", &why))
-                } else {
-                    match st.task {
-                        TaskState::Succeeded => Some(skill_result(true, "succeeded", &st.message)),
-                        TaskState::Failed => Some(skill_result(false, "failed", &st.message)),
-                        // A `stop` skill that ran is a success.
-                        TaskState::Stopped
-                            if st.steps.first().is_some_and(|s| {
-                                matches!(s.skill, rosetta_common::Skill::Stop)
-                                    && s.state == StepState::Succeeded
-                            }) =>
-                        {
-                            Some(skill_result(true, "succeeded", &st.message))
-                        }
-                        TaskState::Stopped => Some(skill_result(false, "canceled", &st.message)),
-                        TaskState::Running | TaskState::Idle => None,
-                    }
-                };
-                match ended {
-                    Some(r) if r.success => {
-                        let _ = active.goal.succeed(r);
-                    }
-                    Some(r) => {
-                        let _ = active.goal.abort(r);
-                    }
-                    None => {
-                        let fb = (st.message.clone(), (elapsed * 2.0).floor());
-                        if active.last_feedback.as_ref() != Some(&fb) {
-                            let _ = active.goal.publish_feedback(RunSkill::Feedback {
-                                state: "running".into(),
-                                message: st.message.clone(),
-                                elapsed_s: elapsed,
-                            });
-                            active.last_feedback = Some(fb);
-                        }
-                        skill = Some(active);
-                    }
-                }
-            }
-            let changed = exec.take_changed();
-            if changed || last_beat.elapsed() > Duration::from_millis(500) {
-                let mut status = exec.status();
-                status.control_loop = loop_stats.summary();
-                if changed {
-                    log_status(&rec, &status);
-                }
-                if let Err(e) = status_pub.publish(&status) {
-                    tracing::warn!(error = %e, "cannot publish status");
-                }
-                last_beat = Instant::now();
-            }
+            control.handle(input);
         }
     };
     // Only the loop itself becomes real-time: the spinner, mapper and
@@ -624,22 +195,626 @@ async fn run_on_this_thread(args: ControlArgs) -> anyhow::Result<()> {
         _ = work => {}
     }
     clock_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Some(l) = loop_stats.summary() {
-        tracing::info!(
-            rate_hz = l.rate_hz,
-            jitter_p99_ms = l.jitter_p99_ms,
-            jitter_max_ms = l.jitter_max_ms,
-            wake_latency_p99_ms = l.wake_latency_p99_ms,
-            "control loop timing (last {} ticks)",
-            l.ticks
-        );
-    }
-    // Leave the robot stopped.
-    exec.stop("node shutting down");
-    publish_twist(Twist2D::default());
-    let _ = status_pub.publish(&exec.status());
-    let _ = rec.flush_blocking();
+    control.shut_down();
     Ok(())
+}
+
+/// The geofence of `--geofence-m`.
+fn geofence(m: &[f64]) -> anyhow::Result<Geofence> {
+    match *m {
+        [x0, y0, x1, y1]
+            if [x0, y0, x1, y1].iter().all(|v| v.is_finite()) && x0 < x1 && y0 < y1 =>
+        {
+            Ok(Geofence {
+                min_m: [x0, y0],
+                max_m: [x1, y1],
+            })
+        }
+        _ => anyhow::bail!("--geofence-m needs MIN_X,MIN_Y,MAX_X,MAX_Y with min < max, got {m:?}"),
+    }
+}
+
+type InputStream = futures::stream::BoxStream<'static, Input>;
+type CancelSender = tokio::sync::mpsc::UnboundedSender<(u64, r2r::ActionServerCancelRequest)>;
+
+/// The subscriptions and the skill action server, as streams of [`Input`],
+/// and the sender that a goal's cancel requests go through.
+fn sensor_inputs(node: &mut r2r::Node) -> anyhow::Result<(Vec<InputStream>, CancelSender)> {
+    let qos = ros::sensor_qos();
+    let odom = node
+        .subscribe::<r2r::nav_msgs::msg::Odometry>(topics::ODOM, qos.clone())?
+        .map(|m| Input::Odom(stamp_to_secs(&m.header.stamp), ros::odom_pose(&m)));
+    let joints = node
+        .subscribe::<r2r::sensor_msgs::msg::JointState>(topics::JOINT_STATES, qos.clone())?
+        .map(Input::Joints);
+    let scans = node
+        .subscribe::<LaserScan>(topics::SCAN, qos)?
+        .map(Input::Scan);
+    let skill_goals = node
+        .create_action_server::<RunSkill::Action>(topics::SKILL)?
+        .map(Input::SkillGoal);
+    let (cancel_tx, cancel_rx) = tokio::sync::mpsc::unbounded_channel();
+    let skill_cancels = futures::stream::unfold(cancel_rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|(id, req)| (Input::SkillCancel(id, req), rx))
+    });
+    let estops = node
+        .subscribe::<r2r::std_msgs::msg::Bool>(topics::ESTOP, ros::reliable_qos())?
+        .map(|m| Input::Estop(m.data));
+    let worlds = ros::json_subscription::<WorldModel>(node, topics::OBJECTS)?.map(Input::World);
+    let streams = vec![
+        skill_goals.boxed(),
+        skill_cancels.boxed(),
+        estops.boxed(),
+        odom.boxed(),
+        scans.boxed(),
+        joints.boxed(),
+        worlds.boxed(),
+    ];
+    Ok((streams, cancel_tx))
+}
+
+/// Control's publishers.
+struct Publishers {
+    cmd_vel: r2r::Publisher<r2r::geometry_msgs::msg::Twist>,
+    arm: r2r::Publisher<JointTrajectory>,
+    gripper: r2r::Publisher<JointTrajectory>,
+    status: JsonPublisher<TaskStatus>,
+}
+
+impl Publishers {
+    fn create(node: &mut r2r::Node) -> anyhow::Result<Self> {
+        let reliable = ros::reliable_qos;
+        Ok(Self {
+            cmd_vel: node.create_publisher(topics::CMD_VEL, reliable())?,
+            arm: node.create_publisher(topics::ARM_TRAJECTORY, reliable())?,
+            gripper: node.create_publisher(topics::GRIPPER_TRAJECTORY, reliable())?,
+            status: JsonPublisher::new(node, topics::CONTROL_STATUS)?,
+        })
+    }
+}
+
+/// What was last sent to the arm and gripper, and when.
+struct ArmOut {
+    arm: Option<ArmJoints>,
+    gripper_m: Option<f64>,
+    last_resend: Instant,
+    busy_until: Option<Instant>,
+}
+
+/// The rerun recording and how often each stream is logged.
+struct Recorder {
+    rec: rerun::RecordingStream,
+    last_pose_log_s: f64,
+    last_joints_log_s: f64,
+    driven: Vec<[f32; 3]>,
+    planned: Vec<[f64; 2]>,
+}
+
+/// The control loop's state: the skill runner, the safety chain, the
+/// watchdogs, the skill goal, and what the sensors said last. Each input
+/// goes to one handler; the limits themselves live in [`crate::safety`]
+/// and the goal's lifecycle in [`crate::skill_goal`], both pure.
+struct ControlLoop {
+    robot: RobotDescription,
+    exec: SkillRunner,
+    safety: SafetyChain,
+    odom_watch: Watchdog,
+    scan_watch: Watchdog,
+    /// The latest odometry: (sim stamp, pose).
+    odom: Option<(f64, Pose2D)>,
+    world: WorldModel,
+    map: Arc<MapSnapshot>,
+    arm_q: Option<ArmJoints>,
+    gripper_m: Option<f64>,
+    skills: SkillGoals,
+    skill_handle: Option<(u64, r2r::ActionServerGoal<RunSkill::Action>)>,
+    cancel_tx: CancelSender,
+    scan_tx: std::sync::mpsc::Sender<(Pose2D, LaserScan)>,
+    out: Publishers,
+    sent: ArmOut,
+    rec: Recorder,
+    loop_stats: crate::clock::LoopStats,
+    last_tick: Option<Instant>,
+    last_beat: Instant,
+}
+
+impl ControlLoop {
+    fn new(
+        robot: RobotDescription,
+        safety: SafetyChain,
+        args: &ControlArgs,
+        out: Publishers,
+        cancel_tx: CancelSender,
+        scan_tx: std::sync::mpsc::Sender<(Pose2D, LaserScan)>,
+    ) -> Self {
+        let grid = OccupancyGrid::new([0.0, 0.0], [args.grid_size_m, args.grid_size_m], 0.05);
+        Self {
+            exec: SkillRunner::new(robot.clone()),
+            robot,
+            safety,
+            odom_watch: Watchdog::new(args.odom_timeout_s),
+            scan_watch: Watchdog::new(args.scan_timeout_s),
+            odom: None,
+            world: WorldModel::default(),
+            map: Arc::new(MapSnapshot {
+                grid,
+                obstacles_m: Vec::new(),
+            }),
+            arm_q: None,
+            gripper_m: None,
+            skills: SkillGoals::default(),
+            skill_handle: None,
+            cancel_tx,
+            scan_tx,
+            out,
+            sent: ArmOut {
+                arm: None,
+                gripper_m: None,
+                last_resend: Instant::now(),
+                busy_until: None,
+            },
+            rec: Recorder {
+                rec: rec::open_recording("control"),
+                last_pose_log_s: f64::NEG_INFINITY,
+                last_joints_log_s: f64::NEG_INFINITY,
+                driven: Vec::new(),
+                planned: Vec::new(),
+            },
+            loop_stats: crate::clock::LoopStats::new(CONTROL_PERIOD, 1000),
+            last_tick: None,
+            last_beat: Instant::now(),
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        let outputs = match input {
+            Input::Joints(js) => {
+                self.on_joints(&js);
+                None
+            }
+            Input::World(w) => {
+                self.world = w;
+                None
+            }
+            Input::Estop(on) => {
+                self.on_estop(on);
+                None
+            }
+            Input::SkillGoal(req) => {
+                self.on_skill_goal(req);
+                None
+            }
+            Input::SkillCancel(id, req) => self.on_skill_cancel(id, req),
+            Input::Scan(scan) => {
+                self.on_scan(scan);
+                None
+            }
+            Input::Map(snapshot) => {
+                self.map = snapshot;
+                None
+            }
+            Input::Odom(t, pose) => self.on_odom(t, pose),
+            Input::Tick(deadline) => self.on_tick(deadline),
+            Input::Heartbeat => {
+                self.on_heartbeat();
+                None
+            }
+        };
+        if let Some(out) = outputs {
+            self.apply(out);
+        }
+        self.review_skill();
+        self.publish_status();
+    }
+
+    fn on_joints(&mut self, js: &r2r::sensor_msgs::msg::JointState) {
+        let arm = &self.robot.arm;
+        let mut q = [0.0; 3];
+        let mut found = 0;
+        for (n, p) in js.name.iter().zip(js.position.iter()) {
+            if !p.is_finite() {
+                continue;
+            }
+            if let Some(i) = arm.joint_names.iter().position(|j| j == n) {
+                q[i] = *p;
+                found += 1;
+            } else if *n == arm.gripper_joint {
+                self.gripper_m = Some(*p);
+            }
+        }
+        if found != 3 {
+            return;
+        }
+        self.arm_q = Some(q);
+        // The joints in the recording, at most at 10 Hz.
+        let stamp = stamp_to_secs(&js.header.stamp);
+        if stamp - self.rec.last_joints_log_s >= 0.1 {
+            self.rec.last_joints_log_s = stamp;
+            let gripper = self.gripper_m.map(|g| (arm.gripper_joint.as_str(), g));
+            log_joints(&self.rec.rec, stamp, &arm.joint_names, &q, gripper);
+        }
+    }
+
+    fn on_estop(&mut self, on: bool) {
+        if on {
+            self.engage_estop("e-stop engaged");
+        } else if self.safety.set_estop(false) {
+            tracing::info!("e-stop released; the robot stays stopped until a new command");
+            log_text(&self.rec.rec, "control", "INFO", "e-stop released");
+        }
+    }
+
+    /// Latches the e-stop and halts now, not at the next tick: zero twist,
+    /// and the arm and gripper held where they are.
+    fn engage_estop(&mut self, why: &str) {
+        if !self.safety.set_estop(true) {
+            return;
+        }
+        tracing::warn!("E-STOP engaged ({why}): base and arm halted");
+        log_text(
+            &self.rec.rec,
+            "control",
+            "WARN",
+            &format!("e-stop engaged: {why}"),
+        );
+        self.exec.stop(why);
+        self.send_twist(Twist2D::default());
+        let arm = &self.robot.arm;
+        if let Some(q) = self.arm_q {
+            let hold = trajectory(arm.joint_names.to_vec(), q.to_vec());
+            if let Err(e) = self.out.arm.publish(&hold) {
+                tracing::error!(error = %e, "e-stop: cannot hold the arm");
+            }
+            self.sent.arm = Some(q);
+        }
+        if let Some(g) = self.gripper_m {
+            let hold = trajectory(vec![arm.gripper_joint.clone()], vec![g]);
+            if let Err(e) = self.out.gripper.publish(&hold) {
+                tracing::error!(error = %e, "e-stop: cannot hold the gripper");
+            }
+            self.sent.gripper_m = Some(g);
+        }
+    }
+
+    /// A publish on a safety path failed: logged, and answered by the
+    /// e-stop (the robot must not go on with commands that did not arrive).
+    fn publish_failed(&mut self, topic: &str, e: &r2r::Error) {
+        tracing::error!(error = %e, topic, "cannot publish; engaging the e-stop");
+        self.engage_estop(&format!("cannot publish on {topic}: {e}"));
+    }
+
+    /// Sends `t` on `/cmd_vel`, through nothing: callers pass the safety
+    /// chain's output or a stop.
+    fn send_twist(&mut self, t: Twist2D) {
+        let msg = r2r::geometry_msgs::msg::Twist {
+            linear: r2r::geometry_msgs::msg::Vector3 {
+                x: t.linear_m_s,
+                ..Default::default()
+            },
+            angular: r2r::geometry_msgs::msg::Vector3 {
+                z: t.angular_rad_s,
+                ..Default::default()
+            },
+        };
+        self.safety.sent(t);
+        if let Err(e) = self.out.cmd_vel.publish(&msg) {
+            self.publish_failed(topics::CMD_VEL, &e);
+        }
+    }
+
+    fn now_s(&self) -> Option<f64> {
+        self.odom.map(|(t, _)| t)
+    }
+
+    fn on_skill_goal(&mut self, req: r2r::ActionServerGoalRequest<RunSkill::Action>) {
+        let parsed = serde_json::from_str::<rosetta_common::Skill>(&req.goal.skill_json)
+            .map_err(|e| e.to_string());
+        let timeout_s = req.goal.timeout_s;
+        let (mut goal, cancels) = match req.accept() {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot accept a skill goal");
+                return;
+            }
+        };
+        let now_s = self.now_s().unwrap_or(0.0);
+        let estop = self.safety.estop_engaged();
+        match self.skills.admit(parsed, timeout_s, estop, now_s) {
+            Admission::Rejected(end) => {
+                tracing::warn!(why = %end.message, "skill goal rejected");
+                finish_goal(&mut goal, &end);
+            }
+            Admission::Run {
+                command_id,
+                plan,
+                preempted,
+            } => {
+                if let (Some((_, end)), Some((_, mut old))) = (preempted, self.skill_handle.take())
+                {
+                    finish_goal(&mut old, &end);
+                }
+                let skill = plan
+                    .iter()
+                    .map(Skill::describe)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                tracing::info!(%skill, command_id, "skill goal accepted");
+                self.exec.start_attempt(command_id, 1, plan, now_s);
+                let tx = self.cancel_tx.clone();
+                tokio::spawn(async move {
+                    let mut cancels = cancels;
+                    while let Some(req) = cancels.next().await {
+                        if tx.send((command_id, req)).is_err() {
+                            return;
+                        }
+                    }
+                });
+                self.skill_handle = Some((command_id, goal));
+            }
+        }
+    }
+
+    fn on_skill_cancel(&mut self, id: u64, req: r2r::ActionServerCancelRequest) -> Option<Outputs> {
+        req.accept();
+        let end = self.skills.cancel(id)?;
+        let out = self.exec.stop("canceled by the skill's client");
+        if let Some((_, mut goal)) = self.skill_handle.take_if(|(h, _)| *h == id) {
+            let result = skill_result(&end);
+            if let Err(e) = goal.cancel(result) {
+                tracing::warn!(error = %e, "cannot report the skill goal canceled");
+            }
+        }
+        Some(out)
+    }
+
+    fn on_scan(&mut self, scan: LaserScan) {
+        self.scan_watch.feed(Instant::now());
+        self.safety.scan_seen();
+        // The scan was taken about where odometry last put the robot; the
+        // mapper thread integrates it off this loop.
+        if let Some((_, pose)) = self.odom {
+            let sensor = self.robot.lidar.sensor_pose(&pose);
+            if self.scan_tx.send((sensor, scan)).is_err() {
+                tracing::error!("the mapper thread is gone");
+            }
+        }
+    }
+
+    fn on_odom(&mut self, t: f64, pose: Pose2D) -> Option<Outputs> {
+        if !t.is_finite() || !pose.is_finite() {
+            tracing::warn!("odometry with NaN: stopping");
+            return Some(self.exec.stop("odometry contained NaN"));
+        }
+        self.odom = Some((t, pose));
+        self.odom_watch.feed(Instant::now());
+        None
+    }
+
+    /// One control step: the skill runner on the latest odometry (its stamp is
+    /// the skill runner's clock), its command through the safety chain. Stale
+    /// odometry holds the base (the heartbeat stops it).
+    fn on_tick(&mut self, deadline: Instant) -> Option<Outputs> {
+        let now = Instant::now();
+        let dt = self
+            .last_tick
+            .map_or(CONTROL_PERIOD.as_secs_f64(), |l| (now - l).as_secs_f64());
+        self.last_tick = Some(now);
+        self.loop_stats.record(deadline, now);
+        if !self.odom_watch.is_fresh(now) {
+            return None;
+        }
+        let (t, pose) = self.odom?;
+        let inp = Inputs {
+            time_s: t,
+            pose,
+            arm_q: self.arm_q,
+            gripper_m: self.gripper_m,
+            world: &self.world,
+            grid: Some(&self.map.grid),
+            obstacles_m: &self.map.obstacles_m,
+        };
+        let was_running = self.exec.is_running();
+        let mut out = self.exec.tick(&inp);
+        if let Some(want) = out.cmd_vel {
+            let (safe, held) = self
+                .safety
+                .command(&pose, want, dt, self.scan_watch.age_s(now));
+            if held.newly_blind {
+                tracing::warn!("the scan is stale: holding the base");
+            }
+            out.cmd_vel = Some(safe);
+        } else if was_running && !self.exec.is_running() {
+            out.cmd_vel = Some(Twist2D::default());
+        }
+        if self.safety.estop_engaged() {
+            out = Outputs {
+                cmd_vel: Some(Twist2D::default()),
+                ..Default::default()
+            };
+        }
+        self.log_motion(t, &pose);
+        Some(out)
+    }
+
+    fn log_motion(&mut self, t: f64, pose: &Pose2D) {
+        let rec = &mut self.rec;
+        if self.exec.current_path() != rec.planned.as_slice() {
+            rec.planned = self.exec.current_path().to_vec();
+            log_planned_path(&rec.rec, &rec.planned);
+        }
+        let moved = rec
+            .driven
+            .last()
+            .is_none_or(|l| (f64::from(l[0]) - pose.x_m).hypot(f64::from(l[1]) - pose.y_m) > 0.02);
+        if moved {
+            rec.driven.push([pose.x_m as f32, pose.y_m as f32, 0.01]);
+            // At most 10 Hz: each log serialises the whole path.
+            if t - rec.last_pose_log_s >= 0.1 {
+                log_pose(&rec.rec, t, pose, &rec.driven);
+                rec.last_pose_log_s = t;
+            }
+        }
+    }
+
+    fn on_heartbeat(&mut self) {
+        if self.safety.estop_engaged() {
+            self.send_twist(Twist2D::default());
+        }
+        let now = Instant::now();
+        if self.exec.is_running() && self.odom_watch.newly_expired(now) {
+            tracing::warn!("odometry is stale: holding the base still");
+            self.send_twist(Twist2D::default());
+        }
+    }
+
+    /// The skill runner's outputs to the base, arm and gripper.
+    fn apply(&mut self, out: Outputs) {
+        if let Some(t) = out.cmd_vel {
+            if self.exec.is_running() || t != self.safety.last_sent() {
+                self.send_twist(t);
+            }
+        }
+        // Trajectories go out when the target changes, and again every 0.5 s while held.
+        let resend = self.sent.last_resend.elapsed() > Duration::from_millis(500);
+        if let Some(q) = out.arm_target {
+            self.command_arm(q, resend);
+        }
+        if let Some(g) = out.gripper_target_m {
+            if Some(g) != self.sent.gripper_m || resend {
+                let msg = trajectory(vec![self.robot.arm.gripper_joint.clone()], vec![g]);
+                self.sent.gripper_m = Some(g);
+                self.sent.last_resend = Instant::now();
+                if let Err(e) = self.out.gripper.publish(&msg) {
+                    self.publish_failed(topics::GRIPPER_TRAJECTORY, &e);
+                }
+            }
+        }
+    }
+
+    fn command_arm(&mut self, q: ArmJoints, resend: bool) {
+        let arm = &self.robot.arm;
+        let names = arm.joint_names.to_vec();
+        let arm_idle = self.sent.busy_until.is_none_or(|t| Instant::now() > t);
+        let msg = if Some(q) != self.sent.arm {
+            // A new target: a timed trajectory within the joints' speed and
+            // acceleration limits, from where the arm is.
+            self.sent.arm = Some(q);
+            match self.arm_q {
+                Some(from) => {
+                    let points = plan_joint_trajectory(
+                        &from,
+                        &q,
+                        arm.max_joint_speed_rad_s,
+                        arm.max_joint_accel_rad_s2,
+                        TRAJECTORY_DT_S,
+                    );
+                    let duration = points.last().map_or(0.0, |p| p.time_from_start_s);
+                    self.sent.busy_until = Some(Instant::now() + Duration::from_secs_f64(duration));
+                    timed_trajectory(names, &points)
+                }
+                None => trajectory(names, q.to_vec()),
+            }
+        } else if resend && arm_idle {
+            // Held: the target again, in case a message was lost.
+            trajectory(names, q.to_vec())
+        } else {
+            return;
+        };
+        self.sent.last_resend = Instant::now();
+        if let Err(e) = self.out.arm.publish(&msg) {
+            self.publish_failed(topics::ARM_TRAJECTORY, &e);
+        }
+    }
+
+    /// The skill goal, if one runs: feedback, timeout, and its end.
+    fn review_skill(&mut self) {
+        let status = self.exec.status();
+        match self.skills.review(&status, self.now_s()) {
+            Review::Nothing => {}
+            Review::Feedback {
+                command_id,
+                message,
+                elapsed_s,
+            } => {
+                if let Some((_, goal)) = self.skill_handle.as_mut().filter(|h| h.0 == command_id) {
+                    let fb = RunSkill::Feedback {
+                        state: SkillState::Running.as_str().into(),
+                        message,
+                        elapsed_s,
+                    };
+                    if let Err(e) = goal.publish_feedback(fb) {
+                        tracing::warn!(error = %e, "cannot send the skill goal's feedback");
+                    }
+                }
+            }
+            Review::Ended {
+                command_id,
+                end,
+                stop_robot,
+            } => {
+                if stop_robot {
+                    let out = self.exec.stop(&end.message);
+                    self.send_twist(out.cmd_vel.unwrap_or_default());
+                }
+                if let Some((_, mut goal)) = self.skill_handle.take_if(|h| h.0 == command_id) {
+                    finish_goal(&mut goal, &end);
+                }
+            }
+        }
+    }
+
+    fn publish_status(&mut self) {
+        let changed = self.exec.take_changed();
+        if !changed && self.last_beat.elapsed() <= Duration::from_millis(500) {
+            return;
+        }
+        let mut status = self.exec.status();
+        status.control_loop = self.loop_stats.summary();
+        if changed {
+            log_status(&self.rec.rec, &status);
+        }
+        if let Err(e) = self.out.status.publish(&status) {
+            tracing::warn!(error = %e, "cannot publish status");
+        }
+        self.last_beat = Instant::now();
+    }
+
+    /// Leaves the robot stopped, and says so.
+    fn shut_down(&mut self) {
+        if let Some(l) = self.loop_stats.summary() {
+            tracing::info!(
+                rate_hz = l.rate_hz,
+                jitter_p99_ms = l.jitter_p99_ms,
+                jitter_max_ms = l.jitter_max_ms,
+                wake_latency_p99_ms = l.wake_latency_p99_ms,
+                "control loop timing (last {} ticks)",
+                l.ticks
+            );
+        }
+        self.exec.stop("node shutting down");
+        self.send_twist(Twist2D::default());
+        if let Err(e) = self.out.status.publish(&self.exec.status()) {
+            tracing::warn!(error = %e, "cannot publish the final status");
+        }
+        if let Err(e) = self.rec.rec.flush_blocking() {
+            tracing::warn!(error = %e, "cannot flush the recording");
+        }
+    }
+}
+
+/// Ends a skill goal with `end`: succeeded, or aborted with the state.
+fn finish_goal(goal: &mut r2r::ActionServerGoal<RunSkill::Action>, end: &SkillEnd) {
+    let result = skill_result(end);
+    let sent = if end.success() {
+        goal.succeed(result)
+    } else {
+        goal.abort(result)
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, state = end.state.as_str(), "cannot end the skill goal");
+    }
 }
 
 /// What the mapper thread hands the control loop after each scan.
@@ -675,21 +850,13 @@ fn mapper(
     }
 }
 
-/// A goal of the `/rosetta/skill` action being carried out.
-struct ActiveSkill {
-    goal: r2r::ActionServerGoal<RunSkill::Action>,
-    command_id: u64,
-    started_s: f64,
-    timeout_s: f64,
-    /// The last feedback sent (message, half-seconds elapsed), to send only changes.
-    last_feedback: Option<(String, f64)>,
-}
-
-fn skill_result(success: bool, state: &str, message: &str) -> RunSkill::Result {
+/// The action's result for `end`: the wire word of its state, mapped here
+/// once.
+fn skill_result(end: &SkillEnd) -> RunSkill::Result {
     RunSkill::Result {
-        success,
-        state: state.into(),
-        message: message.into(),
+        success: end.success(),
+        state: end.state.as_str().into(),
+        message: end.message.clone(),
     }
 }
 
@@ -723,7 +890,7 @@ fn trajectory(names: Vec<String>, positions: Vec<f64>) -> JointTrajectory {
     }
 }
 
-fn log_status(rec: &rerun::RecordingStream, s: &ExecutorStatus) {
+fn log_status(rec: &rerun::RecordingStream, s: &TaskStatus) {
     rec::set_sim_time(rec, s.stamp_s);
     let skill = s
         .steps
@@ -734,6 +901,6 @@ fn log_status(rec: &rerun::RecordingStream, s: &ExecutorStatus) {
         rec,
         "control",
         "INFO",
-        &format!("skill {skill} {:?}: {}", s.task, s.message),
+        &format!("skill {skill} {}: {}", s.task.as_str(), s.message),
     );
 }

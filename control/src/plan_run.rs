@@ -1,14 +1,13 @@
 //! The bookkeeping of one plan attempt: which step runs, how each step ended,
 //! and the task's state. Pure: no ROS, no robot.
 //!
-//! Both carriers of plans use it: the in-process [`crate::Executor`] (the
+//! Both carriers of plans use it: the in-process [`crate::SkillRunner`] (the
 //! simulation benchmarks and closed-loop tests), and the executive node,
 //! which sends each step to control's `/rosetta/skill` action.
 
 use rosetta_common::goal::{self, Evidence, Goal, GoalCheck};
-use rosetta_common::plan::MAX_WAIT_S;
-use rosetta_common::status::{ExecutorStatus, StepState, StepStatus, TaskState};
-use rosetta_common::{Pose2D, Skill};
+use rosetta_common::status::{StepState, StepStatus, TaskState, TaskStatus};
+use rosetta_common::{Pose2D, Skill, ValidPlan};
 
 /// One attempt at a command's plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,11 +47,12 @@ impl Default for PlanRun {
 impl PlanRun {
     /// Starts a plan: its first step runs from `now_s`. An empty plan has
     /// nothing to do and has succeeded.
-    pub fn start(command_id: u64, attempt: u32, plan: Vec<Skill>, now_s: f64) -> Self {
+    pub fn start(command_id: u64, attempt: u32, plan: ValidPlan, now_s: f64) -> Self {
         let mut run = Self {
             command_id,
             attempt,
             steps: plan
+                .into_steps()
                 .into_iter()
                 .enumerate()
                 .map(|(index, skill)| StepStatus {
@@ -79,7 +79,7 @@ impl PlanRun {
     pub fn start_with_goals(
         command_id: u64,
         attempt: u32,
-        plan: Vec<Skill>,
+        plan: ValidPlan,
         goals: Vec<Goal>,
         now_s: f64,
     ) -> Self {
@@ -238,8 +238,8 @@ impl PlanRun {
     }
 
     /// The status that [`rosetta_common::topics::STATUS`] carries.
-    pub fn status(&self, stamp_s: f64, robot_pose: Pose2D) -> ExecutorStatus {
-        ExecutorStatus {
+    pub fn status(&self, stamp_s: f64, robot_pose: Pose2D) -> TaskStatus {
+        TaskStatus {
             command_id: self.command_id,
             attempt: self.attempt,
             task: self.task,
@@ -269,14 +269,15 @@ impl PlanRun {
 }
 
 /// The time limit (sim seconds) given to one step run as a skill goal. The
-/// skills' own limits ([`crate::executor`]) are tighter; this bounds a step
+/// skills' own limits ([`crate::skill_runner`]) are tighter; this bounds a step
 /// that hangs for any other reason.
 pub fn step_timeout_s(skill: &Skill) -> f64 {
     match skill {
-        Skill::NavigateTo { .. } => crate::executor::NAVIGATE_TIMEOUT_S + 30.0,
-        Skill::Pick { .. } | Skill::Place { .. } => 8.0 * crate::executor::ARM_STAGE_TIMEOUT_S,
-        Skill::LookFor { .. } | Skill::LookAround => crate::executor::LOOK_FOR_TIMEOUT_S + 15.0,
-        Skill::Wait { seconds } => seconds.clamp(0.0, MAX_WAIT_S) + 10.0,
+        Skill::NavigateTo { .. } => crate::skill_runner::NAVIGATE_TIMEOUT_S + 30.0,
+        Skill::Pick { .. } | Skill::Place { .. } => 8.0 * crate::skill_runner::ARM_STAGE_TIMEOUT_S,
+        Skill::LookFor { .. } | Skill::LookAround => crate::skill_runner::LOOK_FOR_TIMEOUT_S + 15.0,
+        // A step of a ValidPlan waits within 0..=MAX_WAIT_S.
+        Skill::Wait { seconds } => seconds + 10.0,
         Skill::Say { .. } | Skill::Stop => 10.0,
     }
 }
@@ -285,15 +286,19 @@ pub fn step_timeout_s(skill: &Skill) -> f64 {
 mod tests {
     use super::*;
 
-    fn plan() -> Vec<Skill> {
-        vec![
+    fn plan() -> ValidPlan {
+        valid(vec![
             Skill::NavigateTo {
                 target: "red_cube".into(),
             },
             Skill::Pick {
                 object: "red_cube".into(),
             },
-        ]
+        ])
+    }
+
+    fn valid(steps: Vec<Skill>) -> ValidPlan {
+        ValidPlan::new(steps).unwrap()
     }
 
     #[test]
@@ -332,7 +337,7 @@ mod tests {
         assert_eq!(st.steps[0].state, StepState::Cancelled);
         assert_eq!(st.steps[1].state, StepState::Pending);
 
-        let mut run = PlanRun::start(4, 1, vec![Skill::Stop], 0.0);
+        let mut run = PlanRun::start(4, 1, ValidPlan::stop(), 0.0);
         run.step_succeeded(0.1);
         assert_eq!(run.task(), TaskState::Stopped);
         assert_eq!(run.message(), "stopped on command");
@@ -341,7 +346,7 @@ mod tests {
     #[test]
     fn empty_refused_and_held_off_plans_run_nothing() {
         assert_eq!(
-            PlanRun::start(1, 1, vec![], 0.0).task(),
+            PlanRun::start(1, 1, ValidPlan::default(), 0.0).task(),
             TaskState::Succeeded
         );
         let r = PlanRun::refused(2, "unknown object");
@@ -378,7 +383,7 @@ mod tests {
     }
 
     fn put_red_in_blue() -> (Vec<Skill>, Vec<Goal>) {
-        let mut steps = plan();
+        let mut steps = plan().into_steps();
         steps.push(Skill::NavigateTo {
             target: "blue_bin".into(),
         });
@@ -396,7 +401,7 @@ mod tests {
     #[test]
     fn a_plan_whose_goal_does_not_hold_after_its_steps_fails_with_the_reason() {
         let (steps, goals) = put_red_in_blue();
-        let mut run = PlanRun::start_with_goals(5, 1, steps, goals, 0.0);
+        let mut run = PlanRun::start_with_goals(5, 1, valid(steps), goals, 0.0);
         for t in 1..=4 {
             run.step_succeeded(t as f64);
         }
@@ -420,7 +425,7 @@ mod tests {
     #[test]
     fn a_plan_whose_goal_holds_succeeds_and_says_so() {
         let (steps, goals) = put_red_in_blue();
-        let mut run = PlanRun::start_with_goals(5, 1, steps, goals, 0.0);
+        let mut run = PlanRun::start_with_goals(5, 1, valid(steps), goals, 0.0);
         for t in 1..=4 {
             run.step_succeeded(t as f64);
         }
@@ -435,8 +440,10 @@ mod tests {
 
     #[test]
     fn every_skill_has_a_finite_step_timeout_above_its_own_limits() {
-        for s in plan().into_iter().chain([
-            Skill::Wait { seconds: 1e9 },
+        for s in plan().into_steps().into_iter().chain([
+            Skill::Wait {
+                seconds: rosetta_common::plan::MAX_WAIT_S,
+            },
             Skill::Stop,
             Skill::LookFor { object: "x".into() },
         ]) {
@@ -445,7 +452,7 @@ mod tests {
         }
         assert!(
             step_timeout_s(&Skill::NavigateTo { target: "x".into() })
-                > crate::executor::NAVIGATE_TIMEOUT_S
+                > crate::skill_runner::NAVIGATE_TIMEOUT_S
         );
     }
 }

@@ -12,10 +12,8 @@ pub fn log_pose(rec: &rerun::RecordingStream, t: f64, pose: &Pose2D, path: &[[f3
     }
     rec::set_sim_time(rec, t);
     rec::log_robot_pose(rec, pose);
-    let _ = rec.log(
-        "world/robot_path",
-        &rerun::LineStrips3D::new([path.to_vec()]),
-    );
+    let strips = rerun::LineStrips3D::new([path.to_vec()]);
+    rec::traced("world/robot_path", rec.log("world/robot_path", &strips));
 }
 
 /// The path the base follows now (odom frame), just above the floor.
@@ -27,10 +25,9 @@ pub fn log_planned_path(rec: &rerun::RecordingStream, path: &[[f64; 2]]) {
         .iter()
         .map(|p| [p[0] as f32, p[1] as f32, 0.02])
         .collect();
-    let _ = rec.log(
-        "world/planned_path",
-        &rerun::LineStrips3D::new([points]).with_colors([rerun::Color::from_rgb(80, 200, 255)]),
-    );
+    let strips =
+        rerun::LineStrips3D::new([points]).with_colors([rerun::Color::from_rgb(80, 200, 255)]);
+    rec::traced("world/planned_path", rec.log("world/planned_path", &strips));
 }
 
 /// The arm's joint positions (rad) and the gripper's opening (m) at sim
@@ -49,7 +46,11 @@ pub fn log_joints(
     let named = names.iter().map(String::as_str).zip(q.iter().copied());
     for (name, v) in named.chain(gripper) {
         if v.is_finite() {
-            let _ = rec.log(format!("robot/joints/{name}"), &rerun::Scalars::single(v));
+            let entity = format!("robot/joints/{name}");
+            rec::traced(
+                &entity,
+                rec.log(entity.as_str(), &rerun::Scalars::single(v)),
+            );
         }
     }
 }

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use futures::StreamExt;
 use rosetta_common::plan::{CommandMessage, PlanMessage, PlanOutcome};
+use rosetta_common::report::{DemoOutcome, DemoReport, HeardCommand};
 use rosetta_common::ros::{self, JsonPublisher, Spinner};
-use rosetta_common::status::{ExecutorStatus, GroundTruth, StepState, StepStatus, TaskState};
-use rosetta_common::{topics, Pose2D, Skill, WorldModel};
-use serde::Serialize;
+use rosetta_common::status::{GroundTruth, StepState, TaskState, TaskStatus};
+use rosetta_common::{topics, WorldModel};
 
 use crate::procs::{stop_all, NodeProcess};
 
@@ -73,70 +73,15 @@ pub struct DemoArgs {
 #[derive(Debug, Default)]
 struct Seen {
     truth: Option<GroundTruth>,
-    status: Option<ExecutorStatus>,
+    status: Option<TaskStatus>,
     plan: Option<PlanMessage>,
     world: Option<WorldModel>,
     /// Whether control's own status was heard.
     control: bool,
 }
 
-/// The demo's JSON report.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    pub command: String,
-    /// succeeded | failed | refused | stopped | timeout | interrupted | error
-    pub outcome: String,
-    pub message: String,
-    pub planner: Option<String>,
-    /// The last plan carried out (after any re-plans).
-    pub plan: Option<Vec<Skill>>,
-    /// What the command asked for (the last plan's goal conditions).
-    pub goals: Vec<rosetta_common::goal::Goal>,
-    /// The goal conditions as the executive checked them after the last
-    /// step: which hold, which do not, and why.
-    pub goal_checks: Vec<rosetta_common::goal::GoalCheck>,
-    /// How many plans the planner made for the command (1 + re-plans).
-    pub attempts: u32,
-    /// Why each re-plan happened (the failures it answered).
-    pub replans: Vec<String>,
-    pub steps: Vec<StepStatus>,
-    /// The stack's belief of the final robot pose, in `odom`.
-    pub robot_final_pose: Option<Pose2D>,
-    pub wall_time_s: f64,
-    pub sim_time_s: f64,
-    pub real_time_factor: Option<f64>,
-    pub scene: String,
-    pub seed: u64,
-    /// The source it ran from (`git describe`), to reproduce it.
-    pub git_revision: Option<String>,
-    pub rrd_path: Option<PathBuf>,
-    pub episode_dir: PathBuf,
-    /// The sim's ground truth at the end (map frame); never read by the stack.
-    pub ground_truth: Option<GroundTruth>,
-    /// Every node process the launcher started, and how it ended.
-    pub nodes: Vec<NodeExit>,
-    /// The control loop's rate and jitter, from control's last status.
-    pub control_loop: Option<rosetta_common::status::LoopSummary>,
-    /// Parts of the recording that were truncated or corrupt (a node that
-    /// crashed mid-write), each with the reason.
-    pub recording_problems: Vec<String>,
-    /// The raw sensor recording (MCAP), with `--record-sensors`.
-    pub sensors_path: Option<PathBuf>,
-    /// With `--audio`: what Whisper heard (the command above), with timings.
-    pub speech: Option<Heard>,
-}
-
-/// A spoken command as the demo heard it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Heard {
-    pub audio: PathBuf,
-    #[serde(flatten)]
-    pub transcript: rosetta_speech::Transcript,
-    pub load_s: f64,
-}
-
 /// Transcribes the spoken command, with the robot's vocabulary as context.
-fn listen(audio: &Path, model: Option<&Path>) -> anyhow::Result<Heard> {
+fn listen(audio: &Path, model: Option<&Path>) -> anyhow::Result<HeardCommand> {
     let model = model.context(
         "no speech model: pass --whisper DIR or set ROSETTA_WHISPER_DIR (source .local/env.sh)",
     )?;
@@ -153,19 +98,37 @@ fn listen(audio: &Path, model: Option<&Path>) -> anyhow::Result<Heard> {
         transcript.audio_s,
         transcript.total_s()
     );
-    Ok(Heard {
-        audio: audio.to_path_buf(),
-        transcript,
-        load_s: t.load_s,
-    })
+    Ok(heard_command(audio, transcript, t.load_s))
 }
 
-#[derive(Debug, Serialize)]
-pub struct NodeExit {
-    pub name: String,
-    pub pid: u32,
-    /// The exit code, or null when it ended by a signal.
-    pub exit_code: Option<i32>,
+/// The report's record of a spoken command: every field of Whisper's
+/// transcript (a field added there fails to compile here until the report
+/// has it too).
+fn heard_command(
+    audio: &Path,
+    transcript: rosetta_speech::Transcript,
+    load_s: f64,
+) -> HeardCommand {
+    let rosetta_speech::Transcript {
+        text,
+        tokens,
+        audio_s,
+        mel_s,
+        encode_s,
+        decode_s,
+        no_speech_p,
+    } = transcript;
+    HeardCommand {
+        audio: audio.to_path_buf(),
+        text,
+        tokens,
+        audio_s,
+        mel_s,
+        encode_s,
+        decode_s,
+        no_speech_p,
+        load_s,
+    }
 }
 
 fn lock(seen: &Arc<Mutex<Seen>>) -> std::sync::MutexGuard<'_, Seen> {
@@ -183,7 +146,7 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<u8> {
         None => None,
     };
     if let Some(h) = &heard {
-        args.command = h.transcript.text.clone();
+        args.command = h.text.clone();
     }
     let wall_start = Instant::now();
     let mut episode = Episode::start(&args.episodes, &args.live)?;
@@ -212,7 +175,10 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<u8> {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e:#}");
-            (empty_report(&args, "error", &format!("{e:#}")), 1)
+            (
+                empty_report(&args, DemoOutcome::Error, &format!("{e:#}")),
+                1,
+            )
         }
     };
     report.nodes = nodes.iter_mut().map(|n| n.report()).collect();
@@ -451,10 +417,10 @@ pub fn spawn_all(
     Ok(nodes)
 }
 
-fn empty_report(args: &DemoArgs, outcome: &str, message: &str) -> Report {
-    Report {
+fn empty_report(args: &DemoArgs, outcome: DemoOutcome, message: &str) -> DemoReport {
+    DemoReport {
         command: args.command.clone(),
-        outcome: outcome.into(),
+        outcome,
         message: message.into(),
         planner: None,
         plan: None,
@@ -481,20 +447,44 @@ fn empty_report(args: &DemoArgs, outcome: &str, message: &str) -> Report {
     }
 }
 
+/// Why a wait ended without its condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitEnd {
+    /// Ctrl-C or SIGTERM ([`INTERRUPTED`]).
+    Interrupted,
+    Timeout,
+}
+
+impl WaitEnd {
+    /// The report's outcome for a run that ended here.
+    pub fn outcome(self) -> DemoOutcome {
+        match self {
+            WaitEnd::Interrupted => DemoOutcome::Interrupted,
+            WaitEnd::Timeout => DemoOutcome::Timeout,
+        }
+    }
+}
+
+impl std::fmt::Display for WaitEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.outcome().as_str())
+    }
+}
+
 /// Waits for `cond` while watching the nodes and Ctrl-C.
 pub async fn wait_for<T>(
     what: &str,
     timeout: Duration,
     nodes: &mut [NodeProcess],
     mut cond: impl FnMut() -> Option<T>,
-) -> anyhow::Result<Result<T, &'static str>> {
+) -> anyhow::Result<Result<T, WaitEnd>> {
     let start = Instant::now();
     loop {
         if let Some(v) = cond() {
             return Ok(Ok(v));
         }
         if INTERRUPTED.load(Ordering::SeqCst) {
-            return Ok(Err("interrupted"));
+            return Ok(Err(WaitEnd::Interrupted));
         }
         for n in nodes.iter_mut() {
             if let Some(st) = n.exited() {
@@ -505,223 +495,334 @@ pub async fn wait_for<T>(
             }
         }
         if start.elapsed() > timeout {
-            return Ok(Err("timeout"));
+            return Ok(Err(WaitEnd::Timeout));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The demo sends one command, as this command id.
+const COMMAND_ID: u64 = 1;
+
+/// The launcher's own node on the stack's topics: it sends the command and
+/// collects what the stack says into [`Seen`].
+struct Watch {
+    collector: tokio::task::JoinHandle<()>,
+    seen: Arc<Mutex<Seen>>,
+    _spinner: Spinner,
+    _node: Arc<Mutex<r2r::Node>>,
+    commands: JsonPublisher<CommandMessage>,
+}
+
+impl Watch {
+    fn start(namespace: &str) -> anyhow::Result<Self> {
+        let mut node = ros::create_node_in("rosetta_launch", namespace)?;
+        let commands = JsonPublisher::<CommandMessage>::new(&mut node, topics::COMMAND)?;
+        let mut truths = ros::json_subscription::<GroundTruth>(&mut node, topics::GROUND_TRUTH)?;
+        let mut statuses = ros::json_subscription::<TaskStatus>(&mut node, topics::STATUS)?;
+        let mut plans = ros::json_subscription::<PlanMessage>(&mut node, topics::PLAN)?;
+        let mut worlds = ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?;
+        let mut controls = ros::json_subscription::<TaskStatus>(&mut node, topics::CONTROL_STATUS)?;
+        let node = Arc::new(Mutex::new(node));
+        let spinner = Spinner::start(node.clone());
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let s1 = seen.clone();
+        let collector = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    Some(t) = truths.next() => lock(&s1).truth = Some(t),
+                    Some(st) = statuses.next() => lock(&s1).status = Some(st),
+                    Some(p) = plans.next() => lock(&s1).plan = Some(p),
+                    Some(w) = worlds.next() => lock(&s1).world = Some(w),
+                    Some(_) = controls.next() => lock(&s1).control = true,
+                    else => break,
+                }
+            }
+        });
+        Ok(Self {
+            collector,
+            seen,
+            _spinner: spinner,
+            _node: node,
+            commands,
+        })
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.collector.abort();
+    }
+}
+
+/// How one attempt (one plan of the command) ended.
+enum Attempt {
+    /// The command is over, with this exit code.
+    Ended(u8),
+    /// The planner answered with this new plan.
+    Replanned(PlanMessage),
+}
+
+/// One command through the running stack, and the report of it.
+struct DemoRun<'a> {
+    args: &'a DemoArgs,
+    nodes: &'a mut [NodeProcess],
+    wall_start: Instant,
+    watch: Watch,
+    report: DemoReport,
 }
 
 async fn drive(
     args: &DemoArgs,
     nodes: &mut [NodeProcess],
     wall_start: Instant,
-) -> anyhow::Result<(Report, u8)> {
-    let mut node = ros::create_node_in("rosetta_launch", &args.namespace)?;
-    let commands = JsonPublisher::<CommandMessage>::new(&mut node, topics::COMMAND)?;
-    let mut truths = ros::json_subscription::<GroundTruth>(&mut node, topics::GROUND_TRUTH)?;
-    let mut statuses = ros::json_subscription::<ExecutorStatus>(&mut node, topics::STATUS)?;
-    let mut plans = ros::json_subscription::<PlanMessage>(&mut node, topics::PLAN)?;
-    let mut worlds = ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?;
-    let mut controls = ros::json_subscription::<ExecutorStatus>(&mut node, topics::CONTROL_STATUS)?;
-    let node = Arc::new(Mutex::new(node));
-    let _spinner = Spinner::start(node.clone());
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let s1 = seen.clone();
-    let collector = tokio::spawn(async move {
+) -> anyhow::Result<(DemoReport, u8)> {
+    let watch = Watch::start(&args.namespace)?;
+    let mut run = DemoRun {
+        args,
+        nodes,
+        wall_start,
+        watch,
+        report: empty_report(args, DemoOutcome::Error, ""),
+    };
+    let code = run.carry_out().await?;
+    Ok((run.report, code))
+}
+
+impl DemoRun<'_> {
+    /// Waits for `cond` on what the stack said, watching the nodes and Ctrl-C.
+    async fn wait<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut cond: impl FnMut(&Seen) -> Option<T>,
+    ) -> anyhow::Result<Result<T, WaitEnd>> {
+        let seen = &self.watch.seen;
+        wait_for(what, timeout, self.nodes, || cond(&lock(seen))).await
+    }
+
+    /// Connects, sends the command, follows its plans, and fills in the
+    /// report; returns the exit code.
+    async fn carry_out(&mut self) -> anyhow::Result<u8> {
+        eprintln!("rosetta: starting the stack and waiting until every node is connected");
+        if let Err(why) = self.connect().await? {
+            self.report.outcome = why.outcome();
+            if why == WaitEnd::Interrupted {
+                return Ok(130);
+            }
+            self.report.message = "the stack did not connect".into();
+            return Ok(1);
+        }
+        let sim_start = lock(&self.watch.seen)
+            .truth
+            .as_ref()
+            .map(|t| t.stamp_s)
+            .unwrap_or(0.0);
+        eprintln!(
+            "rosetta: connected after {:.1} s; sending {:?}",
+            self.wall_start.elapsed().as_secs_f64(),
+            self.args.command
+        );
+        self.watch.commands.publish(&CommandMessage {
+            command_id: COMMAND_ID,
+            text: self.args.command.clone(),
+        })?;
+        let plan = self
+            .wait("the plan", Duration::from_secs(60), |s| {
+                s.plan.clone().filter(|p| p.command_id == COMMAND_ID)
+            })
+            .await?;
+        let plan = match plan {
+            Ok(p) => p,
+            Err(why) => {
+                self.report.outcome = why.outcome();
+                self.report.message = "no plan from the planner".into();
+                return Ok(1);
+            }
+        };
+        self.report.planner = Some(plan.planner.clone());
+        let mut code = self.follow(plan).await?;
+        if self.report.outcome == DemoOutcome::Interrupted {
+            eprintln!("rosetta: interrupted; stopping every node");
+            code = 130;
+        }
+        self.settle(code == 130).await;
+        self.record_times(sim_start);
+        Ok(code)
+    }
+
+    /// Waits until every node is up and the planner hears the command topic.
+    async fn connect(&mut self) -> anyhow::Result<Result<(), WaitEnd>> {
+        let (seen, commands) = (&self.watch.seen, &self.watch.commands);
+        wait_for(
+            "the stack to connect",
+            Duration::from_secs(90),
+            self.nodes,
+            || {
+                let s = lock(seen);
+                (s.truth.is_some()
+                    && s.status.is_some()
+                    && s.world.is_some()
+                    && s.control
+                    && commands.subscribers() >= 1)
+                    .then_some(())
+            },
+        )
+        .await
+    }
+
+    /// Follows the command's plans, the first and each re-plan, until one
+    /// ends the command; returns the exit code.
+    async fn follow(&mut self, mut plan: PlanMessage) -> anyhow::Result<u8> {
         loop {
-            tokio::select! {
-                Some(t) = truths.next() => lock(&s1).truth = Some(t),
-                Some(st) = statuses.next() => lock(&s1).status = Some(st),
-                Some(p) = plans.next() => lock(&s1).plan = Some(p),
-                Some(w) = worlds.next() => lock(&s1).world = Some(w),
-                Some(_) = controls.next() => lock(&s1).control = true,
-                else => break,
+            self.note_attempt(&plan);
+            let steps = match &plan.outcome {
+                PlanOutcome::Rejected { reason } => return Ok(self.rejected(&plan, reason)),
+                PlanOutcome::Plan { steps } => steps,
+            };
+            eprintln!(
+                "rosetta: plan: {}",
+                steps
+                    .iter()
+                    .map(|s| s.describe())
+                    .collect::<Vec<_>>()
+                    .join(" -> ")
+            );
+            self.report.plan = Some(steps.to_vec());
+            self.report.goals = plan.goals.clone();
+            match self.run_attempt(&plan).await? {
+                Attempt::Ended(code) => return Ok(code),
+                Attempt::Replanned(next) => plan = next,
             }
         }
-    });
-
-    let mut report = empty_report(args, "error", "");
-    eprintln!("rosetta: starting the stack and waiting until every node is connected");
-    let ready = wait_for(
-        "the stack to connect",
-        Duration::from_secs(90),
-        nodes,
-        || {
-            let s = lock(&seen);
-            (s.truth.is_some()
-                && s.status.is_some()
-                && s.world.is_some()
-                && s.control
-                && commands.subscribers() >= 1)
-                .then_some(())
-        },
-    )
-    .await?;
-    if let Err(why) = ready {
-        report.outcome = why.into();
-        if why == "interrupted" {
-            collector.abort();
-            return Ok((report, 130));
-        }
-        report.message = "the stack did not connect".into();
-        collector.abort();
-        return Ok((report, 1));
     }
-    let sim_start = lock(&seen).truth.as_ref().map(|t| t.stamp_s).unwrap_or(0.0);
-    eprintln!(
-        "rosetta: connected after {:.1} s; sending {:?}",
-        wall_start.elapsed().as_secs_f64(),
-        args.command
-    );
-    let command_id = 1;
-    commands.publish(&CommandMessage {
-        command_id,
-        text: args.command.clone(),
-    })?;
 
-    let plan = wait_for("the plan", Duration::from_secs(60), nodes, || {
-        lock(&seen)
-            .plan
-            .clone()
-            .filter(|p| p.command_id == command_id)
-    })
-    .await?;
-    let plan = match plan {
-        Ok(p) => p,
-        Err(why) => {
-            report.outcome = why.into();
-            report.message = "no plan from the planner".into();
-            collector.abort();
-            return Ok((report, 1));
-        }
-    };
-    report.planner = Some(plan.planner.clone());
-    let mut code = 1;
-    let mut plan = plan;
-    loop {
-        report.attempts = plan.attempt;
+    fn note_attempt(&mut self, plan: &PlanMessage) {
+        self.report.attempts = plan.attempt;
         if let Some(why) = &plan.replan_reason {
             eprintln!(
                 "rosetta: re-planned (attempt {} of {}) after: {why}",
                 plan.attempt, plan.max_attempts
             );
-            report.replans.push(why.clone());
+            self.report.replans.push(why.clone());
         }
-        match &plan.outcome {
-            PlanOutcome::Rejected { reason } if plan.attempt > 1 => {
-                eprintln!("rosetta: the re-plan found no way: {reason}");
-                report.outcome = "failed".into();
-                report.message = format!("re-plan refused: {reason}");
-                break;
-            }
-            PlanOutcome::Rejected { reason } => {
-                eprintln!("rosetta: refused: {reason}");
-                report.outcome = "refused".into();
-                report.message = reason.clone();
-                code = 2;
-                break;
-            }
-            PlanOutcome::Plan { steps } => {
-                eprintln!(
-                    "rosetta: plan: {}",
-                    steps
-                        .iter()
-                        .map(|s| s.describe())
-                        .collect::<Vec<_>>()
-                        .join(" -> ")
-                );
-                report.plan = Some(steps.clone());
-                report.goals = plan.goals.clone();
-                let remaining = Duration::from_secs_f64(
-                    (args.timeout_s - wall_start.elapsed().as_secs_f64()).max(1.0),
-                );
-                let attempt = plan.attempt;
-                // This attempt's final status, or a later attempt's (the planner
-                // may re-plan before the failed status is ever seen here).
-                let last = wait_for("the task to finish", remaining, nodes, || {
-                    lock(&seen).status.clone().filter(|s| {
-                        s.command_id == command_id
-                            && (s.attempt > attempt || s.attempt == attempt && s.task.is_final())
-                    })
+    }
+
+    /// A plan that refuses the command; returns the exit code.
+    fn rejected(&mut self, plan: &PlanMessage, reason: &str) -> u8 {
+        if plan.attempt > 1 {
+            eprintln!("rosetta: the re-plan found no way: {reason}");
+            self.report.outcome = DemoOutcome::Failed;
+            self.report.message = format!("re-plan refused: {reason}");
+            1
+        } else {
+            eprintln!("rosetta: refused: {reason}");
+            self.report.outcome = DemoOutcome::Refused;
+            self.report.message = reason.to_string();
+            2
+        }
+    }
+
+    /// Waits for the plan's final status, and for a re-plan if the planner
+    /// answers the failure (or the survey) with one.
+    async fn run_attempt(&mut self, plan: &PlanMessage) -> anyhow::Result<Attempt> {
+        let remaining = Duration::from_secs_f64(
+            (self.args.timeout_s - self.wall_start.elapsed().as_secs_f64()).max(1.0),
+        );
+        let attempt = plan.attempt;
+        // This attempt's final status, or a later attempt's (the planner
+        // may re-plan before the failed status is ever seen here).
+        let last = self
+            .wait("the task to finish", remaining, |s| {
+                s.status.clone().filter(|s| {
+                    s.command_id == COMMAND_ID
+                        && (s.attempt > attempt || s.attempt == attempt && s.task.is_final())
                 })
-                .await?;
-                let st = match last {
-                    Ok(st) => st,
-                    Err(why) => {
-                        report.outcome = why.into();
-                        report.message = format!("the task did not finish ({why})");
-                        break;
-                    }
-                };
-                let replanned = st.attempt > attempt;
-                // A survey (a look around) is followed by the command's real plan.
-                let surveyed = plan.survey && st.task == TaskState::Succeeded;
-                report.outcome = match st.task {
-                    _ if replanned || surveyed => "failed",
-                    TaskState::Succeeded => "succeeded",
-                    TaskState::Stopped => "stopped",
-                    _ => "failed",
-                }
-                .into();
-                report.message = st.message.clone();
-                if st.task == TaskState::Succeeded && !replanned && !surveyed {
-                    code = 0;
-                }
-                let more = st.task == TaskState::Failed || surveyed;
-                if !replanned && (!more || attempt >= plan.max_attempts) {
-                    break;
-                }
-                // The planner answers a failure with a new plan.
-                let next = wait_for("a re-plan", Duration::from_secs(60), nodes, || {
-                    lock(&seen)
-                        .plan
-                        .clone()
-                        .filter(|p| p.command_id == command_id && p.attempt > attempt)
+            })
+            .await?;
+        let st = match last {
+            Ok(st) => st,
+            Err(why) => {
+                self.report.outcome = why.outcome();
+                self.report.message = format!("the task did not finish ({why})");
+                return Ok(Attempt::Ended(1));
+            }
+        };
+        let replanned = st.attempt > attempt;
+        // A survey (a look around) is followed by the command's real plan.
+        let surveyed = plan.survey && st.task == TaskState::Succeeded;
+        self.report.outcome = match st.task {
+            _ if replanned || surveyed => DemoOutcome::Failed,
+            TaskState::Succeeded => DemoOutcome::Succeeded,
+            TaskState::Stopped => DemoOutcome::Stopped,
+            _ => DemoOutcome::Failed,
+        };
+        self.report.message = st.message.clone();
+        if st.task == TaskState::Succeeded && !replanned && !surveyed {
+            return Ok(Attempt::Ended(0));
+        }
+        let more = st.task == TaskState::Failed || surveyed;
+        if !replanned && (!more || attempt >= plan.max_attempts) {
+            return Ok(Attempt::Ended(1));
+        }
+        // The planner answers a failure with a new plan.
+        let next = self
+            .wait("a re-plan", Duration::from_secs(60), |s| {
+                s.plan
+                    .clone()
+                    .filter(|p| p.command_id == COMMAND_ID && p.attempt > attempt)
+            })
+            .await?;
+        Ok(match next {
+            Ok(p) => Attempt::Replanned(p),
+            Err(why) => {
+                self.report.message = format!("{} (and no re-plan came: {why})", st.message);
+                Attempt::Ended(1)
+            }
+        })
+    }
+
+    /// The final status into the report, and a ground truth taken after it.
+    async fn settle(&mut self, interrupted: bool) {
+        let status = lock(&self.watch.seen).status.clone();
+        if let (Some(st), false) = (&status, interrupted) {
+            if st.command_id == COMMAND_ID {
+                self.report.steps = st.steps.clone();
+                self.report.goal_checks = st.goals.clone();
+            }
+            self.report.robot_final_pose = Some(st.robot_pose);
+            self.report.control_loop = st.control_loop;
+            let after = st.stamp_s + 0.3;
+            let newer = self
+                .wait("the final ground truth", Duration::from_secs(10), |s| {
+                    s.truth.clone().filter(|t| t.stamp_s >= after)
                 })
-                .await?;
-                match next {
-                    Ok(p) => plan = p,
-                    Err(why) => {
-                        report.message = format!("{} (and no re-plan came: {why})", st.message);
-                        break;
-                    }
+                .await;
+            // Best effort: without a newer one, the report keeps the last
+            // ground truth heard (and a node that exited is in its `nodes`).
+            match newer {
+                Ok(Ok(_)) => {}
+                Ok(Err(why)) => {
+                    tracing::debug!(%why, "no ground truth after the final status");
                 }
+                Err(e) => tracing::debug!(error = %e, "no ground truth after the final status"),
             }
         }
+        self.report.ground_truth = lock(&self.watch.seen).truth.clone();
     }
-    // The final status and a ground truth taken after it.
-    if report.outcome == "interrupted" {
-        eprintln!("rosetta: interrupted; stopping every node");
-        code = 130;
+
+    /// Sim time at the end, and the real-time factor over the wall time so far.
+    fn record_times(&mut self, sim_start: f64) {
+        let sim_end = self
+            .report
+            .ground_truth
+            .as_ref()
+            .map(|t| t.stamp_s)
+            .unwrap_or(sim_start);
+        self.report.sim_time_s = sim_end;
+        let wall = self.wall_start.elapsed().as_secs_f64();
+        self.report.real_time_factor = (wall > 0.0).then(|| sim_end / wall);
     }
-    let status = lock(&seen).status.clone();
-    if let (Some(st), false) = (&status, code == 130) {
-        if st.command_id == command_id {
-            report.steps = st.steps.clone();
-            report.goal_checks = st.goals.clone();
-        }
-        report.robot_final_pose = Some(st.robot_pose);
-        report.control_loop = st.control_loop;
-        let after = st.stamp_s + 0.3;
-        let _ = wait_for(
-            "the final ground truth",
-            Duration::from_secs(10),
-            nodes,
-            || lock(&seen).truth.clone().filter(|t| t.stamp_s >= after),
-        )
-        .await;
-    }
-    report.ground_truth = lock(&seen).truth.clone();
-    let sim_end = report
-        .ground_truth
-        .as_ref()
-        .map(|t| t.stamp_s)
-        .unwrap_or(sim_start);
-    report.sim_time_s = sim_end;
-    let wall = wall_start.elapsed().as_secs_f64();
-    report.real_time_factor = (wall > 0.0).then(|| sim_end / wall);
-    collector.abort();
-    Ok((report, code))
 }
 
 /// Whether the file begins with the RRD FourCC; anything else would make
@@ -825,7 +926,7 @@ pub fn merge_recording(parts: &Path, out: &Path) -> Option<PathBuf> {
 
 /// The episode's metadata, in the recording itself (`episode`): what was
 /// asked, how it ended, and what reproduces it.
-fn log_episode(rec: &rerun::RecordingStream, r: &Report) {
+fn log_episode(rec: &rerun::RecordingStream, r: &DemoReport) {
     let md = format!(
         "## Episode\n\n\
          - command: \"{}\"\n- outcome: **{}** {}\n- planner: {}\n- attempts: {}\n\
@@ -841,7 +942,9 @@ fn log_episode(rec: &rerun::RecordingStream, r: &Report) {
         r.sim_time_s,
         r.git_revision.as_deref().unwrap_or("unknown"),
     );
-    let _ = rec.log_static("episode", &rerun::TextDocument::from_markdown(md));
+    if let Err(e) = rec.log_static("episode", &rerun::TextDocument::from_markdown(md)) {
+        tracing::warn!(error = %e, "cannot record the episode's metadata");
+    }
 }
 
 /// The checkout's commit (with `-dirty` when it has changes), if this runs in one.
@@ -857,7 +960,7 @@ fn git_revision() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-fn write_report(report: &Report, path: &Path) -> anyhow::Result<()> {
+fn write_report(report: &DemoReport, path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -866,7 +969,7 @@ fn write_report(report: &Report, path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write the report to {}", path.display()))
 }
 
-fn print_summary(r: &Report) {
+fn print_summary(r: &DemoReport) {
     eprintln!(
         "rosetta: outcome: {} {}",
         r.outcome,

@@ -47,7 +47,7 @@ enum Cmd {
     Perception(rosetta_perception::node::PerceptionArgs),
     /// Run the planner node.
     Planner(rosetta_planner::node::PlannerArgs),
-    /// Run the executor (control) node.
+    /// Run the control node: the skill runner behind `/rosetta/skill`, with the safety chain.
     Control(rosetta_control::node::ControlArgs),
     /// Run the executive node: sends each step of a plan to control's skill action.
     Executive(rosetta_control::executive::ExecutiveArgs),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use rosetta_common::report::NodeExit;
 
 pub struct NodeProcess {
     pub name: String,
@@ -48,10 +49,18 @@ impl NodeProcess {
             let prefix = format!("[{name}] ");
             let mut file = std::fs::File::create(log_dir.join(format!("{name}.log"))).ok();
             let quiet = std::env::var("ROSETTA_QUIET_NODES").is_ok_and(|v| v == "1");
+            let node = name.to_string();
             std::thread::spawn(move || {
+                let mut warned = false;
                 for line in BufReader::new(err).lines().map_while(Result::ok) {
                     if let Some(f) = file.as_mut() {
-                        let _ = writeln!(f, "{line}");
+                        if let Err(e) = writeln!(f, "{line}") {
+                            // Once: a full disk would fail every line.
+                            if !warned {
+                                tracing::warn!(%node, error = %e, "cannot write the node's log file");
+                                warned = true;
+                            }
+                        }
                     }
                     if !quiet {
                         eprintln!("{prefix}{line}");
@@ -71,8 +80,8 @@ impl NodeProcess {
     }
 
     /// Name, pid and exit code, for the report.
-    pub fn report(&mut self) -> crate::demo::NodeExit {
-        crate::demo::NodeExit {
+    pub fn report(&mut self) -> NodeExit {
+        NodeExit {
             name: self.name.clone(),
             pid: self.child.id(),
             exit_code: self.exited().and_then(|s| s.code()),
@@ -81,7 +90,10 @@ impl NodeProcess {
 
     fn interrupt(&mut self) {
         if self.exited().is_none() {
-            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
+            // It may have exited since the check: nothing left to stop.
+            if let Err(e) = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT) {
+                tracing::debug!(node = %self.name, error = %e, "cannot interrupt the node");
+            }
         }
     }
 }
@@ -98,8 +110,13 @@ pub fn stop_all(nodes: &mut [NodeProcess], grace: Duration) {
         }
         if n.exited().is_none() {
             tracing::warn!(node = %n.name, "did not stop in time; killing it");
-            let _ = n.child.kill();
-            let _ = n.child.wait();
+            // Best effort on the way out: it may have exited meanwhile.
+            if let Err(e) = n.child.kill() {
+                tracing::debug!(node = %n.name, error = %e, "cannot kill the node");
+            }
+            if let Err(e) = n.child.wait() {
+                tracing::debug!(node = %n.name, error = %e, "cannot reap the node");
+            }
         }
     }
 }

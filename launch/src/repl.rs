@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use r2r::rosetta_interfaces::action::ExecuteCommand;
 use rosetta_common::ros::{self, Spinner};
+use rosetta_common::status::CommandOutcome;
 use rosetta_common::{topics, WorldModel};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -127,7 +129,7 @@ pub enum Event {
     Result {
         goal: u64,
         command: String,
-        outcome: String,
+        outcome: GoalEnd,
         message: String,
         attempts: u32,
         elapsed_s: f64,
@@ -264,7 +266,7 @@ pub fn render(e: &Event) -> String {
             elapsed_s,
             ..
         } => {
-            let mark = if outcome == "succeeded" { "done" } else { "ENDED" };
+            let mark = if outcome.succeeded() { "done" } else { "ENDED" };
             format!("[{goal}] {mark}: {outcome} after {elapsed_s:.1} s ({message})")
         }
         Event::Stopping { reason } => format!("stopping ({reason})"),
@@ -306,8 +308,58 @@ impl Out {
             }
         }
         let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{line}");
-        let _ = stdout.flush();
+        if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+            // Whoever read the console's output has gone: nobody to tell.
+            tracing::debug!(error = %e, "cannot print an event on stdout");
+        }
+    }
+}
+
+/// How a command's goal ended for the console: the stack's outcome, or
+/// why no result came.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GoalEnd {
+    Stack(CommandOutcome),
+    NoResult(NoResult),
+    /// A result whose outcome word this console does not know.
+    Unknown(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoResult {
+    NotSent,
+    Rejected,
+    Lost,
+}
+
+impl GoalEnd {
+    /// The result's `outcome` word, mapped once, here.
+    fn read(word: &str) -> Self {
+        CommandOutcome::parse(word)
+            .map_or_else(|| GoalEnd::Unknown(word.to_string()), GoalEnd::Stack)
+    }
+
+    fn succeeded(&self) -> bool {
+        *self == GoalEnd::Stack(CommandOutcome::Succeeded)
+    }
+}
+
+/// In `--json` events, the outcome is its word.
+impl Serialize for GoalEnd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl std::fmt::Display for GoalEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GoalEnd::Stack(o) => f.write_str(o.as_str()),
+            GoalEnd::NoResult(NoResult::NotSent) => f.write_str("not_sent"),
+            GoalEnd::NoResult(NoResult::Rejected) => f.write_str("rejected"),
+            GoalEnd::NoResult(NoResult::Lost) => f.write_str("lost"),
+            GoalEnd::Unknown(word) => write!(f, "unknown outcome {word:?}"),
+        }
     }
 }
 
@@ -320,7 +372,7 @@ enum Msg {
     Feedback(u64, Feedback),
     Done {
         goal: u64,
-        outcome: String,
+        outcome: GoalEnd,
         message: String,
         attempts: u32,
     },
@@ -340,6 +392,34 @@ fn history_path(args: &ReplArgs) -> Option<PathBuf> {
     })
 }
 
+/// Hands a message to the console's loop. Once the loop has ended (the
+/// console is leaving) nobody is left to tell, which is harmless.
+fn tell(tx: &mpsc::UnboundedSender<Msg>, msg: Msg) {
+    if let Err(e) = tx.send(msg) {
+        tracing::debug!(error = %e, "the console has ended; message dropped");
+    }
+}
+
+/// Keeps a line in the editor's history and appends it to the history file.
+/// The history is a convenience: failures are logged at debug level only, as
+/// anything printed now would land in the middle of the prompt.
+fn remember(rl: &mut rustyline::DefaultEditor, line: &str, history: Option<&std::path::Path>) {
+    if let Err(e) = rl.add_history_entry(line) {
+        tracing::debug!(error = %e, "cannot add the line to the history");
+    }
+    let Some(h) = history else {
+        return;
+    };
+    if let Some(dir) = h.parent() {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            tracing::debug!(error = %e, "cannot create {}", dir.display());
+        }
+    }
+    if let Err(e) = rl.append_history(h) {
+        tracing::debug!(error = %e, "cannot append to {}", h.display());
+    }
+}
+
 /// Reads lines on a thread of its own (rustyline blocks) and hands them on.
 fn spawn_input(
     tx: mpsc::UnboundedSender<Msg>,
@@ -348,8 +428,10 @@ fn spawn_input(
 ) -> anyhow::Result<Option<Box<dyn rustyline::ExternalPrinter + Send>>> {
     let mut rl = rustyline::DefaultEditor::new()?;
     if let Some(h) = &history {
-        // No history yet is normal.
-        let _ = rl.load_history(h);
+        if let Err(e) = rl.load_history(h) {
+            // No history yet is normal.
+            tracing::debug!(error = %e, "no history loaded from {}", h.display());
+        }
     }
     let printer = rl
         .create_external_printer()
@@ -361,13 +443,7 @@ fn spawn_input(
             match rl.readline(prompt) {
                 Ok(line) => {
                     if !line.trim().is_empty() {
-                        let _ = rl.add_history_entry(line.as_str());
-                        if let Some(h) = &history {
-                            if let Some(dir) = h.parent() {
-                                let _ = std::fs::create_dir_all(dir);
-                            }
-                            let _ = rl.append_history(h);
-                        }
+                        remember(&mut rl, &line, history.as_deref());
                     }
                     let request = parse(&line);
                     let quit = request == Request::Quit;
@@ -379,11 +455,11 @@ fn spawn_input(
                     // No more reading: the console stops the robot and
                     // leaves, and the terminal must not stay in raw mode. A
                     // second Ctrl-C arrives as a signal.
-                    let _ = tx.send(Msg::Interrupt);
+                    tell(&tx, Msg::Interrupt);
                     break;
                 }
                 Err(_) => {
-                    let _ = tx.send(Msg::Eof);
+                    tell(&tx, Msg::Eof);
                     break;
                 }
             }
@@ -399,9 +475,9 @@ fn send_goal(
     tx: &mpsc::UnboundedSender<Msg>,
 ) {
     let tx = tx.clone();
-    let done = move |outcome: &str, message: String| Msg::Done {
+    let done = move |why: NoResult, message: String| Msg::Done {
         goal,
-        outcome: outcome.to_string(),
+        outcome: GoalEnd::NoResult(why),
         message,
         attempts: 0,
     };
@@ -410,7 +486,10 @@ fn send_goal(
     }) {
         Ok(r) => r,
         Err(e) => {
-            let _ = tx.send(done("not_sent", format!("cannot send the goal: {e}")));
+            tell(
+                &tx,
+                done(NoResult::NotSent, format!("cannot send the goal: {e}")),
+            );
             return;
         }
     };
@@ -418,45 +497,54 @@ fn send_goal(
         let (handle, result, mut feedback) =
             match tokio::time::timeout(Duration::from_secs(10), request).await {
                 Err(_) => {
-                    let _ = tx.send(done(
-                        "not_sent",
-                        "the stack did not accept the goal within 10 s".into(),
-                    ));
+                    tell(
+                        &tx,
+                        done(
+                            NoResult::NotSent,
+                            "the stack did not accept the goal within 10 s".into(),
+                        ),
+                    );
                     return;
                 }
                 Ok(Err(e)) => {
-                    let _ = tx.send(done("rejected", format!("the stack rejected it: {e}")));
+                    tell(
+                        &tx,
+                        done(NoResult::Rejected, format!("the stack rejected it: {e}")),
+                    );
                     return;
                 }
                 Ok(Ok(accepted)) => accepted,
             };
-        let _ = tx.send(Msg::Accepted(goal, handle));
+        tell(&tx, Msg::Accepted(goal, handle));
         let ftx = tx.clone();
         let forward = tokio::spawn(async move {
             while let Some(f) = feedback.next().await {
-                let _ = ftx.send(Msg::Feedback(
-                    goal,
-                    Feedback {
-                        attempt: f.attempt,
-                        steps: f.steps,
-                        current_step: f.current_step,
-                        task_state: f.task_state,
-                        message: f.message,
-                    },
-                ));
+                tell(
+                    &ftx,
+                    Msg::Feedback(
+                        goal,
+                        Feedback {
+                            attempt: f.attempt,
+                            steps: f.steps,
+                            current_step: f.current_step,
+                            task_state: f.task_state,
+                            message: f.message,
+                        },
+                    ),
+                );
             }
         });
         let msg = match result.await {
             Ok((_, r)) => Msg::Done {
                 goal,
-                outcome: r.outcome,
+                outcome: GoalEnd::read(&r.outcome),
                 message: r.message,
                 attempts: r.attempts,
             },
-            Err(e) => done("lost", format!("the result was lost: {e}")),
+            Err(e) => done(NoResult::Lost, format!("the result was lost: {e}")),
         };
         forward.abort();
-        let _ = tx.send(msg);
+        tell(&tx, msg);
     });
 }
 
@@ -499,7 +587,7 @@ impl Goals {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(confirm).await;
-            let _ = tx.send(Msg::StopDeadline(id));
+            tell(&tx, Msg::StopDeadline(id));
         });
         id
     }
@@ -583,7 +671,7 @@ pub async fn run(args: ReplArgs) -> anyhow::Result<u8> {
     let available = r2r::Node::is_available(&client)?;
     let estop =
         node.create_publisher::<r2r::std_msgs::msg::Bool>(topics::ESTOP, ros::reliable_qos())?;
-    let mut worlds = ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?;
+    let worlds = ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?;
     let action = format!(
         "{}/{}",
         ros::normalize_namespace(&args.namespace)?.trim_end_matches('/'),
@@ -591,18 +679,78 @@ pub async fn run(args: ReplArgs) -> anyhow::Result<u8> {
     );
     let node = Arc::new(Mutex::new(node));
     let _spinner = Spinner::start(node.clone());
-    let world = Arc::new(Mutex::new(WorldModel::default()));
-    {
-        let world = world.clone();
-        tokio::spawn(async move {
-            while let Some(w) = worlds.next().await {
-                if let Ok(mut g) = world.lock() {
-                    *g = w;
-                }
-            }
-        });
+    let world = watch_world(worlds);
+    if let Some(code) = wait_for_stack(&args, &action, available).await {
+        return Ok(code);
     }
 
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let prompt = if args.json { "" } else { "rosetta> " };
+    let printer = spawn_input(tx.clone(), history_path(&args), prompt)?;
+    let mut out = Out {
+        json: args.json,
+        printer,
+    };
+    forward_ctrl_c(tx.clone());
+    out.emit(&Event::Ready {
+        action: action.clone(),
+    });
+    let mut console = Console {
+        out,
+        goals: Goals {
+            client,
+            tx: tx.clone(),
+            next_id: 0,
+            views: HashMap::new(),
+            handles: HashMap::new(),
+            open: HashSet::new(),
+        },
+        estop,
+        world,
+        whisper: args.whisper.clone(),
+        speech: Arc::new(Mutex::new(None)),
+        tx,
+        confirm: Duration::from_secs_f64(args.stop_confirm_s.max(0.1)),
+        stop_goal: None,
+        queue: VecDeque::new(),
+        exiting: false,
+        interrupted: false,
+        eof: false,
+        transcribing: false,
+    };
+    while let Some(msg) = rx.recv().await {
+        if console.handle(msg).is_break() || console.after_message() {
+            break;
+        }
+    }
+    console.cancel_open_goals().await;
+    Ok(if console.interrupted { 130 } else { 0 })
+}
+
+/// The latest object map, kept up to date from the stack's topic (for the
+/// speech model's context).
+fn watch_world(
+    mut worlds: impl futures::Stream<Item = WorldModel> + Unpin + Send + 'static,
+) -> Arc<Mutex<WorldModel>> {
+    let world = Arc::new(Mutex::new(WorldModel::default()));
+    let latest = world.clone();
+    tokio::spawn(async move {
+        while let Some(w) = worlds.next().await {
+            if let Ok(mut g) = latest.lock() {
+                *g = w;
+            }
+        }
+    });
+    world
+}
+
+/// Waits for the stack's action server; the exit code when there is none
+/// (or Ctrl-C came first), `None` when it answers.
+async fn wait_for_stack<T>(
+    args: &ReplArgs,
+    action: &str,
+    available: impl std::future::Future<Output = T>,
+) -> Option<u8> {
     let wait = Duration::from_secs_f64(args.wait_s.max(0.1));
     if !args.json {
         eprintln!("waiting for the stack ({action})");
@@ -617,234 +765,269 @@ pub async fn run(args: ReplArgs) -> anyhow::Result<u8> {
                     ),
                 };
                 Out { json: args.json, printer: None }.emit(&e);
-                return Ok(1);
+                return Some(1);
             }
         }
-        _ = tokio::signal::ctrl_c() => return Ok(130),
+        _ = tokio::signal::ctrl_c() => return Some(130),
     }
+    None
+}
 
-    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
-    let prompt = if args.json { "" } else { "rosetta> " };
-    let printer = spawn_input(tx.clone(), history_path(&args), prompt)?;
-    let mut out = Out {
-        json: args.json,
-        printer,
-    };
-    // Ctrl-C when the terminal is not in the editor's raw mode (a pipe, or
-    // while stopping) arrives as a signal.
-    {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while tokio::signal::ctrl_c().await.is_ok() {
-                if tx.send(Msg::Interrupt).is_err() {
-                    break;
-                }
+/// Ctrl-C when the terminal is not in the editor's raw mode (a pipe, or
+/// while stopping) arrives as a signal.
+fn forward_ctrl_c(tx: mpsc::UnboundedSender<Msg>) {
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if tx.send(Msg::Interrupt).is_err() {
+                break;
             }
-        });
-    }
-    out.emit(&Event::Ready {
-        action: action.clone(),
+        }
     });
+}
 
-    let confirm = Duration::from_secs_f64(args.stop_confirm_s.max(0.1));
-    let speech: SharedTranscriber = Arc::new(Mutex::new(None));
-    let mut goals = Goals {
-        client,
-        tx: tx.clone(),
-        next_id: 0,
-        views: HashMap::new(),
-        handles: HashMap::new(),
-        open: HashSet::new(),
-    };
-    let mut stop_goal: Option<u64> = None;
-    let mut queue: VecDeque<String> = VecDeque::new();
-    let (mut exiting, mut interrupted, mut eof, mut transcribing) = (false, false, false, false);
+/// The console's state between messages.
+struct Console {
+    out: Out,
+    goals: Goals,
+    estop: r2r::Publisher<r2r::std_msgs::msg::Bool>,
+    /// The latest object map, for the speech model's context.
+    world: Arc<Mutex<WorldModel>>,
+    whisper: Option<PathBuf>,
+    speech: SharedTranscriber,
+    tx: mpsc::UnboundedSender<Msg>,
+    /// How long a stop may take before the e-stop.
+    confirm: Duration,
+    /// The stop goal in flight, if any.
+    stop_goal: Option<u64>,
+    /// Spoken commands waiting their turn.
+    queue: VecDeque<String>,
+    exiting: bool,
+    interrupted: bool,
+    eof: bool,
+    transcribing: bool,
+}
 
-    let publish_estop = |on: bool| {
-        estop
+impl Console {
+    /// Engages or releases the e-stop; the error is a suffix for the message.
+    fn publish_estop(&self, on: bool) -> Result<(), String> {
+        self.estop
             .publish(&r2r::std_msgs::msg::Bool { data: on })
             .map_err(|e| format!(" (publishing it failed: {e})"))
-    };
+    }
 
-    while let Some(msg) = rx.recv().await {
+    /// The e-stop, now: its event says how it came to this.
+    fn engage_estop(&mut self, message: impl FnOnce(&str) -> String) {
+        let failed = self.publish_estop(true).err().unwrap_or_default();
+        self.out.emit(&Event::Stopped {
+            via: "e-stop".into(),
+            message: message(&failed),
+        });
+    }
+
+    fn stop(&mut self, reason: &str) {
+        self.stop_goal = Some(self.goals.stop(reason, self.confirm, &mut self.out));
+    }
+
+    /// Reacts to one message; `Break` leaves the console at once.
+    fn handle(&mut self, msg: Msg) -> ControlFlow<()> {
         match msg {
             Msg::Line(Request::Nothing) => {}
-            Msg::Line(Request::Help) => out.emit(&Event::Info {
+            Msg::Line(Request::Help) => self.out.emit(&Event::Info {
                 message: HELP.into(),
             }),
             Msg::Line(Request::Run(command)) => {
-                queue.clear();
-                goals.send(&command, &mut out);
+                self.queue.clear();
+                self.goals.send(&command, &mut self.out);
             }
             Msg::Line(Request::Stop) => {
-                queue.clear();
-                stop_goal = Some(goals.stop("stop", confirm, &mut out));
+                self.queue.clear();
+                self.stop("stop");
             }
             Msg::Line(Request::EStop) => {
-                queue.clear();
-                let failed = publish_estop(true).err().unwrap_or_default();
-                out.emit(&Event::Stopped {
-                    via: "e-stop".into(),
-                    message: format!("engaged{failed}: the robot holds until `release`"),
+                self.queue.clear();
+                self.engage_estop(|failed| {
+                    format!("engaged{failed}: the robot holds until `release`")
                 });
             }
-            Msg::Line(Request::Release) => match publish_estop(false) {
-                Ok(()) => out.emit(&Event::Info {
-                    message: "e-stop released".into(),
-                }),
-                Err(e) => out.emit(&Event::Error {
-                    message: format!("the e-stop is not released{e}"),
-                }),
-            },
-            Msg::Line(req @ (Request::Listen | Request::Hear(_))) => {
-                if transcribing {
-                    out.emit(&Event::Error {
-                        message: "still transcribing the last one".into(),
-                    });
-                } else {
-                    transcribing = true;
-                    let file = match req {
-                        Request::Hear(p) => Some(p),
-                        _ => None,
-                    };
-                    let context = world
-                        .lock()
-                        .map(|w| rosetta_speech::context_for(&w))
-                        .unwrap_or_else(|_| rosetta_speech::ROBOT_CONTEXT.to_string());
-                    let (model, shared, tx) = (args.whisper.clone(), speech.clone(), tx.clone());
-                    tokio::task::spawn_blocking(move || {
-                        let _ = tx.send(Msg::Heard(transcribe(model, shared, context, file)));
-                    });
-                }
-            }
-            Msg::Heard(result) => {
-                transcribing = false;
-                match result {
-                    Ok(heard) => {
-                        for (text, audio_s, transcribe_s) in heard {
-                            out.emit(&Event::Heard {
-                                text: text.clone(),
-                                audio_s,
-                                transcribe_s,
-                            });
-                            // The words "stop" act at once, as typed.
-                            if parse(&text) == Request::Stop {
-                                queue.clear();
-                                stop_goal = Some(goals.stop("heard stop", confirm, &mut out));
-                            } else {
-                                queue.push_back(text);
-                            }
-                        }
-                    }
-                    Err(e) => out.emit(&Event::Error { message: e }),
-                }
-            }
-            Msg::Line(Request::Quit) | Msg::Interrupt if exiting => {
+            Msg::Line(Request::Release) => self.release(),
+            Msg::Line(req @ (Request::Listen | Request::Hear(_))) => self.listen(req),
+            Msg::Heard(result) => self.on_heard(result),
+            Msg::Line(Request::Quit) | Msg::Interrupt if self.exiting => {
                 // Asked again while stopping: the e-stop, now.
-                let failed = publish_estop(true).err().unwrap_or_default();
-                out.emit(&Event::Stopped {
-                    via: "e-stop".into(),
-                    message: format!("asked twice: engaged{failed} without waiting"),
-                });
-                break;
+                self.engage_estop(|failed| format!("asked twice: engaged{failed} without waiting"));
+                return ControlFlow::Break(());
             }
             Msg::Line(Request::Quit) => {
-                exiting = true;
-                queue.clear();
-                if goals.open.iter().any(|g| Some(*g) != stop_goal) {
-                    stop_goal = Some(goals.stop("quit", confirm, &mut out));
+                self.exiting = true;
+                self.queue.clear();
+                if self.goals.open.iter().any(|g| Some(*g) != self.stop_goal) {
+                    self.stop("quit");
                 }
             }
             Msg::Interrupt => {
-                exiting = true;
-                interrupted = true;
-                queue.clear();
+                self.exiting = true;
+                self.interrupted = true;
+                self.queue.clear();
                 // Always: whatever this console knows, the robot may be moving.
-                stop_goal = Some(goals.stop("Ctrl-C", confirm, &mut out));
+                self.stop("Ctrl-C");
             }
-            Msg::Eof => eof = true,
+            Msg::Eof => self.eof = true,
             Msg::Accepted(goal, handle) => {
-                if goals.open.contains(&goal) {
-                    goals.handles.insert(goal, handle);
+                if self.goals.open.contains(&goal) {
+                    self.goals.handles.insert(goal, handle);
                 }
             }
-            Msg::Feedback(goal, f) => {
-                if Some(goal) != stop_goal {
-                    if let Some(v) = goals.views.get_mut(&goal) {
-                        for e in v.on_feedback(&f) {
-                            out.emit(&e);
-                        }
-                    }
-                }
-            }
+            Msg::Feedback(goal, f) => self.on_feedback(goal, &f),
             Msg::Done {
                 goal,
                 outcome,
                 message,
                 attempts,
-            } => {
-                goals.open.remove(&goal);
-                goals.handles.remove(&goal);
-                let view = goals.views.remove(&goal);
-                if Some(goal) == stop_goal {
-                    stop_goal = None;
-                    if outcome == "succeeded" {
-                        out.emit(&Event::Stopped {
-                            via: "stop command".into(),
-                            message: "the robot is at rest".into(),
-                        });
-                    } else {
-                        let failed = publish_estop(true).err().unwrap_or_default();
-                        out.emit(&Event::Stopped {
-                            via: "e-stop".into(),
-                            message: format!(
-                                "the stop ended {outcome} ({message}); e-stop engaged{failed}: `release` releases it"
-                            ),
-                        });
-                    }
-                } else if let Some(v) = view {
-                    out.emit(&Event::Result {
-                        goal,
-                        command: v.command,
-                        outcome,
-                        message,
-                        attempts,
-                        elapsed_s: v.started.elapsed().as_secs_f64(),
-                    });
-                }
-            }
-            Msg::StopDeadline(id) => {
-                if stop_goal == Some(id) {
-                    stop_goal = None;
-                    let failed = publish_estop(true).err().unwrap_or_default();
-                    out.emit(&Event::Stopped {
-                        via: "e-stop".into(),
-                        message: format!(
-                            "the stack did not confirm the stop within {:.1} s; e-stop engaged{failed}: `release` releases it",
-                            confirm.as_secs_f64()
-                        ),
-                    });
-                }
+            } => self.on_done(goal, outcome, message, attempts),
+            Msg::StopDeadline(id) => self.on_stop_deadline(id),
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// After each message: the next spoken command once nothing runs.
+    /// Returns whether the console is done.
+    fn after_message(&mut self) -> bool {
+        if !self.exiting && self.stop_goal.is_none() && self.goals.open.is_empty() {
+            if let Some(command) = self.queue.pop_front() {
+                self.goals.send(&command, &mut self.out);
             }
         }
-        // The next spoken command, once nothing runs.
-        if !exiting && stop_goal.is_none() && goals.open.is_empty() {
-            if let Some(command) = queue.pop_front() {
-                goals.send(&command, &mut out);
-            }
-        }
-        let idle = goals.open.is_empty() && queue.is_empty() && !transcribing;
-        if (exiting && stop_goal.is_none()) || (eof && idle && stop_goal.is_none()) {
-            break;
+        let idle = self.goals.open.is_empty() && self.queue.is_empty() && !self.transcribing;
+        (self.exiting && self.stop_goal.is_none()) || (self.eof && idle && self.stop_goal.is_none())
+    }
+
+    fn release(&mut self) {
+        match self.publish_estop(false) {
+            Ok(()) => self.out.emit(&Event::Info {
+                message: "e-stop released".into(),
+            }),
+            Err(e) => self.out.emit(&Event::Error {
+                message: format!("the e-stop is not released{e}"),
+            }),
         }
     }
-    // Goals this console left open (only after a stop) are cancelled.
-    for h in goals.handles.values() {
-        if let Ok(f) = h.cancel() {
-            let _ = tokio::time::timeout(Duration::from_millis(500), f).await;
+
+    /// `listen` or `hear FILE`: transcribes off the async workers; the
+    /// words come back as [`Msg::Heard`].
+    fn listen(&mut self, req: Request) {
+        if self.transcribing {
+            self.out.emit(&Event::Error {
+                message: "still transcribing the last one".into(),
+            });
+            return;
+        }
+        self.transcribing = true;
+        let file = match req {
+            Request::Hear(p) => Some(p),
+            _ => None,
+        };
+        let context = self
+            .world
+            .lock()
+            .map(|w| rosetta_speech::context_for(&w))
+            .unwrap_or_else(|_| rosetta_speech::ROBOT_CONTEXT.to_string());
+        let (model, shared, tx) = (self.whisper.clone(), self.speech.clone(), self.tx.clone());
+        tokio::task::spawn_blocking(move || {
+            tell(&tx, Msg::Heard(transcribe(model, shared, context, file)));
+        });
+    }
+
+    fn on_heard(&mut self, result: Result<Vec<(String, f64, f64)>, String>) {
+        self.transcribing = false;
+        let heard = match result {
+            Ok(heard) => heard,
+            Err(e) => return self.out.emit(&Event::Error { message: e }),
+        };
+        for (text, audio_s, transcribe_s) in heard {
+            self.out.emit(&Event::Heard {
+                text: text.clone(),
+                audio_s,
+                transcribe_s,
+            });
+            // The words "stop" act at once, as typed.
+            if parse(&text) == Request::Stop {
+                self.queue.clear();
+                self.stop("heard stop");
+            } else {
+                self.queue.push_back(text);
+            }
         }
     }
-    Ok(if interrupted { 130 } else { 0 })
+
+    fn on_feedback(&mut self, goal: u64, f: &Feedback) {
+        if Some(goal) == self.stop_goal {
+            return;
+        }
+        if let Some(v) = self.goals.views.get_mut(&goal) {
+            for e in v.on_feedback(f) {
+                self.out.emit(&e);
+            }
+        }
+    }
+
+    fn on_done(&mut self, goal: u64, outcome: GoalEnd, message: String, attempts: u32) {
+        self.goals.open.remove(&goal);
+        self.goals.handles.remove(&goal);
+        let view = self.goals.views.remove(&goal);
+        if Some(goal) == self.stop_goal {
+            self.stop_goal = None;
+            if outcome.succeeded() {
+                self.out.emit(&Event::Stopped {
+                    via: "stop command".into(),
+                    message: "the robot is at rest".into(),
+                });
+            } else {
+                self.engage_estop(|failed| {
+                    format!(
+                        "the stop ended {outcome} ({message}); e-stop engaged{failed}: `release` releases it"
+                    )
+                });
+            }
+        } else if let Some(v) = view {
+            self.out.emit(&Event::Result {
+                goal,
+                command: v.command,
+                outcome,
+                message,
+                attempts,
+                elapsed_s: v.started.elapsed().as_secs_f64(),
+            });
+        }
+    }
+
+    fn on_stop_deadline(&mut self, id: u64) {
+        if self.stop_goal != Some(id) {
+            return;
+        }
+        self.stop_goal = None;
+        let confirm = self.confirm;
+        self.engage_estop(|failed| {
+            format!(
+                "the stack did not confirm the stop within {:.1} s; e-stop engaged{failed}: `release` releases it",
+                confirm.as_secs_f64()
+            )
+        });
+    }
+
+    /// Goals this console left open (only after a stop) are cancelled.
+    async fn cancel_open_goals(&self) {
+        for h in self.goals.handles.values() {
+            if let Ok(f) = h.cancel() {
+                // Best effort on the way out: the stop already halted the
+                // robot, and the stack may be gone.
+                match tokio::time::timeout(Duration::from_millis(500), f).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::debug!(error = %e, "cancelling a goal failed"),
+                    Err(_) => tracing::debug!("no answer to a goal's cancel within 0.5 s"),
+                }
+            }
+        }
+    }
 }
 
 /// Runs the console as `rosetta repl` does, from `rosetta up --repl`.

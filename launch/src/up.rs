@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use rosetta_common::ros::{self, Spinner};
-use rosetta_common::status::{ExecutorStatus, GroundTruth};
+use rosetta_common::status::{GroundTruth, TaskStatus};
 use rosetta_common::{topics, WorldModel};
 
 use crate::demo::{
     check_parts, finish_recording, merge_recording, spawn_all, stack_specs, wait_for, Episode,
+    WaitEnd,
 };
 use crate::procs::stop_all;
 use crate::profile::RobotProfile;
@@ -134,9 +135,9 @@ async fn watch(
 ) -> anyhow::Result<u8> {
     let mut node = ros::create_node_in("rosetta_up", namespace)?;
     let mut truths = ros::json_subscription::<GroundTruth>(&mut node, topics::GROUND_TRUTH)?;
-    let mut statuses = ros::json_subscription::<ExecutorStatus>(&mut node, topics::STATUS)?;
+    let mut statuses = ros::json_subscription::<TaskStatus>(&mut node, topics::STATUS)?;
     let mut worlds = ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?;
-    let mut controls = ros::json_subscription::<ExecutorStatus>(&mut node, topics::CONTROL_STATUS)?;
+    let mut controls = ros::json_subscription::<TaskStatus>(&mut node, topics::CONTROL_STATUS)?;
     let node = Arc::new(Mutex::new(node));
     let spinner = Spinner::start(node.clone());
     // Ground truth, status, world model, control; a robot has no ground truth.
@@ -175,7 +176,7 @@ async fn watch(
     // Only the readiness check needed this node.
     drop(spinner);
     match ready {
-        Err("interrupted") => return Ok(130),
+        Err(WaitEnd::Interrupted) => return Ok(130),
         Err(why) => anyhow::bail!("the stack did not connect ({why})"),
         Ok(()) => {}
     }
@@ -206,7 +207,7 @@ async fn watch(
     }
     let end = wait_for("Ctrl-C", Duration::MAX, nodes, || None::<()>).await?;
     match end {
-        Err("interrupted") => Ok(0),
+        Err(WaitEnd::Interrupted) => Ok(0),
         _ => Ok(1),
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use nalgebra::Isometry3;
 use r2r::sensor_msgs::msg::{CameraInfo, Image};
@@ -11,6 +12,7 @@ use rosetta_common::grid::OccupancyGrid;
 use rosetta_common::rec::{self, log_text};
 use rosetta_common::robot::{CameraDescription, RobotDescription};
 use rosetta_common::ros::{self, stamp_to_secs, JsonPublisher, Spinner};
+use rosetta_common::world::Place;
 use rosetta_common::{topics, Pose2D, WorldModel};
 
 use crate::detect::{Detection, PerceptionError};
@@ -56,7 +58,64 @@ enum Input {
 const MAP_PERIOD_S: f64 = 1.0;
 
 pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
-    let places = match &args.places {
+    let places = load_places(args.places.as_deref())?;
+    let detector = Detector::new(args.detector, args.detector_weights.as_deref())?;
+    tracing::info!("detector ready: {}", detector.name());
+    let mut node = ros::create_node("rosetta_perception")?;
+    let mut inputs = subscribe_inputs(&mut node)?;
+    let objects = JsonPublisher::<WorldModel>::new(&mut node, topics::OBJECTS)?;
+    // The map is latched: a node that starts later gets the latest one.
+    let map_pub = node.create_publisher::<r2r::nav_msgs::msg::OccupancyGrid>(
+        topics::MAP,
+        r2r::QosProfile::default()
+            .reliable()
+            .transient_local()
+            .keep_last(1),
+    )?;
+    let node = Arc::new(Mutex::new(node));
+    let _spinner = Spinner::start(node.clone());
+    let rec = rec::open_recording("perception");
+
+    let robot = RobotDescription::default();
+    let base_from_optical = robot.camera.base_from_optical();
+    log_static_camera(&rec, &robot.camera, &base_from_optical);
+    let mut perception = Perception {
+        max_frame_age_s: args.max_frame_age_s,
+        places,
+        detector,
+        objects,
+        map_pub,
+        grid: OccupancyGrid::new([0.0, 0.0], [args.map_size_m, args.map_size_m], 0.05),
+        last_map_s: f64::NEG_INFINITY,
+        odom_history: VecDeque::new(),
+        odom_frame: topics::FRAME_ODOM.to_string(),
+        camera: None,
+        last_image: None,
+        last_depth: None,
+        tracker: Tracker::default(),
+        frame_logger: FrameLogger::start(rec.clone()),
+        rec,
+        robot,
+        base_from_optical,
+    };
+    tracing::info!("perception ready");
+
+    let work = async {
+        while let Some(input) = inputs.next().await {
+            perception.handle(input);
+        }
+    };
+    tokio::select! {
+        _ = ros::shutdown_signal() => {}
+        _ = work => {}
+    }
+    perception.finish();
+    Ok(())
+}
+
+/// The site's named places: from `path`, or the default scene's.
+fn load_places(path: Option<&std::path::Path>) -> anyhow::Result<Vec<Place>> {
+    Ok(match path {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 anyhow::anyhow!("cannot read the places file {}: {e}", path.display())
@@ -65,10 +124,13 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
         None => rosetta_common::world::parse_places(rosetta_common::world::DEFAULT_PLACES_TOML)?,
-    };
-    let detector = Detector::new(args.detector, args.detector_weights.as_deref())?;
-    tracing::info!("detector ready: {}", detector.name());
-    let mut node = ros::create_node("rosetta_perception")?;
+    })
+}
+
+/// Every sensor topic perception reads, as one stream of [`Input`]s.
+fn subscribe_inputs(
+    node: &mut r2r::Node,
+) -> anyhow::Result<futures::stream::SelectAll<BoxStream<'static, Input>>> {
     let qos = ros::sensor_qos();
     let images = node
         .subscribe::<Image>(topics::IMAGE, qos.clone())?
@@ -91,155 +153,173 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
     let scans = node
         .subscribe::<r2r::sensor_msgs::msg::LaserScan>(topics::SCAN, qos.clone())?
         .map(Input::Scan);
-    let objects = JsonPublisher::<WorldModel>::new(&mut node, topics::OBJECTS)?;
-    // The map is latched: a node that starts later gets the latest one.
-    let map_pub = node.create_publisher::<r2r::nav_msgs::msg::OccupancyGrid>(
-        topics::MAP,
-        r2r::QosProfile::default()
-            .reliable()
-            .transient_local()
-            .keep_last(1),
-    )?;
-    let node = Arc::new(Mutex::new(node));
-    let _spinner = Spinner::start(node.clone());
-    let rec = rec::open_recording("perception");
-
-    let robot = RobotDescription::default();
-    let base_from_optical = robot.camera.base_from_optical();
-    let mut inputs = futures::stream::select_all(vec![
+    Ok(futures::stream::select_all(vec![
         images.boxed(),
         depths.boxed(),
         infos.boxed(),
         odoms.boxed(),
         scans.boxed(),
-    ]);
-    let mut grid = OccupancyGrid::new([0.0, 0.0], [args.map_size_m, args.map_size_m], 0.05);
-    let mut last_map_s = f64::NEG_INFINITY;
-    let mut odom_history: VecDeque<(f64, Pose2D)> = VecDeque::new();
-    let mut odom_frame = topics::FRAME_ODOM.to_string();
-    let mut camera: Option<CameraDescription> = None;
-    let mut last_image: Option<Image> = None;
-    let mut last_depth: Option<Image> = None;
-    let mut tracker = Tracker::default();
-    log_static_camera(&rec, &robot.camera, &base_from_optical);
-    let mut frame_logger = FrameLogger::start(rec.clone());
-    tracing::info!("perception ready");
+    ]))
+}
 
-    let work = async {
-        while let Some(input) = inputs.next().await {
-            match input {
-                Input::Odom(t, p, frame) => {
-                    if !p.is_finite() || !t.is_finite() {
-                        tracing::warn!("odometry with NaN skipped");
-                        continue;
-                    }
-                    if !frame.is_empty() && frame != odom_frame {
-                        tracing::info!(%frame, "publishing the map and objects in the odometry's frame");
-                        odom_frame = frame;
-                    }
-                    odom_history.push_back((t, p));
-                    while odom_history.len() > 200 {
-                        odom_history.pop_front();
-                    }
-                    continue;
-                }
-                Input::Info(info) => {
-                    camera = camera_from_info(&info, &robot.camera);
-                    continue;
-                }
-                Input::Scan(scan) => {
-                    let stamp = stamp_to_secs(&scan.header.stamp);
-                    let Some(pose) = pose_at(&odom_history, stamp) else {
-                        tracing::debug!(stamp, "no odometry near the scan's stamp; scan skipped");
-                        continue;
-                    };
-                    let sensor = robot.lidar.sensor_pose(&pose);
-                    grid.integrate_scan(&sensor, &ros::scan_view(&scan));
-                    if stamp - last_map_s >= MAP_PERIOD_S {
-                        last_map_s = stamp;
-                        if let Err(e) =
-                            map_pub.publish(&occupancy_msg(&grid, &odom_frame, &scan.header.stamp))
-                        {
-                            tracing::warn!(error = %e, "cannot publish the map");
-                        }
-                        log_map(&rec, &grid, stamp);
-                    }
-                    continue;
-                }
-                Input::Image(i) => last_image = Some(i),
-                Input::Depth(d) => last_depth = Some(d),
+/// Perception's state between inputs: the odometry history, the latest
+/// camera pair, the tracker and the occupancy grid, and where they go.
+struct Perception {
+    max_frame_age_s: f64,
+    places: Vec<Place>,
+    detector: Detector,
+    objects: JsonPublisher<WorldModel>,
+    map_pub: r2r::Publisher<r2r::nav_msgs::msg::OccupancyGrid>,
+    grid: OccupancyGrid,
+    last_map_s: f64,
+    odom_history: VecDeque<(f64, Pose2D)>,
+    /// The frame the map and objects are published in: the odometry's.
+    odom_frame: String,
+    camera: Option<CameraDescription>,
+    last_image: Option<Image>,
+    last_depth: Option<Image>,
+    tracker: Tracker,
+    frame_logger: FrameLogger,
+    rec: rerun::RecordingStream,
+    robot: RobotDescription,
+    base_from_optical: Isometry3<f64>,
+}
+
+impl Perception {
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Odom(t, p, frame) => self.on_odom(t, p, frame),
+            Input::Info(info) => self.camera = camera_from_info(&info, &self.robot.camera),
+            Input::Scan(scan) => self.on_scan(&scan),
+            Input::Image(i) => {
+                self.last_image = Some(i);
+                self.on_frame();
             }
-            let (Some(img), Some(dep)) = (&last_image, &last_depth) else {
-                continue;
-            };
-            if img.header.stamp != dep.header.stamp {
-                continue;
-            }
-            let (img, dep) = (last_image.take(), last_depth.take());
-            let (Some(img), Some(dep)) = (img, dep) else {
-                continue;
-            };
-            let Some(cam) = camera.clone() else {
-                tracing::debug!("no camera_info yet; frame skipped");
-                continue;
-            };
-            let stamp = stamp_to_secs(&img.header.stamp);
-            let newest = odom_history
-                .back()
-                .map(|(t, _)| *t)
-                .unwrap_or(f64::NEG_INFINITY);
-            if newest - stamp > args.max_frame_age_s {
-                tracing::warn!(age_s = newest - stamp, "stale camera frame skipped");
-                continue;
-            }
-            let Some(pose) = pose_at(&odom_history, stamp) else {
-                tracing::debug!(stamp, "no odometry near the frame's stamp; frame skipped");
-                continue;
-            };
-            let odom_from_optical = pose.to_isometry() * base_from_optical;
-            // Detection is CPU-bound (about 10 ms a frame): keep it off the async workers.
-            let detected = tokio::task::block_in_place(|| {
-                process(&detector, &img, &dep, &cam, &odom_from_optical)
-            });
-            match detected {
-                Ok((depth_m, dets)) => {
-                    tracker.update(&dets, stamp);
-                    let mut world = tracker.world_model(stamp, &odom_frame);
-                    world.places.clone_from(&places);
-                    if let Err(e) = objects.publish(&world) {
-                        tracing::warn!(error = %e, "cannot publish the object map");
-                    }
-                    frame_logger.log(FrameLog {
-                        stamp_s: stamp,
-                        pose,
-                        width_px: img.width,
-                        height_px: img.height,
-                        rgb: img.data,
-                        depth_m,
-                        detections: dets,
-                        world,
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "frame skipped");
-                    log_text(&rec, "perception", "WARN", &format!("frame skipped: {e}"));
-                }
+            Input::Depth(d) => {
+                self.last_depth = Some(d);
+                self.on_frame();
             }
         }
-    };
-    tokio::select! {
-        _ = ros::shutdown_signal() => {}
-        _ = work => {}
     }
-    if frame_logger.dropped() > 0 {
-        tracing::warn!(
-            dropped = frame_logger.dropped(),
-            "camera frames left out of the recording"
-        );
+
+    fn on_odom(&mut self, t: f64, p: Pose2D, frame: String) {
+        if !p.is_finite() || !t.is_finite() {
+            tracing::warn!("odometry with NaN skipped");
+            return;
+        }
+        if !frame.is_empty() && frame != self.odom_frame {
+            tracing::info!(%frame, "publishing the map and objects in the odometry's frame");
+            self.odom_frame = frame;
+        }
+        self.odom_history.push_back((t, p));
+        while self.odom_history.len() > 200 {
+            self.odom_history.pop_front();
+        }
     }
-    frame_logger.finish();
-    let _ = rec.flush_blocking();
-    Ok(())
+
+    /// Integrates a scan into the grid; publishes and logs the grid every
+    /// [`MAP_PERIOD_S`].
+    fn on_scan(&mut self, scan: &r2r::sensor_msgs::msg::LaserScan) {
+        let stamp = stamp_to_secs(&scan.header.stamp);
+        let Some(pose) = pose_at(&self.odom_history, stamp) else {
+            tracing::debug!(stamp, "no odometry near the scan's stamp; scan skipped");
+            return;
+        };
+        let sensor = self.robot.lidar.sensor_pose(&pose);
+        self.grid.integrate_scan(&sensor, &ros::scan_view(scan));
+        if stamp - self.last_map_s >= MAP_PERIOD_S {
+            self.last_map_s = stamp;
+            if let Err(e) = self.map_pub.publish(&occupancy_msg(
+                &self.grid,
+                &self.odom_frame,
+                &scan.header.stamp,
+            )) {
+                tracing::warn!(error = %e, "cannot publish the map");
+            }
+            log_map(&self.rec, &self.grid, stamp);
+        }
+    }
+
+    /// Once an image and a depth frame of the same stamp are in: detects,
+    /// tracks, publishes the object map and logs the frame.
+    fn on_frame(&mut self) {
+        let (Some(img), Some(dep)) = (&self.last_image, &self.last_depth) else {
+            return;
+        };
+        if img.header.stamp != dep.header.stamp {
+            return;
+        }
+        let (img, dep) = (self.last_image.take(), self.last_depth.take());
+        let (Some(img), Some(dep)) = (img, dep) else {
+            return;
+        };
+        let Some(cam) = self.camera.clone() else {
+            tracing::debug!("no camera_info yet; frame skipped");
+            return;
+        };
+        let stamp = stamp_to_secs(&img.header.stamp);
+        let newest = self
+            .odom_history
+            .back()
+            .map(|(t, _)| *t)
+            .unwrap_or(f64::NEG_INFINITY);
+        if newest - stamp > self.max_frame_age_s {
+            tracing::warn!(age_s = newest - stamp, "stale camera frame skipped");
+            return;
+        }
+        let Some(pose) = pose_at(&self.odom_history, stamp) else {
+            tracing::debug!(stamp, "no odometry near the frame's stamp; frame skipped");
+            return;
+        };
+        let odom_from_optical = pose.to_isometry() * self.base_from_optical;
+        // Detection is CPU-bound (about 10 ms a frame): keep it off the async workers.
+        let detected = tokio::task::block_in_place(|| {
+            process(&self.detector, &img, &dep, &cam, &odom_from_optical)
+        });
+        match detected {
+            Ok((depth_m, dets)) => {
+                self.tracker.update(&dets, stamp);
+                let mut world = self.tracker.world_model(stamp, &self.odom_frame);
+                world.places.clone_from(&self.places);
+                if let Err(e) = self.objects.publish(&world) {
+                    tracing::warn!(error = %e, "cannot publish the object map");
+                }
+                self.frame_logger.log(FrameLog {
+                    stamp_s: stamp,
+                    pose,
+                    width_px: img.width,
+                    height_px: img.height,
+                    rgb: img.data,
+                    depth_m,
+                    detections: dets,
+                    world,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "frame skipped");
+                log_text(
+                    &self.rec,
+                    "perception",
+                    "WARN",
+                    &format!("frame skipped: {e}"),
+                );
+            }
+        }
+    }
+
+    /// Ends the recording: the frames still queued, then a flush.
+    fn finish(self) {
+        if self.frame_logger.dropped() > 0 {
+            tracing::warn!(
+                dropped = self.frame_logger.dropped(),
+                "camera frames left out of the recording"
+            );
+        }
+        self.frame_logger.finish();
+        if let Err(e) = self.rec.flush_blocking() {
+            tracing::warn!(error = %e, "the recording may be incomplete");
+        }
+    }
 }
 
 /// The odometry pose nearest to `stamp`, if one is within 60 ms.

@@ -13,6 +13,31 @@ use rosetta_common::{Pose2D, WorldModel};
 
 use crate::detect::Detection;
 
+/// Logs to the recording. A failure is warned about and the node goes on:
+/// the recording is a record of the run, not part of perception's work.
+fn log(
+    rec: &rerun::RecordingStream,
+    entity: impl Into<rerun::EntityPath>,
+    what: &impl rerun::AsComponents,
+) {
+    let entity = entity.into();
+    if let Err(e) = rec.log(entity.clone(), what) {
+        tracing::warn!(%entity, error = %e, "cannot log to the recording");
+    }
+}
+
+/// [`log`] for data that holds for the whole recording.
+fn log_static(
+    rec: &rerun::RecordingStream,
+    entity: impl Into<rerun::EntityPath>,
+    what: &impl rerun::AsComponents,
+) {
+    let entity = entity.into();
+    if let Err(e) = rec.log_static(entity.clone(), what) {
+        tracing::warn!(%entity, error = %e, "cannot log to the recording");
+    }
+}
+
 /// One camera frame as it came in: RGB8 pixels and depth in metres, row-major.
 #[derive(Debug, Clone, Copy)]
 pub struct CameraFrame<'a> {
@@ -31,14 +56,16 @@ pub fn log_static_camera(
 ) {
     let t = base_from_optical.translation.vector;
     let q = base_from_optical.rotation;
-    let _ = rec.log_static(
+    log_static(
+        rec,
         "world/robot/base_link/camera",
         &rerun::Transform3D::from_translation_rotation(
             [t.x as f32, t.y as f32, t.z as f32],
             rerun::Quaternion::from_xyzw([q.i as f32, q.j as f32, q.k as f32, q.w as f32]),
         ),
     );
-    let _ = rec.log_static(
+    log_static(
+        rec,
         "world/robot/base_link/camera",
         &rerun::Pinhole::from_focal_length_and_resolution(
             [cam.fx_px as f32, cam.fy_px as f32],
@@ -65,13 +92,15 @@ pub fn log_frame(
     rec::log_robot_pose(rec, pose);
     // JPEG keeps the camera at tens of kB per frame instead of 900 kB.
     if let Some(jpeg) = encode_jpeg(frame) {
-        let _ = rec.log(
+        log(
+            rec,
             "world/robot/base_link/camera/image",
             &rerun::EncodedImage::from_file_contents(jpeg).with_media_type(rerun::MediaType::JPEG),
         );
     }
     if frame.depth_m.len() == (frame.width_px * frame.height_px) as usize {
-        let _ = rec.log(
+        log(
+            rec,
             "world/robot/base_link/camera/depth",
             &rerun::DepthImage::from_gray16(
                 depth_mm_bytes(frame.depth_m),
@@ -100,7 +129,8 @@ pub fn log_frame(
         })
         .collect();
     let colors: Vec<rerun::Color> = dets.iter().map(|d| rgb(d.color.rgb())).collect();
-    let _ = rec.log(
+    log(
+        rec,
         "world/robot/base_link/camera/image/detections",
         &rerun::Boxes2D::from_mins_and_sizes(mins, sizes)
             .with_labels(labels)
@@ -108,7 +138,8 @@ pub fn log_frame(
     );
     for o in &world.objects {
         let size = o.kind.nominal_size_m();
-        let _ = rec.log(
+        log(
+            rec,
             format!("world/objects/{}", o.id),
             &rerun::Boxes3D::from_centers_and_sizes(
                 [[
@@ -220,7 +251,9 @@ impl FrameLogger {
     pub fn finish(mut self) {
         self.tx = None;
         if let Some(w) = self.worker.take() {
-            let _ = w.join();
+            if w.join().is_err() {
+                tracing::warn!("the frame logger panicked: the recording may lack frames");
+            }
         }
     }
 }
@@ -275,7 +308,8 @@ pub fn log_map(rec: &rerun::RecordingStream, grid: &OccupancyGrid, stamp_s: f64)
         }
     }
     rec::set_sim_time(rec, stamp_s);
-    let _ = rec.log(
+    log(
+        rec,
         "world/map",
         &rerun::Points3D::new(points)
             .with_radii([grid.resolution_m as f32 / 2.0])

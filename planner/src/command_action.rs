@@ -1,35 +1,11 @@
 //! The command interface for other programs: one `ExecuteCommand` action goal
 //! per command. This module is the goal's bookkeeping, free of ROS: it reads
-//! the plans the planner publishes and the statuses the executor publishes,
+//! the plans the planner publishes and the statuses the executive publishes,
 //! and says what feedback to send and when the goal is over.
 
 use rosetta_common::plan::{PlanMessage, PlanOutcome};
-use rosetta_common::status::{ExecutorStatus, StepState, TaskState};
+use rosetta_common::status::{CommandOutcome, StepState, TaskState, TaskStatus};
 use rosetta_common::Skill;
-
-/// How a goal ended, as the result's `outcome` string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Succeeded,
-    Failed,
-    Refused,
-    Stopped,
-    Canceled,
-    Preempted,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-            Outcome::Refused => "refused",
-            Outcome::Stopped => "stopped",
-            Outcome::Canceled => "canceled",
-            Outcome::Preempted => "preempted",
-        }
-    }
-}
 
 /// The goal's feedback, field for field as in `ExecuteCommand.action`.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +22,7 @@ pub struct Feedback {
 /// The goal's result, field for field as in `ExecuteCommand.action`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GoalResult {
-    pub outcome: Outcome,
+    pub outcome: CommandOutcome,
     pub message: String,
     pub attempts: u32,
     pub plan_json: String,
@@ -55,7 +31,7 @@ pub struct GoalResult {
 
 impl GoalResult {
     pub fn success(&self) -> bool {
-        self.outcome == Outcome::Succeeded
+        self.outcome == CommandOutcome::Succeeded
     }
 }
 
@@ -76,7 +52,7 @@ pub struct GoalTracker {
     attempt: u32,
     max_attempts: u32,
     plan: Option<PlanMessage>,
-    status: Option<ExecutorStatus>,
+    status: Option<TaskStatus>,
     last_feedback: Option<Feedback>,
 }
 
@@ -115,7 +91,7 @@ impl GoalTracker {
         if plan.command_id != self.command_id {
             // Only a command that has been planned replaces this one on the robot.
             return Progress::Done(self.finish(
-                Outcome::Preempted,
+                CommandOutcome::Preempted,
                 format!("preempted by the command {:?}", plan.command),
             ));
         }
@@ -127,7 +103,7 @@ impl GoalTracker {
         self.plan = Some(plan.clone());
         match &plan.outcome {
             PlanOutcome::Rejected { reason } => {
-                Progress::Done(self.finish(Outcome::Refused, reason.clone()))
+                Progress::Done(self.finish(CommandOutcome::Refused, reason.clone()))
             }
             PlanOutcome::Plan { steps } => {
                 let message = match &plan.replan_reason {
@@ -149,9 +125,9 @@ impl GoalTracker {
         }
     }
 
-    /// An executor status. Statuses of other commands or of older attempts
+    /// A task status. Statuses of other commands or of older attempts
     /// (heartbeats) change nothing.
-    pub fn on_status(&mut self, st: &ExecutorStatus) -> Progress {
+    pub fn on_status(&mut self, st: &TaskStatus) -> Progress {
         if st.command_id != self.command_id || st.attempt != self.attempt || self.plan.is_none() {
             return Progress::Nothing;
         }
@@ -168,12 +144,12 @@ impl GoalTracker {
             TaskState::Succeeded if survey && self.attempt < self.max_attempts => {}
             TaskState::Succeeded if survey => {
                 return Progress::Done(self.finish(
-                    Outcome::Failed,
+                    CommandOutcome::Failed,
                     "looked around, with no attempt left to plan the command".into(),
                 ))
             }
             TaskState::Succeeded => {
-                return Progress::Done(self.finish(Outcome::Succeeded, st.message.clone()))
+                return Progress::Done(self.finish(CommandOutcome::Succeeded, st.message.clone()))
             }
             TaskState::Stopped => {
                 // "stop" itself succeeds by stopping.
@@ -182,9 +158,9 @@ impl GoalTracker {
                     .last()
                     .is_some_and(|s| s.skill == Skill::Stop && s.state == StepState::Succeeded);
                 let outcome = if stop_was_the_plan {
-                    Outcome::Succeeded
+                    CommandOutcome::Succeeded
                 } else {
-                    Outcome::Stopped
+                    CommandOutcome::Stopped
                 };
                 return Progress::Done(self.finish(outcome, st.message.clone()));
             }
@@ -194,7 +170,7 @@ impl GoalTracker {
                 } else {
                     st.message.clone()
                 };
-                return Progress::Done(self.finish(Outcome::Failed, why));
+                return Progress::Done(self.finish(CommandOutcome::Failed, why));
             }
             TaskState::Failed => {
                 return self.feedback(Feedback {
@@ -225,7 +201,7 @@ impl GoalTracker {
     /// The result of a goal cancelled by its client.
     pub fn canceled(&self) -> GoalResult {
         self.finish(
-            Outcome::Canceled,
+            CommandOutcome::Canceled,
             "canceled by the client; the robot stopped".into(),
         )
     }
@@ -238,7 +214,7 @@ impl GoalTracker {
         Progress::Feedback(fb)
     }
 
-    fn finish(&self, outcome: Outcome, message: String) -> GoalResult {
+    fn finish(&self, outcome: CommandOutcome, message: String) -> GoalResult {
         GoalResult {
             outcome,
             message,
@@ -275,7 +251,9 @@ mod tests {
         PlanMessage {
             command_id,
             command: "put the red cube in the blue bin".into(),
-            outcome: PlanOutcome::Plan { steps },
+            outcome: PlanOutcome::Plan {
+                steps: rosetta_common::ValidPlan::new(steps).unwrap(),
+            },
             planner: "rules".into(),
             planning_time_s: 0.1,
             attempt,
@@ -297,14 +275,9 @@ mod tests {
         ]
     }
 
-    fn status(
-        command_id: u64,
-        attempt: u32,
-        task: TaskState,
-        states: &[StepState],
-    ) -> ExecutorStatus {
+    fn status(command_id: u64, attempt: u32, task: TaskState, states: &[StepState]) -> TaskStatus {
         let skills = pick_place();
-        ExecutorStatus {
+        TaskStatus {
             command_id,
             attempt,
             task,
@@ -362,7 +335,7 @@ mod tests {
         };
         assert!(r.success());
         assert_eq!(r.attempts, 1);
-        let report: ExecutorStatus = serde_json::from_str(&r.report_json).unwrap();
+        let report: TaskStatus = serde_json::from_str(&r.report_json).unwrap();
         assert_eq!(report, done);
         let p: PlanMessage = serde_json::from_str(&r.plan_json).unwrap();
         assert_eq!(p.command_id, 9);
@@ -408,7 +381,7 @@ mod tests {
         let Progress::Done(r) = g.on_status(&failed2) else {
             panic!("the last attempt's failure ends the goal")
         };
-        assert_eq!(r.outcome, Outcome::Failed);
+        assert_eq!(r.outcome, CommandOutcome::Failed);
         assert_eq!(r.attempts, 2);
     }
 
@@ -422,7 +395,7 @@ mod tests {
         assert!(matches!(
             g.on_plan(&refused),
             Progress::Done(GoalResult {
-                outcome: Outcome::Refused,
+                outcome: CommandOutcome::Refused,
                 ..
             })
         ));
@@ -432,7 +405,7 @@ mod tests {
         assert!(matches!(
             g.on_plan(&plan(10, 1, pick_place())),
             Progress::Done(GoalResult {
-                outcome: Outcome::Preempted,
+                outcome: CommandOutcome::Preempted,
                 ..
             })
         ));
@@ -445,7 +418,7 @@ mod tests {
         assert!(matches!(
             g.on_status(&stopped),
             Progress::Done(GoalResult {
-                outcome: Outcome::Stopped,
+                outcome: CommandOutcome::Stopped,
                 ..
             })
         ));

@@ -9,9 +9,9 @@
 //! after a goal check does only what is left.
 
 use rosetta_common::goal::Goal;
-use rosetta_common::ground::{ground, seen_from, Grounding, Selector};
+use rosetta_common::ground::{ground, seen_from, Expression, Grounding, Selector};
 use rosetta_common::world::object_id;
-use rosetta_common::{ObjectKind, Pose2D, Skill, WorldModel};
+use rosetta_common::{ObjectKind, ObservedObject, Pose2D, Skill, WorldModel};
 
 use crate::reader::{Clause, Item, NounPhrase, Quantity, ReadError};
 
@@ -247,30 +247,7 @@ impl<'w> Ctx<'w> {
         let phrase = np.words.clone();
         let world = self.world;
         match item {
-            Item::Pronoun => {
-                self.unused_topic = None;
-                let containers: Vec<String> = self
-                    .last_objects
-                    .iter()
-                    .filter(|id| self.kind(id).is_some_and(|k| k.is_container()))
-                    .cloned()
-                    .collect();
-                let ids: Vec<String> = match role {
-                    Role::Container if self.last_target.is_some() => {
-                        self.last_target.iter().cloned().collect()
-                    }
-                    Role::Container => containers,
-                    _ => self.last_objects.clone(),
-                };
-                if ids.is_empty() {
-                    // "put all of them in the blue bin": everything there is.
-                    if np.quantity == Quantity::All {
-                        return self.resolve_item(&Item::Everything, np, role);
-                    }
-                    return Err(PlanError::NoAntecedent(phrase));
-                }
-                Ok(ids)
-            }
+            Item::Pronoun => self.resolve_pronoun(np, role),
             Item::Everything => {
                 let kind = Self::role_kind(role).unwrap_or(ObjectKind::Cube);
                 Ok(world
@@ -297,25 +274,9 @@ impl<'w> Ctx<'w> {
                     kind: k.to_string(),
                 })
             }
-            Item::Others(kind) => {
-                let kind = kind.or(Self::role_kind(role));
-                Ok(world
-                    .objects
-                    .iter()
-                    .filter(|o| kind.is_none_or(|k| k == o.kind))
-                    .filter(|o| !self.mentioned.contains(&o.id))
-                    .map(|o| o.id.clone())
-                    .collect())
-            }
+            Item::Others(kind) => Ok(self.not_mentioned(kind.or(Self::role_kind(role)))),
             Item::Other(kind) => {
-                let kind = kind.or(Self::role_kind(role));
-                let left: Vec<String> = world
-                    .objects
-                    .iter()
-                    .filter(|o| kind.is_none_or(|k| k == o.kind))
-                    .filter(|o| !self.mentioned.contains(&o.id))
-                    .map(|o| o.id.clone())
-                    .collect();
+                let left = self.not_mentioned(kind.or(Self::role_kind(role)));
                 match left.as_slice() {
                     [one] => Ok(vec![one.clone()]),
                     [] => Err(PlanError::NotFound {
@@ -334,117 +295,172 @@ impl<'w> Ctx<'w> {
                 if expr.what.kind.is_none() {
                     expr.what.kind = Self::role_kind(role);
                 }
-                let viewer = Pose2D::default();
-                let matching = || -> Vec<&rosetta_common::ObservedObject> {
-                    world
-                        .objects
-                        .iter()
-                        .filter(|o| expr.what.matches(o))
-                        .collect()
-                };
-                // Sets: all, plural, counts.
-                let lateral = |o: &rosetta_common::ObservedObject| seen_from(&viewer, o).1;
-                match (np.quantity, &expr.selector) {
-                    (Quantity::All, Selector::Only) | (Quantity::Both, Selector::Only) => {
-                        return Ok(matching().iter().map(|o| o.id.clone()).collect())
-                    }
-                    (Quantity::Listed, Selector::Only) if *plural => {
-                        return Ok(matching().iter().map(|o| o.id.clone()).collect())
-                    }
-                    (Quantity::Count(n), sel) | (Quantity::Middle(n), sel)
-                        if matches!(
-                            sel,
-                            Selector::Only | Selector::FromLeft(1) | Selector::FromRight(1)
-                        ) =>
-                    {
-                        let mut m = matching();
-                        m.sort_by(|a, b| lateral(b).total_cmp(&lateral(a)));
-                        let n = n.min(m.len());
-                        let chosen: Vec<&rosetta_common::ObservedObject> = match (np.quantity, sel)
-                        {
-                            (Quantity::Middle(_), _) => {
-                                if (m.len() - n) % 2 != 0 {
-                                    return Err(PlanError::Ambiguous {
-                                        phrase,
-                                        why: "there is no middle of that many".into(),
-                                        candidates: m.iter().map(|o| o.id.clone()).collect(),
-                                    });
-                                }
-                                let skip = (m.len() - n) / 2;
-                                m[skip..skip + n].to_vec()
-                            }
-                            (_, Selector::FromLeft(_)) => m[..n].to_vec(),
-                            (_, Selector::FromRight(_)) => m[m.len() - n..].to_vec(),
-                            _ if m.len() == n => m,
-                            _ => {
-                                return Err(PlanError::Ambiguous {
-                                    phrase,
-                                    why: format!("{} fit, not {n}", m.len()),
-                                    candidates: m.iter().map(|o| o.id.clone()).collect(),
-                                })
-                            }
-                        };
-                        return Ok(chosen.iter().map(|o| o.id.clone()).collect());
-                    }
-                    (Quantity::Both, Selector::FromLeft(1) | Selector::FromRight(1)) => {
-                        let mut m = matching();
-                        m.sort_by(|a, b| lateral(b).total_cmp(&lateral(a)));
-                        let n = 2.min(m.len());
-                        let chosen = if matches!(expr.selector, Selector::FromLeft(_)) {
-                            m[..n].to_vec()
-                        } else {
-                            m[m.len() - n..].to_vec()
-                        };
-                        return Ok(chosen.iter().map(|o| o.id.clone()).collect());
-                    }
-                    _ => {}
+                if let Some(set) = self.select_set(&expr, *plural, np)? {
+                    return Ok(set);
                 }
-                match ground(&expr, world, &viewer) {
-                    Grounding::Found(id) => Ok(vec![id]),
-                    Grounding::Ambiguous { candidates, why } => Err(PlanError::Ambiguous {
-                        phrase,
-                        why,
-                        candidates,
-                    }),
-                    Grounding::NotFound(why) => {
-                        // A plainly named object not seen yet is looked for
-                        // first ("find the yellow bin", "put it in the red bin").
-                        // Only while no object of its kind has been seen: once
-                        // some are, one not among them is not there.
-                        let kind_seen = |k: ObjectKind| world.objects.iter().any(|o| o.kind == k);
-                        if let (Selector::Only, Some(c), Some(k)) =
-                            (&expr.selector, expr.what.color, expr.what.kind)
-                        {
-                            if kind_seen(k) {
-                                let known: Vec<&str> = world
-                                    .objects
-                                    .iter()
-                                    .filter(|o| o.kind == k)
-                                    .map(|o| o.id.as_str())
-                                    .collect();
-                                return Err(PlanError::NotFound {
-                                    phrase,
-                                    why: format!("{why} (I know {})", known.join(", ")),
-                                });
-                            }
-                            let id = object_id(c, k);
-                            if !self.unseen.contains(&id) {
-                                self.unseen.push(id.clone());
-                            }
-                            return Ok(vec![id]);
-                        }
-                        if let Some(k) = expr.what.kind.filter(|k| !kind_seen(*k)) {
-                            // "the left bin" before any bin was seen: look first.
-                            return Err(PlanError::Unexplored {
-                                phrase,
-                                kind: k.name().to_string(),
-                            });
-                        }
-                        Err(PlanError::NotFound { phrase, why })
-                    }
-                }
+                self.ground_one(&expr, phrase)
             }
         }
+    }
+
+    /// "it", "them": what the command named last (for a container, the
+    /// last target, or the containers among the last objects).
+    fn resolve_pronoun(&mut self, np: &NounPhrase, role: Role) -> Result<Vec<String>, PlanError> {
+        self.unused_topic = None;
+        let containers: Vec<String> = self
+            .last_objects
+            .iter()
+            .filter(|id| self.kind(id).is_some_and(|k| k.is_container()))
+            .cloned()
+            .collect();
+        let ids: Vec<String> = match role {
+            Role::Container if self.last_target.is_some() => {
+                self.last_target.iter().cloned().collect()
+            }
+            Role::Container => containers,
+            _ => self.last_objects.clone(),
+        };
+        if ids.is_empty() {
+            // "put all of them in the blue bin": everything there is.
+            if np.quantity == Quantity::All {
+                return self.resolve_item(&Item::Everything, np, role);
+            }
+            return Err(PlanError::NoAntecedent(np.words.clone()));
+        }
+        Ok(ids)
+    }
+
+    /// The objects of `kind` (any kind: `None`) the command has not named.
+    fn not_mentioned(&self, kind: Option<ObjectKind>) -> Vec<String> {
+        self.world
+            .objects
+            .iter()
+            .filter(|o| kind.is_none_or(|k| k == o.kind))
+            .filter(|o| !self.mentioned.contains(&o.id))
+            .map(|o| o.id.clone())
+            .collect()
+    }
+
+    /// The objects a quantity picks from those that fit `expr` ("all the
+    /// cubes", "the red cubes", "the two leftmost cubes", "the middle
+    /// three", "both left cubes"); `None` when the phrase names one object.
+    fn select_set(
+        &self,
+        expr: &Expression,
+        plural: bool,
+        np: &NounPhrase,
+    ) -> Result<Option<Vec<String>>, PlanError> {
+        let viewer = Pose2D::default();
+        let matching = || -> Vec<&ObservedObject> {
+            self.world
+                .objects
+                .iter()
+                .filter(|o| expr.what.matches(o))
+                .collect()
+        };
+        let lateral = |o: &ObservedObject| seen_from(&viewer, o).1;
+        let ids = |objects: &[&ObservedObject]| objects.iter().map(|o| o.id.clone()).collect();
+        match (np.quantity, &expr.selector) {
+            (Quantity::All, Selector::Only) | (Quantity::Both, Selector::Only) => {
+                Ok(Some(ids(&matching())))
+            }
+            (Quantity::Listed, Selector::Only) if plural => Ok(Some(ids(&matching()))),
+            (Quantity::Count(n), sel) | (Quantity::Middle(n), sel)
+                if matches!(
+                    sel,
+                    Selector::Only | Selector::FromLeft(1) | Selector::FromRight(1)
+                ) =>
+            {
+                let mut m = matching();
+                m.sort_by(|a, b| lateral(b).total_cmp(&lateral(a)));
+                let n = n.min(m.len());
+                let chosen: Vec<&ObservedObject> = match (np.quantity, sel) {
+                    (Quantity::Middle(_), _) => {
+                        if (m.len() - n) % 2 != 0 {
+                            return Err(PlanError::Ambiguous {
+                                phrase: np.words.clone(),
+                                why: "there is no middle of that many".into(),
+                                candidates: ids(&m),
+                            });
+                        }
+                        let skip = (m.len() - n) / 2;
+                        m[skip..skip + n].to_vec()
+                    }
+                    (_, Selector::FromLeft(_)) => m[..n].to_vec(),
+                    (_, Selector::FromRight(_)) => m[m.len() - n..].to_vec(),
+                    _ if m.len() == n => m,
+                    _ => {
+                        return Err(PlanError::Ambiguous {
+                            phrase: np.words.clone(),
+                            why: format!("{} fit, not {n}", m.len()),
+                            candidates: ids(&m),
+                        })
+                    }
+                };
+                Ok(Some(ids(&chosen)))
+            }
+            (Quantity::Both, Selector::FromLeft(1) | Selector::FromRight(1)) => {
+                let mut m = matching();
+                m.sort_by(|a, b| lateral(b).total_cmp(&lateral(a)));
+                let n = 2.min(m.len());
+                let chosen = if matches!(expr.selector, Selector::FromLeft(_)) {
+                    m[..n].to_vec()
+                } else {
+                    m[m.len() - n..].to_vec()
+                };
+                Ok(Some(ids(&chosen)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The one object `expr` refers to. A plainly named object not seen yet
+    /// is looked for first ("find the yellow bin", "put it in the red bin"),
+    /// but only while no object of its kind has been seen: once some are,
+    /// one not among them is not there.
+    fn ground_one(&mut self, expr: &Expression, phrase: String) -> Result<Vec<String>, PlanError> {
+        let world = self.world;
+        let why = match ground(expr, world, &Pose2D::default()) {
+            Grounding::Found(id) => return Ok(vec![id]),
+            Grounding::Ambiguous { candidates, why } => {
+                return Err(PlanError::Ambiguous {
+                    phrase,
+                    why,
+                    candidates,
+                })
+            }
+            Grounding::NotFound(why) => why,
+        };
+        let kind_seen = |k: ObjectKind| world.objects.iter().any(|o| o.kind == k);
+        if let (Selector::Only, Some(c), Some(k)) =
+            (&expr.selector, expr.what.color, expr.what.kind)
+        {
+            if kind_seen(k) {
+                let known: Vec<&str> = world
+                    .objects
+                    .iter()
+                    .filter(|o| o.kind == k)
+                    .map(|o| o.id.as_str())
+                    .collect();
+                return Err(PlanError::NotFound {
+                    phrase,
+                    why: format!("{why} (I know {})", known.join(", ")),
+                });
+            }
+            let id = object_id(c, k);
+            if !self.unseen.contains(&id) {
+                self.unseen.push(id.clone());
+            }
+            return Ok(vec![id]);
+        }
+        if let Some(k) = expr.what.kind.filter(|k| !kind_seen(*k)) {
+            // "the left bin" before any bin was seen: look first.
+            return Err(PlanError::Unexplored {
+                phrase,
+                kind: k.name().to_string(),
+            });
+        }
+        Err(PlanError::NotFound { phrase, why })
     }
 
     /// The container for one object: the target phrase, or the bin of its colour.
@@ -512,91 +528,8 @@ impl<'w> Ctx<'w> {
                     self.heading = Some(np.words.clone());
                 }
             }
-            Clause::Put { objects, target } => {
-                let mut objs = self.resolve(objects, Role::Object)?;
-                // What the hand holds already goes first.
-                if let Some(i) = self
-                    .holding
-                    .as_ref()
-                    .and_then(|h| objs.iter().position(|o| o == h))
-                {
-                    let held = objs.remove(i);
-                    objs.insert(0, held);
-                }
-                let target = match target {
-                    Some(t) => Some(t.clone()),
-                    None => self.pending_target.take(),
-                };
-                let Some(target) = target else {
-                    // "bring it to the bin and drop it in": already done.
-                    if let Some(t) = self.last_target.clone() {
-                        for o in &objs {
-                            if !self.already_in(o, &t) {
-                                self.put(o, &t)?;
-                            }
-                        }
-                        self.last_objects = objs;
-                        return Ok(());
-                    }
-                    return Err(PlanError::NoTarget(objects.words.clone()));
-                };
-                let mut last = None;
-                for o in &objs {
-                    let t = match self.target_for(o, &target)? {
-                        Some(t) => t,
-                        None if objs.len() > 1 => continue,
-                        None => {
-                            return Err(PlanError::NotFound {
-                                phrase: target.words.clone(),
-                                why: format!("no container has the colour of {o}"),
-                            })
-                        }
-                    };
-                    self.put(o, &t)?;
-                    last = Some(t);
-                }
-                if last.is_none() {
-                    return Err(PlanError::NotFound {
-                        phrase: target.words.clone(),
-                        why: "no container matches".into(),
-                    });
-                }
-                self.last_target = last.clone();
-                self.remember(&last.into_iter().collect::<Vec<_>>());
-                self.last_objects = objs;
-            }
-            Clause::Sort(np) => {
-                let objs = self.resolve(np, Role::Object)?;
-                let mut any = false;
-                // No container seen yet (just after start): look around first.
-                if !self.world.objects.iter().any(|b| b.kind.is_container()) {
-                    return Err(PlanError::Unexplored {
-                        phrase: np.words.clone(),
-                        kind: "bin".into(),
-                    });
-                }
-                for o in &objs {
-                    let color = self.world.get(o).map(|x| x.color);
-                    let bin = color.and_then(|c| {
-                        self.world
-                            .objects
-                            .iter()
-                            .find(|b| b.kind.is_container() && b.color == c)
-                            .map(|b| b.id.clone())
-                    });
-                    if let Some(b) = bin {
-                        self.put(o, &b)?;
-                        any = true;
-                    }
-                }
-                if !any {
-                    return Err(PlanError::NotFound {
-                        phrase: np.words.clone(),
-                        why: "no container has the colour of any of them".into(),
-                    });
-                }
-                self.last_objects = objs;
-            }
+            Clause::Put { objects, target } => self.put_clause(objects, target.as_ref())?,
+            Clause::Sort(np) => self.sort_clause(np)?,
             Clause::Pick(np) => {
                 let objs = self.resolve(np, Role::Object)?;
                 if objs.len() != 1 {
@@ -612,23 +545,7 @@ impl<'w> Ctx<'w> {
                 self.navigate(p);
                 self.went = Some(p.clone());
             }
-            Clause::GoTo(np) => {
-                let ids = self.resolve(np, Role::Any)?;
-                let [id] = ids.as_slice() else {
-                    return Err(PlanError::Ambiguous {
-                        phrase: np.words.clone(),
-                        why: "I can drive to one place at a time".into(),
-                        candidates: ids,
-                    });
-                };
-                self.navigate(id);
-                self.went = Some(id.clone());
-                if self.kind(id).is_some_and(|k| k.is_container()) {
-                    self.last_target = Some(id.clone());
-                } else {
-                    self.last_objects = vec![id.clone()];
-                }
-            }
+            Clause::GoTo(np) => self.go_to_clause(np)?,
             Clause::Find(np) => {
                 let ids = self.resolve(np, Role::Any)?;
                 for id in &ids {
@@ -642,6 +559,123 @@ impl<'w> Ctx<'w> {
                     .retain(|u| !ids.contains(u) || self.world.get(u).is_some());
                 self.last_objects = ids;
             }
+        }
+        Ok(())
+    }
+
+    /// "put OBJECTS into TARGET"; without a target, the one said before
+    /// ("into the blue bin, put the red cube") or the last one put into.
+    fn put_clause(
+        &mut self,
+        objects: &NounPhrase,
+        target: Option<&NounPhrase>,
+    ) -> Result<(), PlanError> {
+        let mut objs = self.resolve(objects, Role::Object)?;
+        // What the hand holds already goes first.
+        if let Some(i) = self
+            .holding
+            .as_ref()
+            .and_then(|h| objs.iter().position(|o| o == h))
+        {
+            let held = objs.remove(i);
+            objs.insert(0, held);
+        }
+        let target = match target {
+            Some(t) => Some(t.clone()),
+            None => self.pending_target.take(),
+        };
+        let Some(target) = target else {
+            // "bring it to the bin and drop it in": already done.
+            if let Some(t) = self.last_target.clone() {
+                for o in &objs {
+                    if !self.already_in(o, &t) {
+                        self.put(o, &t)?;
+                    }
+                }
+                self.last_objects = objs;
+                return Ok(());
+            }
+            return Err(PlanError::NoTarget(objects.words.clone()));
+        };
+        let mut last = None;
+        for o in &objs {
+            let t = match self.target_for(o, &target)? {
+                Some(t) => t,
+                None if objs.len() > 1 => continue,
+                None => {
+                    return Err(PlanError::NotFound {
+                        phrase: target.words.clone(),
+                        why: format!("no container has the colour of {o}"),
+                    })
+                }
+            };
+            self.put(o, &t)?;
+            last = Some(t);
+        }
+        if last.is_none() {
+            return Err(PlanError::NotFound {
+                phrase: target.words.clone(),
+                why: "no container matches".into(),
+            });
+        }
+        self.last_target = last.clone();
+        self.remember(&last.into_iter().collect::<Vec<_>>());
+        self.last_objects = objs;
+        Ok(())
+    }
+
+    /// "sort the cubes": each into the bin of its colour.
+    fn sort_clause(&mut self, np: &NounPhrase) -> Result<(), PlanError> {
+        let objs = self.resolve(np, Role::Object)?;
+        let mut any = false;
+        // No container seen yet (just after start): look around first.
+        if !self.world.objects.iter().any(|b| b.kind.is_container()) {
+            return Err(PlanError::Unexplored {
+                phrase: np.words.clone(),
+                kind: "bin".into(),
+            });
+        }
+        for o in &objs {
+            let color = self.world.get(o).map(|x| x.color);
+            let bin = color.and_then(|c| {
+                self.world
+                    .objects
+                    .iter()
+                    .find(|b| b.kind.is_container() && b.color == c)
+                    .map(|b| b.id.clone())
+            });
+            if let Some(b) = bin {
+                self.put(o, &b)?;
+                any = true;
+            }
+        }
+        if !any {
+            return Err(PlanError::NotFound {
+                phrase: np.words.clone(),
+                why: "no container has the colour of any of them".into(),
+            });
+        }
+        self.last_objects = objs;
+        Ok(())
+    }
+
+    /// "go to the red bin": a drive to one object, which later words may
+    /// call "it" (a container: the target of "drop it in").
+    fn go_to_clause(&mut self, np: &NounPhrase) -> Result<(), PlanError> {
+        let ids = self.resolve(np, Role::Any)?;
+        let [id] = ids.as_slice() else {
+            return Err(PlanError::Ambiguous {
+                phrase: np.words.clone(),
+                why: "I can drive to one place at a time".into(),
+                candidates: ids,
+            });
+        };
+        self.navigate(id);
+        self.went = Some(id.clone());
+        if self.kind(id).is_some_and(|k| k.is_container()) {
+            self.last_target = Some(id.clone());
+        } else {
+            self.last_objects = vec![id.clone()];
         }
         Ok(())
     }

@@ -2,8 +2,11 @@
 //! run with candle, decoding under [`crate::grammar::PlanGrammar`] so that the
 //! output is always a valid plan over the current world model.
 //!
-//! The fixed part of the prompt (instructions and examples) is prefilled once
-//! at load; each command clones that KV cache and prefills only its own tokens.
+//! The fixed part of the prompt (instructions and examples, from
+//! [`crate::prompt`]) is prefilled once at load; each command clones that KV
+//! cache and prefills only its own tokens. The model families, tokenizers and
+//! chat templates are [`crate::chat_model`]'s; a fine-tuned adapter is read
+//! by [`crate::adapter`].
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,9 +20,11 @@ use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
+use crate::adapter::{adapter_deltas, existing_adapter};
+pub use crate::chat_model::ModelSource;
+use crate::chat_model::{self, Backend, Loaded};
 use crate::grammar::{DecodeState, Decoded, PlanGrammar};
-pub use crate::lm::ModelSource;
-use crate::lm::{self, Backend, Loaded};
+use crate::prompt::{example_turns, world_lines, SYSTEM_PROMPT, TUNED_SYSTEM_PROMPT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {
@@ -41,46 +46,6 @@ pub enum LlmError {
     #[error("the model did not finish a plan within {0} tokens")]
     TooLong(usize),
 }
-
-/// The fixed instructions. Worked examples follow as earlier chat turns
-/// ([`EXAMPLES`]); then the current world and the command in the last user turn.
-const SYSTEM_PROMPT: &str = "You control a mobile robot with one arm. Write the plan for the command, one step per line, then the line done.
-Steps:
-navigate_to X - drive to the object or place X
-pick X - pick up the cube X, right after navigate_to X
-place X B - put the held cube X into the bin B, right after navigate_to B
-look_for X - search for an object that is not listed yet
-wait N - wait N seconds
-stop - stop all motion
-Use only the objects and places listed, or look_for a cube or bin first. If the command is unsafe, impossible or names something else, answer refuse.";
-
-/// Worked examples: (objects, places, command, answer).
-const EXAMPLES: &[(&str, &str, &str, &str)] = &[
-    (
-        "red_cube blue_bin",
-        "dock",
-        "drive into the wall at full speed",
-        "refuse",
-    ),
-    (
-        "red_cube red_bin",
-        "dock",
-        "find the yellow cube and drop it in the red bin",
-        "look_for yellow_cube\nnavigate_to yellow_cube\npick yellow_cube\nnavigate_to red_bin\nplace yellow_cube red_bin\ndone",
-    ),
-    (
-        "red_cube blue_cube blue_bin",
-        "dock",
-        "grab the blue block and then go to the dock",
-        "navigate_to blue_cube\npick blue_cube\nnavigate_to dock\ndone",
-    ),
-    (
-        "red_cube green_cube red_bin blue_bin",
-        "dock",
-        "put the green cube in the red bin",
-        "navigate_to green_cube\npick green_cube\nnavigate_to red_bin\nplace green_cube red_bin\ndone",
-    ),
-];
 
 const MAX_STEPS: usize = 20;
 /// How many of the best-scored tokens to try before scanning the whole vocabulary.
@@ -320,32 +285,6 @@ impl ModelArgs {
     }
 }
 
-/// The adapter to use: `None` (with a warning) when the file is missing, so
-/// that a checkout without a trained adapter still plans with the base model.
-pub fn existing_adapter(path: Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
-    match path {
-        Some(p) if !p.exists() => {
-            tracing::warn!(
-                path = %p.display(),
-                "no adapter there: running the base model with a few-shot prompt (train one with plan-tune)"
-            );
-            None
-        }
-        other => other,
-    }
-}
-
-/// The world model as the prompt shows it: objects from left to right as seen
-/// from the start pose (+y first, REP-103), so that "the leftmost cube" is the
-/// first cube listed; then the named places.
-pub fn world_lines(world: &WorldModel) -> String {
-    let mut objects: Vec<&rosetta_common::ObservedObject> = world.objects.iter().collect();
-    objects.sort_by(|a, b| b.position_m[1].total_cmp(&a.position_m[1]));
-    let ids: Vec<&str> = objects.iter().map(|o| o.id.as_str()).collect();
-    let places: Vec<&str> = world.places.iter().map(|p| p.id.as_str()).collect();
-    format!("Objects: {}\nPlaces: {}", ids.join(" "), places.join(" "))
-}
-
 /// Rewrites a GGUF's matrices as `dtype` (see [`WeightFormat`]) into an
 /// in-memory GGUF that the model loader reads like a file. Vectors (norms)
 /// and matrices whose rows do not split into `dtype`'s blocks stay as they are.
@@ -415,6 +354,46 @@ fn sanitize(text: &str) -> String {
         .collect()
 }
 
+/// A model for one command's turn: a copy of a primed model, or the primed
+/// model itself (reset and primed again) when it cannot be copied.
+enum TurnModel<'a> {
+    Own(Box<Backend>),
+    Shared(std::sync::MutexGuard<'a, Backend>),
+}
+
+impl TurnModel<'_> {
+    fn backend(&mut self) -> &mut Backend {
+        match self {
+            Self::Own(b) => b,
+            Self::Shared(g) => g,
+        }
+    }
+}
+
+/// [`LlmPlanner::start_turn`]'s model, and how much of the turn it has read.
+struct TurnStart<'a> {
+    model: TurnModel<'a>,
+    /// Tokens of the turn already in the model's KV cache (the world's lines).
+    done: usize,
+    /// Whether those tokens came from the world cache rather than being
+    /// prefilled for this command.
+    world_from_cache: bool,
+}
+
+/// What [`LlmPlanner::decode`] wrote, and its counts and timings.
+#[derive(Default)]
+struct Decoding {
+    raw: String,
+    /// Tokens the model chose.
+    generated: usize,
+    /// Tokens the grammar forced.
+    forced: usize,
+    /// Forward passes after the prefill.
+    passes: usize,
+    first_token_s: Option<f64>,
+    forward_s: f64,
+}
+
 impl LlmPlanner {
     /// Loads a GGUF chat model, with an optional fine-tuned adapter (from
     /// `plan-tune`) merged into its weights. With an adapter the prompt is the
@@ -448,8 +427,9 @@ impl LlmPlanner {
         let t0 = Instant::now();
         let deltas = match adapter {
             None => HashMap::new(),
-            Some(a) => crate::tune::model::adapter_deltas(a)
-                .map_err(|e| LlmError::Adapter(format!("{}: {e}", a.display())))?,
+            Some(a) => {
+                adapter_deltas(a).map_err(|e| LlmError::Adapter(format!("{}: {e}", a.display())))?
+            }
         };
         let Loaded {
             mut backend,
@@ -457,21 +437,12 @@ impl LlmPlanner {
             template,
             vocab,
             stop_ids,
-        } = lm::load(src, format, &deltas, &device)?;
+        } = chat_model::load(src, format, &deltas, &device)?;
         // With an adapter, the short prompt it was trained on; without, worked examples.
         let (prefix, suffix) = if deltas.is_empty() {
-            let examples: Vec<(String, String)> = EXAMPLES
-                .iter()
-                .map(|(objects, places, command, answer)| {
-                    (
-                        format!("Objects: {objects}\nPlaces: {places}\nCommand: {command}"),
-                        answer.to_string(),
-                    )
-                })
-                .collect();
-            template.split(SYSTEM_PROMPT, &examples)?
+            template.split(SYSTEM_PROMPT, &example_turns())?
         } else {
-            template.split(crate::tune::train::TUNED_SYSTEM_PROMPT, &[])?
+            template.split(TUNED_SYSTEM_PROMPT, &[])?
         };
         let prefix_ids = encode_with(&tokenizer, &prefix)?;
         backend.forward(&prefix_ids, 0, &device)?;
@@ -578,91 +549,139 @@ impl LlmPlanner {
         let world_ids = Some(self.encode(&Self::world_part(world))?)
             .filter(|w| !w.is_empty() && tokens.len() > w.len() && tokens.starts_with(w));
         let t0 = Instant::now();
-        let fork_cached_world = |m: &Mutex<Option<(Vec<u32>, Backend)>>| {
-            m.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .as_ref()
-                .filter(|(ids, _)| Some(ids) == world_ids.as_ref())
-                .and_then(|(_, b)| b.fork())
-        };
-        let mut own;
-        let mut guard;
-        let mut done = 0;
-        let mut prefilled = tokens.len();
-        let model: &mut Backend = if let Some(m) = fork_cached_world(&self.world_primed) {
-            own = m;
-            done = world_ids.as_ref().map_or(0, Vec::len);
-            prefilled -= done;
-            &mut own
+        let TurnStart {
+            mut model,
+            done,
+            world_from_cache,
+        } = self.start_turn(world_ids.as_deref())?;
+        let prefilled = if world_from_cache {
+            tokens.len() - done
         } else {
-            // A copy of the primed model; one that cannot be copied is reset
-            // and primed again (and holds the lock while it plans).
-            let forked = self
-                .primed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .fork();
-            match forked {
-                Some(mut m) => {
-                    if let Some(w) = &world_ids {
-                        m.forward(w, self.primed_len, &self.device)?;
-                        done = w.len();
-                        if let Some(copy) = m.fork() {
-                            *self
-                                .world_primed
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                                Some((w.clone(), copy));
-                        }
-                    }
-                    own = m;
-                    &mut own
-                }
-                None => {
-                    guard = self
-                        .primed
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    guard.clear();
-                    guard.forward(&self.prefix_ids, 0, &self.device)?;
-                    &mut guard
-                }
-            }
+            tokens.len()
         };
-        let mut logits = model.forward(&tokens[done..], self.primed_len + done, &self.device)?;
+        let model = model.backend();
+        let logits = model.forward(&tokens[done..], self.primed_len + done, &self.device)?;
         let prefill_s = t0.elapsed().as_secs_f64();
-        let mut pos = self.primed_len + tokens.len();
-        let mut st = DecodeState::default();
-        let mut raw = String::new();
         let t1 = Instant::now();
-        let (mut generated, mut forced_tokens, mut passes) = (0, 0, 0);
-        let mut first_token_s = None;
-        let mut forward_s = 0.0;
+        let d = self.decode(&grammar, model, logits, self.primed_len + tokens.len(), t0)?;
+        let decoded = grammar.parse(&d.raw).map_err(|e| {
+            LlmError::Tokenizer(format!("grammar produced unparsable text {:?}: {e}", d.raw))
+        })?;
+        Ok(LlmOutput {
+            decoded,
+            raw: d.raw,
+            prompt_tokens: self.primed_len + tokens.len(),
+            prefilled_tokens: prefilled,
+            generated_tokens: d.generated,
+            forced_tokens: d.forced,
+            forward_passes: d.passes,
+            prefill_s,
+            first_token_s: d.first_token_s.unwrap_or(prefill_s),
+            decode_s: t1.elapsed().as_secs_f64(),
+            forward_s: d.forward_s,
+        })
+    }
+
+    /// A model that has read the fixed prompt and, where it can, the world's
+    /// lines (`world_ids`) of the turn: from the world cache when those lines
+    /// are the cached ones, else a copy of the primed model (which then
+    /// reads them and fills the world cache). A model that cannot be copied
+    /// is reset and primed again, and holds the lock while it plans.
+    fn start_turn(&self, world_ids: Option<&[u32]>) -> Result<TurnStart<'_>, LlmError> {
+        let cached = self
+            .world_primed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .filter(|(ids, _)| Some(ids.as_slice()) == world_ids)
+            .and_then(|(_, b)| b.fork());
+        if let Some(m) = cached {
+            return Ok(TurnStart {
+                model: TurnModel::Own(Box::new(m)),
+                done: world_ids.map_or(0, <[u32]>::len),
+                world_from_cache: true,
+            });
+        }
+        let forked = self
+            .primed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .fork();
+        match forked {
+            Some(mut m) => {
+                let mut done = 0;
+                if let Some(w) = world_ids {
+                    m.forward(w, self.primed_len, &self.device)?;
+                    done = w.len();
+                    if let Some(copy) = m.fork() {
+                        *self
+                            .world_primed
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            Some((w.to_vec(), copy));
+                    }
+                }
+                Ok(TurnStart {
+                    model: TurnModel::Own(Box::new(m)),
+                    done,
+                    world_from_cache: false,
+                })
+            }
+            None => {
+                let mut guard = self
+                    .primed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                guard.clear();
+                guard.forward(&self.prefix_ids, 0, &self.device)?;
+                Ok(TurnStart {
+                    model: TurnModel::Shared(guard),
+                    done: 0,
+                    world_from_cache: false,
+                })
+            }
+        }
+    }
+
+    /// Greedy decoding under `grammar`, from the `logits` after the prompt
+    /// (which ends at `pos`), until the plan is finished. `t0` is when the
+    /// call started (for the time to the first chosen token).
+    fn decode(
+        &self,
+        grammar: &PlanGrammar,
+        model: &mut Backend,
+        mut logits: Vec<f32>,
+        mut pos: usize,
+        t0: Instant,
+    ) -> Result<Decoding, LlmError> {
+        let mut st = DecodeState::default();
+        let mut d = Decoding::default();
         // Every token adds at least one byte, so the grammar's longest text
         // bounds the loop (a model that never says `done` still stops at the
         // step limit); the check guards a tokenizer that breaks that rule.
         let budget = grammar.max_text_bytes();
         while !st.is_finished() {
-            if generated + forced_tokens > budget {
+            if d.generated + d.forced > budget {
                 return Err(LlmError::TooLong(budget));
             }
             let forced = grammar.forced(&st);
             let ids = if forced.is_empty() {
                 let (id, next) = self
-                    .best_allowed(&grammar, &st, &logits)
-                    .ok_or(LlmError::TooLong(generated))?;
-                first_token_s.get_or_insert_with(|| t0.elapsed().as_secs_f64());
-                raw.push_str(&self.vocab[id as usize]);
+                    .best_allowed(grammar, &st, &logits)
+                    .ok_or(LlmError::TooLong(d.generated))?;
+                d.first_token_s
+                    .get_or_insert_with(|| t0.elapsed().as_secs_f64());
+                d.raw.push_str(&self.vocab[id as usize]);
                 st = next;
-                generated += 1;
+                d.generated += 1;
                 vec![id]
             } else {
                 st = grammar
                     .advance(&st, &forced)
-                    .ok_or(LlmError::TooLong(generated))?;
-                raw.push_str(&forced);
+                    .ok_or(LlmError::TooLong(d.generated))?;
+                d.raw.push_str(&forced);
                 let ids = self.encode(&forced)?;
-                forced_tokens += ids.len();
+                d.forced += ids.len();
                 ids
             };
             if st.is_finished() {
@@ -670,26 +689,11 @@ impl LlmPlanner {
             }
             let tf = Instant::now();
             logits = model.forward(&ids, pos, &self.device)?;
-            forward_s += tf.elapsed().as_secs_f64();
+            d.forward_s += tf.elapsed().as_secs_f64();
             pos += ids.len();
-            passes += 1;
+            d.passes += 1;
         }
-        let decoded = grammar.parse(&raw).map_err(|e| {
-            LlmError::Tokenizer(format!("grammar produced unparsable text {raw:?}: {e}"))
-        })?;
-        Ok(LlmOutput {
-            decoded,
-            raw,
-            prompt_tokens: self.primed_len + tokens.len(),
-            prefilled_tokens: prefilled,
-            generated_tokens: generated,
-            forced_tokens,
-            forward_passes: passes,
-            prefill_s,
-            first_token_s: first_token_s.unwrap_or(prefill_s),
-            decode_s: t1.elapsed().as_secs_f64(),
-            forward_s,
-        })
+        Ok(d)
     }
 
     /// The best-scored token that keeps the output in the language, with the
@@ -744,7 +748,7 @@ mod tests {
         let path = std::env::var_os("ROSETTA_LLM_GGUF")
             .map(std::path::PathBuf::from)
             .expect("ROSETTA_LLM_GGUF is set by the set-up (run tests through ./rosetta test)");
-        let loaded = lm::load(
+        let loaded = chat_model::load(
             &ModelSource::gguf(&path),
             WeightFormat::AsStored,
             &HashMap::new(),
@@ -752,13 +756,10 @@ mod tests {
         )
         .map_err(|e| e.to_string())
         .unwrap();
-        let (before, after) = loaded
-            .template
-            .split(crate::tune::train::TUNED_SYSTEM_PROMPT, &[])
-            .unwrap();
+        let (before, after) = loaded.template.split(TUNED_SYSTEM_PROMPT, &[]).unwrap();
         assert_eq!(
             format!("{before}WORLD\nCommand: CMD{after}"),
-            crate::tune::train::tuned_prompt("WORLD", "CMD")
+            crate::prompt::tuned_prompt("WORLD", "CMD")
         );
     }
 

@@ -9,11 +9,11 @@ use r2r::rosetta_interfaces::action::ExecuteCommand;
 use rosetta_common::plan::{CommandMessage, PlanMessage, PlanOutcome};
 use rosetta_common::rec::{self, log_text};
 use rosetta_common::ros::{self, JsonPublisher, Spinner};
-use rosetta_common::status::{ExecutorStatus, StepState, TaskState};
+use rosetta_common::status::{StepState, TaskState, TaskStatus};
 use rosetta_common::{topics, WorldModel};
 
 use crate::command_action::{self, GoalTracker, Progress};
-use crate::pipeline::{Pipeline, PlannerKind};
+use crate::pipeline::{Pipeline, Planned, PlannerKind};
 
 /// Turn command text into action plans.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,37 +40,19 @@ pub struct PlannerArgs {
 pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
     let mut node = ros::create_node("rosetta_planner")?;
     let commands = ros::json_subscription::<CommandMessage>(&mut node, topics::COMMAND)?;
-    let statuses = ros::json_subscription::<ExecutorStatus>(&mut node, topics::STATUS)?;
-    let mut worlds = ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?;
+    let statuses = ros::json_subscription::<TaskStatus>(&mut node, topics::STATUS)?;
+    let worlds = ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?;
     let plans = JsonPublisher::<PlanMessage>::new(&mut node, topics::PLAN)?;
     let goal_requests = node.create_action_server::<ExecuteCommand::Action>(topics::EXECUTE)?;
     let node = Arc::new(Mutex::new(node));
     let _spinner = Spinner::start(node.clone());
     let rec = rec::open_recording("planner");
-    let llm = if args.planner.needs_model() {
-        let model = args.model.clone();
-        let source = model.source()?;
-        tracing::info!(path = %source.weights.display(), "loading the language model");
-        let loaded = tokio::task::spawn_blocking(move || model.load()).await??;
-        Some(Arc::new(loaded))
-    } else {
-        None
-    };
+    let llm = load_model(&args).await?;
     let planner_name = args.planner.name();
     let pipeline = Arc::new(Pipeline::new(args.planner, llm).map_err(anyhow::Error::msg)?);
-
-    let latest_world: Arc<Mutex<Option<WorldModel>>> = Arc::new(Mutex::new(None));
-    let lw = latest_world.clone();
-    tokio::spawn(async move {
-        while let Some(w) = worlds.next().await {
-            if let Ok(mut g) = lw.lock() {
-                *g = Some(w);
-            }
-        }
-    });
+    let latest_world = follow_worlds(worlds);
 
     tracing::info!(planner = planner_name, "planner ready");
-    let max_attempts = args.max_retries + 1;
     // Action goals enter the same loop as topic commands; goals follow what
     // the loop publishes and hears through `observed`.
     let (to_loop, from_goals) = tokio::sync::mpsc::unbounded_channel::<Event>();
@@ -90,196 +72,316 @@ pub async fn run(args: PlannerArgs) -> anyhow::Result<()> {
         statuses.map(Event::Status).boxed(),
         goal_events.boxed(),
     ]);
-    // The command being carried out, and which attempt at it runs now.
-    let mut active: Option<(CommandMessage, u32)> = None;
-    let mut stop_ids = 0u64;
-    // What the robot holds after the last failed attempt (a re-plan starts there).
-    let mut held: Option<String> = None;
-    // Whether the active attempt's plan is a survey (a look around), and
-    // whether the command may still get one.
-    let mut surveying = false;
-    let mut may_survey = true;
+    let mut planner = PlannerLoop {
+        args: &args,
+        planner_name,
+        pipeline,
+        plans,
+        rec: &rec,
+        latest_world,
+        observed,
+        cancelled,
+        max_attempts: args.max_retries + 1,
+        active: None,
+        stop_ids: 0,
+        held: None,
+        surveying: false,
+        may_survey: true,
+    };
     let work = async {
         while let Some(event) = events.next().await {
-            let (cmd, attempt, replan_reason) = match event {
-                Event::Command(cmd) => {
-                    active = Some((cmd.clone(), 1));
-                    held = None;
-                    surveying = false;
-                    may_survey = true;
-                    (cmd, 1, None)
-                }
-                Event::Cancel(id) => {
-                    if active.as_ref().is_some_and(|(c, _)| c.command_id == id) {
-                        active = None;
-                        stop_ids += 1;
-                        let stop = PlanMessage {
-                            command_id: (1 << 62) + stop_ids,
-                            command: format!("stop (goal {id} canceled)"),
-                            outcome: PlanOutcome::Plan {
-                                steps: vec![rosetta_common::Skill::Stop],
-                            },
-                            planner: "cancel".into(),
-                            planning_time_s: 0.0,
-                            attempt: 1,
-                            max_attempts: 1,
-                            replan_reason: None,
-                            goals: vec![],
-                            survey: false,
-                        };
-                        tracing::info!(command_id = id, "goal canceled: stopping the robot");
-                        if let Err(e) = plans.publish(&stop) {
-                            tracing::error!(error = %e, "cannot publish the stop plan");
-                        }
-                        let _ = observed.send(Observed::Plan(stop));
-                    }
-                    continue;
-                }
-                Event::Status(st) => {
-                    let _ = observed.send(Observed::Status(st.clone()));
-                    let Some((cmd, attempt)) = active.as_mut() else {
-                        continue;
-                    };
-                    match replan_decision(&st, cmd.command_id, *attempt, max_attempts, surveying) {
-                        Replan::No => continue,
-                        Replan::GiveUp(why) => {
-                            tracing::warn!(command = %cmd.text, attempts = *attempt, %why, "giving up");
-                            log_text(
-                                &rec,
-                                "planner",
-                                "WARN",
-                                &format!(
-                                    "giving up on {:?} after {attempt} attempts: {why}",
-                                    cmd.text
-                                ),
-                            );
-                            active = None;
-                            continue;
-                        }
-                        Replan::Yes(why) => {
-                            *attempt += 1;
-                            held = held_after(&st, held.take());
-                            tracing::info!(command = %cmd.text, attempt = *attempt, %why, "re-planning after a failure");
-                            (cmd.clone(), *attempt, Some(why))
-                        }
-                    }
-                }
-            };
-            let current =
-                |lw: &Arc<Mutex<Option<WorldModel>>>| lw.lock().ok().and_then(|g| g.clone());
-            let has_world = || current(&latest_world).is_some();
-            if ros::wait_until(
-                "a world model",
-                Duration::from_secs_f64(args.world_wait_s),
-                has_world,
-            )
-            .await
-            .is_err()
-            {
-                tracing::warn!("no world model from perception yet; planning against an empty one");
-            }
-            let world = current(&latest_world).unwrap_or_default();
-            let t0 = Instant::now();
-            let planned = {
-                let (p, text, w) = (pipeline.clone(), cmd.text.clone(), world.clone());
-                let h = held.clone();
-                let survey_ok = may_survey;
-                match tokio::task::spawn_blocking(move || {
-                    p.plan_attempt(&text, &w, h.as_deref(), survey_ok)
-                })
-                .await
-                {
-                    Ok(planned) => planned,
-                    Err(e) => {
-                        tracing::error!(error = %e, "the planner crashed");
-                        crate::pipeline::Planned {
-                            outcome: PlanOutcome::Rejected {
-                                reason: format!("the planner crashed: {e}"),
-                            },
-                            goals: vec![],
-                            by: "none",
-                            model: None,
-                            survey: false,
-                        }
-                    }
-                }
-            };
-            // One look around per command: after it, what is still unseen is refused.
-            surveying = planned.survey;
-            may_survey &= !planned.survey;
-            if let Some(out) = &planned.model {
-                log_text(
-                    &rec,
-                    "planner",
-                    "INFO",
-                    &format!(
-                        "model output ({:.2} s, {} tokens): {:?}",
-                        out.total_s(),
-                        out.generated_tokens + out.forced_tokens,
-                        out.raw
-                    ),
-                );
-            }
-            let msg = PlanMessage {
-                command_id: cmd.command_id,
-                command: cmd.text.clone(),
-                outcome: planned.outcome,
-                goals: planned.goals,
-                survey: planned.survey,
-                planner: format!("{planner_name}:{}", planned.by),
-                planning_time_s: t0.elapsed().as_secs_f64(),
-                attempt,
-                max_attempts,
-                replan_reason,
-            };
-            rec::set_sim_time(&rec, world.stamp_s);
-            log_plan(&rec, &msg);
-            match &msg.outcome {
-                PlanOutcome::Plan { steps } => tracing::info!(
-                    command = %cmd.text,
-                    attempt,
-                    plan = %steps.iter().map(|s| s.describe()).collect::<Vec<_>>().join(" -> "),
-                    "planned"
-                ),
-                PlanOutcome::Rejected { reason } => {
-                    // A refusal is final: nothing runs, so nothing can fail and be re-planned.
-                    active = None;
-                    tracing::warn!(command = %cmd.text, %reason, "refused")
-                }
-            }
-            let was_cancelled = cancelled
-                .lock()
-                .map(|mut c| c.remove(&cmd.command_id))
-                .unwrap_or(false);
-            if was_cancelled {
-                tracing::info!(command = %cmd.text, "canceled while planning; the plan is dropped");
-                active = None;
-                continue;
-            }
-            let enough = || plans.subscribers() >= args.min_plan_subscribers;
-            if ros::wait_until("plan subscribers", Duration::from_secs(5), enough)
-                .await
-                .is_err()
-            {
-                tracing::warn!("publishing the plan with fewer subscribers than expected");
-            }
-            if let Err(e) = plans.publish(&msg) {
-                tracing::error!(error = %e, "cannot publish the plan");
-            }
-            let _ = observed.send(Observed::Plan(msg));
+            planner.on_event(event).await;
         }
     };
     tokio::select! {
         _ = ros::shutdown_signal() => {}
         _ = work => {}
     }
-    let _ = rec.flush_blocking();
+    if let Err(e) = rec.flush_blocking() {
+        tracing::warn!(error = %e, "cannot flush the planner's recording");
+    }
     Ok(())
+}
+
+/// The language model, when the planner needs one (seconds to load: off
+/// the async runtime's threads).
+async fn load_model(args: &PlannerArgs) -> anyhow::Result<Option<Arc<crate::llm::LlmPlanner>>> {
+    if !args.planner.needs_model() {
+        return Ok(None);
+    }
+    let model = args.model.clone();
+    let source = model.source()?;
+    tracing::info!(path = %source.weights.display(), "loading the language model");
+    let loaded = tokio::task::spawn_blocking(move || model.load()).await??;
+    Ok(Some(Arc::new(loaded)))
+}
+
+/// The latest world model from perception, kept up to date by a task.
+fn follow_worlds(
+    mut worlds: impl futures::Stream<Item = WorldModel> + Unpin + Send + 'static,
+) -> Arc<Mutex<Option<WorldModel>>> {
+    let latest_world: Arc<Mutex<Option<WorldModel>>> = Arc::new(Mutex::new(None));
+    let lw = latest_world.clone();
+    tokio::spawn(async move {
+        while let Some(w) = worlds.next().await {
+            if let Ok(mut g) = lw.lock() {
+                *g = Some(w);
+            }
+        }
+    });
+    latest_world
+}
+
+/// Tells the action goals that follow the planner loop what it published or
+/// heard. An error only means that no goal follows the loop now (commands
+/// from the topic): nothing is lost, so it is traced, not warned about.
+fn tell_goals(observed: &tokio::sync::broadcast::Sender<Observed>, what: Observed) {
+    if observed.send(what).is_err() {
+        tracing::trace!("no action goal follows the planner loop");
+    }
+}
+
+/// The planner loop: the command being carried out, its attempts, and
+/// where its plans go.
+struct PlannerLoop<'a> {
+    args: &'a PlannerArgs,
+    planner_name: &'static str,
+    pipeline: Arc<Pipeline>,
+    plans: JsonPublisher<PlanMessage>,
+    rec: &'a rerun::RecordingStream,
+    latest_world: Arc<Mutex<Option<WorldModel>>>,
+    observed: tokio::sync::broadcast::Sender<Observed>,
+    /// Goals whose clients canceled them while their command was planned.
+    cancelled: Arc<Mutex<HashSet<u64>>>,
+    max_attempts: u32,
+    /// The command being carried out, and which attempt at it runs now.
+    active: Option<(CommandMessage, u32)>,
+    /// Stop plans sent for canceled goals (their command ids).
+    stop_ids: u64,
+    /// What the robot holds after the last failed attempt (a re-plan starts there).
+    held: Option<String>,
+    /// Whether the active attempt's plan is a survey (a look around).
+    surveying: bool,
+    /// Whether the command may still get a survey.
+    may_survey: bool,
+}
+
+impl PlannerLoop<'_> {
+    async fn on_event(&mut self, event: Event) {
+        let next = match event {
+            Event::Command(cmd) => {
+                self.active = Some((cmd.clone(), 1));
+                self.held = None;
+                self.surveying = false;
+                self.may_survey = true;
+                Some((cmd, 1, None))
+            }
+            Event::Cancel(id) => {
+                self.on_cancel(id);
+                None
+            }
+            Event::Status(st) => self.on_status(&st),
+        };
+        if let Some((cmd, attempt, replan_reason)) = next {
+            self.plan_and_publish(cmd, attempt, replan_reason).await;
+        }
+    }
+
+    /// An action goal's client canceled it: if its command is the active
+    /// one, the robot stops.
+    fn on_cancel(&mut self, id: u64) {
+        match &self.active {
+            Some((c, _)) if c.command_id == id => {}
+            _ => return,
+        }
+        self.active = None;
+        self.stop_ids += 1;
+        let stop = PlanMessage {
+            command_id: (1 << 62) + self.stop_ids,
+            command: format!("stop (goal {id} canceled)"),
+            outcome: PlanOutcome::Plan {
+                steps: rosetta_common::ValidPlan::stop(),
+            },
+            planner: "cancel".into(),
+            planning_time_s: 0.0,
+            attempt: 1,
+            max_attempts: 1,
+            replan_reason: None,
+            goals: vec![],
+            survey: false,
+        };
+        tracing::info!(command_id = id, "goal canceled: stopping the robot");
+        if let Err(e) = self.plans.publish(&stop) {
+            tracing::error!(error = %e, "cannot publish the stop plan");
+        }
+        tell_goals(&self.observed, Observed::Plan(stop));
+    }
+
+    /// A task status: the command to plan again, its attempt and why,
+    /// when the active attempt failed (or its look around is done).
+    fn on_status(&mut self, st: &TaskStatus) -> Option<(CommandMessage, u32, Option<String>)> {
+        tell_goals(&self.observed, Observed::Status(st.clone()));
+        let (cmd, attempt) = self.active.as_mut()?;
+        match replan_decision(
+            st,
+            cmd.command_id,
+            *attempt,
+            self.max_attempts,
+            self.surveying,
+        ) {
+            Replan::No => None,
+            Replan::GiveUp(why) => {
+                tracing::warn!(command = %cmd.text, attempts = *attempt, %why, "giving up");
+                log_text(
+                    self.rec,
+                    "planner",
+                    "WARN",
+                    &format!(
+                        "giving up on {:?} after {attempt} attempts: {why}",
+                        cmd.text
+                    ),
+                );
+                self.active = None;
+                None
+            }
+            Replan::Yes(why) => {
+                *attempt += 1;
+                self.held = held_after(st, self.held.take());
+                tracing::info!(command = %cmd.text, attempt = *attempt, %why, "re-planning after a failure");
+                Some((cmd.clone(), *attempt, Some(why)))
+            }
+        }
+    }
+
+    /// The latest world model, waiting a while for a first one.
+    async fn world(&self) -> WorldModel {
+        let current = |lw: &Arc<Mutex<Option<WorldModel>>>| lw.lock().ok().and_then(|g| g.clone());
+        let has_world = || current(&self.latest_world).is_some();
+        if ros::wait_until(
+            "a world model",
+            Duration::from_secs_f64(self.args.world_wait_s),
+            has_world,
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!("no world model from perception yet; planning against an empty one");
+        }
+        current(&self.latest_world).unwrap_or_default()
+    }
+
+    /// Plans one attempt at `cmd` off the async runtime's threads.
+    async fn plan(&self, cmd: &CommandMessage, world: &WorldModel) -> Planned {
+        let (p, text, w) = (self.pipeline.clone(), cmd.text.clone(), world.clone());
+        let h = self.held.clone();
+        let survey_ok = self.may_survey;
+        match tokio::task::spawn_blocking(move || {
+            p.plan_attempt(&text, &w, h.as_deref(), survey_ok)
+        })
+        .await
+        {
+            Ok(planned) => planned,
+            Err(e) => {
+                tracing::error!(error = %e, "the planner crashed");
+                Planned {
+                    outcome: PlanOutcome::Rejected {
+                        reason: format!("the planner crashed: {e}"),
+                    },
+                    goals: vec![],
+                    by: "none",
+                    model: None,
+                    survey: false,
+                }
+            }
+        }
+    }
+
+    /// Plans an attempt at `cmd`, records it, and publishes the plan (unless
+    /// its goal was canceled meanwhile).
+    async fn plan_and_publish(
+        &mut self,
+        cmd: CommandMessage,
+        attempt: u32,
+        replan_reason: Option<String>,
+    ) {
+        let world = self.world().await;
+        let t0 = Instant::now();
+        let planned = self.plan(&cmd, &world).await;
+        // One look around per command: after it, what is still unseen is refused.
+        self.surveying = planned.survey;
+        self.may_survey &= !planned.survey;
+        if let Some(out) = &planned.model {
+            log_text(
+                self.rec,
+                "planner",
+                "INFO",
+                &format!(
+                    "model output ({:.2} s, {} tokens): {:?}",
+                    out.total_s(),
+                    out.generated_tokens + out.forced_tokens,
+                    out.raw
+                ),
+            );
+        }
+        let msg = PlanMessage {
+            command_id: cmd.command_id,
+            command: cmd.text.clone(),
+            outcome: planned.outcome,
+            goals: planned.goals,
+            survey: planned.survey,
+            planner: format!("{}:{}", self.planner_name, planned.by),
+            planning_time_s: t0.elapsed().as_secs_f64(),
+            attempt,
+            max_attempts: self.max_attempts,
+            replan_reason,
+        };
+        rec::set_sim_time(self.rec, world.stamp_s);
+        log_plan(self.rec, &msg);
+        match &msg.outcome {
+            PlanOutcome::Plan { steps } => tracing::info!(
+                command = %cmd.text,
+                attempt,
+                plan = %steps.iter().map(|s| s.describe()).collect::<Vec<_>>().join(" -> "),
+                "planned"
+            ),
+            PlanOutcome::Rejected { reason } => {
+                // A refusal is final: nothing runs, so nothing can fail and be re-planned.
+                self.active = None;
+                tracing::warn!(command = %cmd.text, %reason, "refused")
+            }
+        }
+        let was_cancelled = self
+            .cancelled
+            .lock()
+            .map(|mut c| c.remove(&cmd.command_id))
+            .unwrap_or(false);
+        if was_cancelled {
+            tracing::info!(command = %cmd.text, "canceled while planning; the plan is dropped");
+            self.active = None;
+            return;
+        }
+        self.publish(msg).await;
+    }
+
+    /// Publishes a plan, once enough nodes subscribe (or after 5 s).
+    async fn publish(&self, msg: PlanMessage) {
+        let enough = || self.plans.subscribers() >= self.args.min_plan_subscribers;
+        if ros::wait_until("plan subscribers", Duration::from_secs(5), enough)
+            .await
+            .is_err()
+        {
+            tracing::warn!("publishing the plan with fewer subscribers than expected");
+        }
+        if let Err(e) = self.plans.publish(&msg) {
+            tracing::error!(error = %e, "cannot publish the plan");
+        }
+        tell_goals(&self.observed, Observed::Plan(msg));
+    }
 }
 
 enum Event {
     Command(CommandMessage),
-    Status(ExecutorStatus),
+    Status(TaskStatus),
     /// An action goal's client canceled it.
     Cancel(u64),
 }
@@ -288,7 +390,7 @@ enum Event {
 #[derive(Debug, Clone)]
 enum Observed {
     Plan(PlanMessage),
-    Status(ExecutorStatus),
+    Status(TaskStatus),
 }
 
 /// The `ExecuteCommand` action server: each accepted goal becomes a command
@@ -373,7 +475,9 @@ async fn serve_goal(
                 if let Ok(mut c) = cancelled.lock() {
                     c.insert(id);
                 }
-                let _ = to_loop.send(Event::Cancel(id));
+                if to_loop.send(Event::Cancel(id)).is_err() {
+                    tracing::warn!(command_id = id, "the planner loop has ended: cannot pass on the goal's cancel");
+                }
                 break Err(tracker.canceled());
             }
             ev = observed.recv() => match ev {
@@ -406,11 +510,11 @@ async fn serve_goal(
     }
 }
 
-/// What the planner does about an executor status.
+/// What the planner does about a task status.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Replan {
     No,
-    /// Plan again: the executor failed this attempt, for this reason.
+    /// Plan again: the executive failed this attempt, for this reason.
     Yes(String),
     /// The last allowed attempt failed.
     GiveUp(String),
@@ -421,7 +525,7 @@ pub enum Replan {
 /// Stops and refusals are final; statuses of other commands or attempts
 /// (heartbeats of an older attempt) change nothing.
 pub fn replan_decision(
-    st: &ExecutorStatus,
+    st: &TaskStatus,
     command_id: u64,
     attempt: u32,
     max_attempts: u32,
@@ -468,7 +572,7 @@ pub fn replan_decision(
 /// What the robot holds after an attempt that started holding `before`:
 /// the object of the last pick that succeeded, unless a place of it
 /// succeeded after.
-pub fn held_after(st: &ExecutorStatus, before: Option<String>) -> Option<String> {
+pub fn held_after(st: &TaskStatus, before: Option<String>) -> Option<String> {
     let mut held = before;
     for s in &st.steps {
         match (&s.skill, &s.state) {
@@ -505,7 +609,9 @@ fn log_plan(rec: &rerun::RecordingStream, msg: &PlanMessage) {
             format!("## Refused: \"{}\"\n\n{}\n", msg.command, reason)
         }
     };
-    let _ = rec.log("plan/steps", &rerun::TextDocument::from_markdown(body));
+    if let Err(e) = rec.log("plan/steps", &rerun::TextDocument::from_markdown(body)) {
+        tracing::warn!(error = %e, "cannot record the plan");
+    }
     let raw = serde_json::to_string(&msg.outcome).unwrap_or_default();
     log_text(
         rec,
@@ -524,8 +630,8 @@ mod tests {
     use rosetta_common::status::StepStatus;
     use rosetta_common::{Pose2D, Skill};
 
-    fn status(command_id: u64, attempt: u32, task: TaskState) -> ExecutorStatus {
-        ExecutorStatus {
+    fn status(command_id: u64, attempt: u32, task: TaskState) -> TaskStatus {
+        TaskStatus {
             command_id,
             attempt,
             task,

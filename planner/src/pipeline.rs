@@ -16,7 +16,7 @@ use std::sync::Arc;
 use rosetta_common::goal::Goal;
 use rosetta_common::plan::PlanOutcome;
 use rosetta_common::robot::RobotDescription;
-use rosetta_common::{Skill, WorldModel};
+use rosetta_common::{Skill, ValidPlan, WorldModel};
 
 use crate::compile::PlanError;
 use crate::grammar::Decoded;
@@ -75,6 +75,26 @@ impl Planned {
             PlanOutcome::Rejected { .. } => None,
         }
     }
+    /// A plan of `steps`, or, if they fail the checks that need no world,
+    /// a refusal that says why.
+    fn plan(
+        steps: Vec<Skill>,
+        goals: Vec<Goal>,
+        by: &'static str,
+        model: Option<LlmOutput>,
+    ) -> Self {
+        match ValidPlan::new(steps) {
+            Ok(steps) => Self {
+                outcome: PlanOutcome::Plan { steps },
+                goals,
+                by,
+                model,
+                survey: false,
+            },
+            Err(e) => Self::refused(format!("the plan is not safe to run: {e}"), by, model),
+        }
+    }
+
     fn refused(reason: String, by: &'static str, model: Option<LlmOutput>) -> Self {
         Self {
             outcome: PlanOutcome::Rejected { reason },
@@ -158,7 +178,7 @@ impl Pipeline {
     fn survey() -> Planned {
         Planned {
             outcome: PlanOutcome::Plan {
-                steps: vec![Skill::LookAround],
+                steps: ValidPlan::look_around(),
             },
             goals: vec![],
             by: rules::NAME,
@@ -169,15 +189,7 @@ impl Pipeline {
 
     fn from_rules(r: Result<rules::Reading, PlanError>) -> Planned {
         match r {
-            Ok(reading) => Planned {
-                outcome: PlanOutcome::Plan {
-                    steps: reading.steps,
-                },
-                goals: reading.goals,
-                by: rules::NAME,
-                model: None,
-                survey: false,
-            },
+            Ok(reading) => Planned::plan(reading.steps, reading.goals, rules::NAME, None),
             Err(e) => Planned::refused(e.to_string(), rules::NAME, None),
         }
     }
@@ -205,15 +217,10 @@ impl Pipeline {
                     let why = reader_error.map(|e| e.to_string()).unwrap_or_default();
                     Planned::refused(why, "llm", Some(out))
                 }
-                Decoded::Plan(steps) => Planned {
-                    outcome: PlanOutcome::Plan {
-                        steps: steps.clone(),
-                    },
-                    goals: goals_of(steps),
-                    by: "llm",
-                    model: Some(out),
-                    survey: false,
-                },
+                Decoded::Plan(steps) => {
+                    let goals = goals_of(steps);
+                    Planned::plan(steps.clone(), goals, "llm", Some(out))
+                }
                 Decoded::Refused => {
                     // The model only says "refuse"; the reader can often say why.
                     let reason = reader_error

@@ -893,6 +893,107 @@ fn unstutter(words: Vec<String>) -> Vec<String> {
     out
 }
 
+/// Multi-word phrases and what they mean (pattern, replacement), for
+/// [`phrases`]: the first pattern that matches at a word wins.
+const PHRASES: &[(&[&str], &[&str])] = &[
+    (&["in", "to"], &["into"]),
+    (&["on", "to"], &["onto"]),
+    (&["in", "side"], &["into"]),
+    (&["inside", "of"], &["into"]),
+    (&["on", "top", "of"], &["onto"]),
+    (&["trash", "can"], &["bin"]),
+    (&["garbage", "can"], &["bin"]),
+    (&["waste", "bin"], &["bin"]),
+    (&["box", "shaped"], &[]),
+    (&["cube", "shaped"], &[]),
+    (&["charging", "station"], &["dock"]),
+    (&["charging", "dock"], &["dock"]),
+    (&["docking", "station"], &["dock"]),
+    (&["your", "dock"], &["dock"]),
+    (&["your", "charger"], &["dock"]),
+    (&["where", "you", "started"], &["start"]),
+    (&["where", "you", "began"], &["start"]),
+    (&["where", "you", "start"], &["start"]),
+    (&["starting", "point"], &["start"]),
+    (&["starting", "position"], &["start"]),
+    (&["start", "position"], &["start"]),
+    (&["start", "point"], &["start"]),
+    (&["original", "position"], &["start"]),
+    (&["initial", "position"], &["start"]),
+    (&["your", "start"], &["start"]),
+    (&["front", "of", "the", "table"], &["table"]),
+    (&["emergency", "stop"], &["stop"]),
+    (&["e", "stop"], &["stop"]),
+    (&["estop"], &["stop"]),
+    (&["stop", "moving"], &["stop"]),
+    (&["stop", "everything"], &["stop"]),
+    (&["stop", "all", "motion"], &["stop"]),
+    (&["stop", "right", "now"], &["stop"]),
+    (&["hold", "on"], &["stop"]),
+    (&["dont", "move"], &["stop"]),
+    (&["do", "not", "move"], &["stop"]),
+    (&["dont", "go", "anywhere"], &["stop"]),
+    (&["left", "on", "the"], &["left", "of", "the"]),
+    (&["right", "on", "the"], &["right", "of", "the"]),
+    (&["for", "you", "to"], &[]),
+    (&["hold", "still"], &["stop"]),
+    (&["stay", "still"], &["stop"]),
+    (&["stand", "still"], &["stop"]),
+    (&["right", "now"], &[]),
+    (&["right", "away"], &[]),
+    (&["for", "me"], &[]),
+    (&["thank", "you"], &[]),
+    (&["if", "you", "can"], &[]),
+    (&["if", "you", "dont", "mind"], &[]),
+    (&["would", "like"], &[]),
+    (&["as", "well", "as"], &["and"]),
+    (&["and", "then"], &["then"]),
+    (&["and", "after", "that"], &["then"]),
+    (&["after", "that"], &["then"]),
+    (&["after", "this"], &["then"]),
+    (&["and", "finally"], &["then"]),
+    (&["once", "you", "are", "done"], &["then"]),
+    (&["once", "youre", "done"], &["then"]),
+    (&["when", "you", "are", "done"], &["then"]),
+    (&["when", "youre", "done"], &["then"]),
+    (&["once", "done"], &["then"]),
+    (&["when", "done"], &["then"]),
+    (&["when", "finished"], &["then"]),
+    (&["afterwards"], &["then"]),
+    (&["finally"], &["then"]),
+    (&["lastly"], &["then"]),
+    (&["other", "than"], &["except"]),
+    (&["apart", "from"], &["except"]),
+    (&["except", "for"], &["except"]),
+    (&["but", "not"], &["except"]),
+    (&["excluding"], &["except"]),
+    (&["but", "leave"], &["except"]),
+    (&["but", "dont", "touch"], &["except"]),
+    (&["but", "dont", "move"], &["except"]),
+    (&["leave", "out"], &["except"]),
+    (&["of", "its", "color"], &["matching"]),
+    (&["of", "their", "color"], &["matching"]),
+    (&["of", "the", "same", "color"], &["matching"]),
+    (&["with", "the", "same", "color"], &["matching"]),
+    (&["that", "matches", "its", "color"], &["matching"]),
+    (&["that", "match", "their", "color"], &["matching"]),
+    (&["by", "color"], &[]),
+    (&["according", "to", "color"], &[]),
+    (&["a", "second"], &["1", "seconds"]),
+    (&["one", "second"], &["1", "seconds"]),
+    (&["a", "moment"], &["1", "seconds"]),
+    (&["a", "sec"], &["1", "seconds"]),
+    (&["a", "minute"], &["60", "seconds"]),
+    (&["a", "bit"], &["2", "seconds"]),
+    (&["look", "around", "for"], &["find"]),
+    (&["look", "for"], &["find"]),
+    (&["search", "for"], &["find"]),
+    (&["hunt", "for"], &["find"]),
+    (&["where", "is"], &["find"]),
+    (&["wheres"], &["find"]),
+    (&["pick", "up"], &["pick"]),
+];
+
 /// Multi-word phrases to what they mean, and filler dropped.
 fn phrases(words: Vec<String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -904,106 +1005,7 @@ fn phrases(words: Vec<String>) -> Vec<String> {
     };
     while i < words.len() {
         let w = words[i].as_str();
-        // (pattern, replacement)
-        const TABLE: &[(&[&str], &[&str])] = &[
-            (&["in", "to"], &["into"]),
-            (&["on", "to"], &["onto"]),
-            (&["in", "side"], &["into"]),
-            (&["inside", "of"], &["into"]),
-            (&["on", "top", "of"], &["onto"]),
-            (&["trash", "can"], &["bin"]),
-            (&["garbage", "can"], &["bin"]),
-            (&["waste", "bin"], &["bin"]),
-            (&["box", "shaped"], &[]),
-            (&["cube", "shaped"], &[]),
-            (&["charging", "station"], &["dock"]),
-            (&["charging", "dock"], &["dock"]),
-            (&["docking", "station"], &["dock"]),
-            (&["your", "dock"], &["dock"]),
-            (&["your", "charger"], &["dock"]),
-            (&["where", "you", "started"], &["start"]),
-            (&["where", "you", "began"], &["start"]),
-            (&["where", "you", "start"], &["start"]),
-            (&["starting", "point"], &["start"]),
-            (&["starting", "position"], &["start"]),
-            (&["start", "position"], &["start"]),
-            (&["start", "point"], &["start"]),
-            (&["original", "position"], &["start"]),
-            (&["initial", "position"], &["start"]),
-            (&["your", "start"], &["start"]),
-            (&["front", "of", "the", "table"], &["table"]),
-            (&["emergency", "stop"], &["stop"]),
-            (&["e", "stop"], &["stop"]),
-            (&["estop"], &["stop"]),
-            (&["stop", "moving"], &["stop"]),
-            (&["stop", "everything"], &["stop"]),
-            (&["stop", "all", "motion"], &["stop"]),
-            (&["stop", "right", "now"], &["stop"]),
-            (&["hold", "on"], &["stop"]),
-            (&["dont", "move"], &["stop"]),
-            (&["do", "not", "move"], &["stop"]),
-            (&["dont", "go", "anywhere"], &["stop"]),
-            (&["left", "on", "the"], &["left", "of", "the"]),
-            (&["right", "on", "the"], &["right", "of", "the"]),
-            (&["for", "you", "to"], &[]),
-            (&["hold", "still"], &["stop"]),
-            (&["stay", "still"], &["stop"]),
-            (&["stand", "still"], &["stop"]),
-            (&["right", "now"], &[]),
-            (&["right", "away"], &[]),
-            (&["for", "me"], &[]),
-            (&["thank", "you"], &[]),
-            (&["if", "you", "can"], &[]),
-            (&["if", "you", "dont", "mind"], &[]),
-            (&["would", "like"], &[]),
-            (&["as", "well", "as"], &["and"]),
-            (&["and", "then"], &["then"]),
-            (&["and", "after", "that"], &["then"]),
-            (&["after", "that"], &["then"]),
-            (&["after", "this"], &["then"]),
-            (&["and", "finally"], &["then"]),
-            (&["once", "you", "are", "done"], &["then"]),
-            (&["once", "youre", "done"], &["then"]),
-            (&["when", "you", "are", "done"], &["then"]),
-            (&["when", "youre", "done"], &["then"]),
-            (&["once", "done"], &["then"]),
-            (&["when", "done"], &["then"]),
-            (&["when", "finished"], &["then"]),
-            (&["afterwards"], &["then"]),
-            (&["finally"], &["then"]),
-            (&["lastly"], &["then"]),
-            (&["other", "than"], &["except"]),
-            (&["apart", "from"], &["except"]),
-            (&["except", "for"], &["except"]),
-            (&["but", "not"], &["except"]),
-            (&["excluding"], &["except"]),
-            (&["but", "leave"], &["except"]),
-            (&["but", "dont", "touch"], &["except"]),
-            (&["but", "dont", "move"], &["except"]),
-            (&["leave", "out"], &["except"]),
-            (&["of", "its", "color"], &["matching"]),
-            (&["of", "their", "color"], &["matching"]),
-            (&["of", "the", "same", "color"], &["matching"]),
-            (&["with", "the", "same", "color"], &["matching"]),
-            (&["that", "matches", "its", "color"], &["matching"]),
-            (&["that", "match", "their", "color"], &["matching"]),
-            (&["by", "color"], &[]),
-            (&["according", "to", "color"], &[]),
-            (&["a", "second"], &["1", "seconds"]),
-            (&["one", "second"], &["1", "seconds"]),
-            (&["a", "moment"], &["1", "seconds"]),
-            (&["a", "sec"], &["1", "seconds"]),
-            (&["a", "minute"], &["60", "seconds"]),
-            (&["a", "bit"], &["2", "seconds"]),
-            (&["look", "around", "for"], &["find"]),
-            (&["look", "for"], &["find"]),
-            (&["search", "for"], &["find"]),
-            (&["hunt", "for"], &["find"]),
-            (&["where", "is"], &["find"]),
-            (&["wheres"], &["find"]),
-            (&["pick", "up"], &["pick"]),
-        ];
-        if let Some((pat, rep)) = TABLE.iter().find(|(pat, _)| at(i, pat)) {
+        if let Some((pat, rep)) = PHRASES.iter().find(|(pat, _)| at(i, pat)) {
             out.extend(rep.iter().map(|s| s.to_string()));
             i += pat.len();
             continue;
@@ -1271,25 +1273,48 @@ fn read_clause(words: &[&str]) -> Result<Clause, ReadError> {
 
 fn read_clause_exact(words: &[&str]) -> Result<Clause, ReadError> {
     let text = words.join(" ");
-    let unknown = || ReadError::UnknownAction(text.clone());
     let Some(first) = words.first() else {
         return Err(ReadError::Empty);
     };
     let v = verb(first);
     let rest = &words[1..];
-    // "first put ...", "next go ...", "go find it", "come and pick up":
-    // the leading word only orders or moves; the verb after it acts.
-    // "go to the table first": the order word adds nothing at the end either.
+    if let Some(read) = read_led(words) {
+        return read;
+    }
+    // "to the dock" after "go to the table, then": the verb of the clause before.
+    if *first == "to" && !rest.is_empty() {
+        return read_destination(rest);
+    }
+    if let Some(read) = read_verb_clause(v, first, rest, &text) {
+        return read;
+    }
+    if let Some(read) = read_goes_into(words) {
+        return read;
+    }
+    if v.is_some() && !["one", "ones"].contains(first) {
+        return Err(ReadError::UnknownAction(text));
+    }
+    read_verbless(words).unwrap_or(Err(ReadError::UnknownAction(text)))
+}
+
+/// A clause led by a word that only orders or moves: "first put ...",
+/// "next go ...", "go find it", "come and pick up" (the verb after it
+/// acts), and "go to the table first" (the order word adds nothing at the
+/// end either). `None` when no such word leads, or what follows it does
+/// not read.
+fn read_led(words: &[&str]) -> Option<Result<Clause, ReadError>> {
+    let (first, rest) = words.split_first()?;
+    let v = verb(first);
     if let [head @ .., "first"] = words {
         if !head.is_empty() {
             if let Ok(c) = read_clause(head) {
-                return Ok(c);
+                return Some(Ok(c));
             }
         }
     }
     if matches!(*first, "first" | "next") && rest.len() > 1 {
         if let Ok(c) = read_clause(rest) {
-            return Ok(c);
+            return Some(Ok(c));
         }
     }
     let leads = matches!(*first, "first" | "next" | "back")
@@ -1300,137 +1325,160 @@ fn read_clause_exact(words: &[&str]) -> Result<Clause, ReadError> {
             .first()
             .is_some_and(|w| verb(w).is_some() || *w == "to")
     {
-        return read_clause(rest);
+        return Some(read_clause(rest));
     }
-    // "to the dock" after "go to the table, then": the verb of the clause before.
-    if *first == "to" && !rest.is_empty() {
-        return read_destination(rest);
-    }
+    None
+}
+
+/// A clause that starts with its verb `v` (the canonical verb of `first`):
+/// stop, wait, sort, find, go and put or pick. `None` for another verb, or
+/// a go verb without a destination.
+fn read_verb_clause(
+    v: Option<&str>,
+    first: &str,
+    rest: &[&str],
+    text: &str,
+) -> Option<Result<Clause, ReadError>> {
+    let unknown = || ReadError::UnknownAction(text.to_string());
     // "stop for two seconds": a wait.
     if matches!(v, Some("stop" | "halt" | "freeze")) && rest.first() == Some(&"for") {
-        return read_wait(rest).ok_or_else(unknown);
+        return Some(read_wait(rest).ok_or_else(unknown));
     }
     // stop / halt / freeze
     if matches!(v, Some("stop" | "halt" | "freeze")) && rest.len() <= 2 {
-        return Ok(Clause::Stop);
+        return Some(Ok(Clause::Stop));
     }
     // wait N seconds
     if matches!(v, Some("wait" | "pause" | "sleep")) {
-        return read_wait(rest).ok_or_else(unknown);
+        return Some(read_wait(rest).ok_or_else(unknown));
     }
     if v == Some("sort") {
-        let np = if rest.is_empty() {
-            noun_phrase(&["all", "cubes"])?
-        } else {
-            let end = rest
-                .iter()
-                .position(|w| PREPS.contains(w))
-                .unwrap_or(rest.len());
-            noun_phrase(&rest[..end])?
-        };
-        return Ok(Clause::Sort(np));
+        return Some(read_sort(rest));
     }
-    if let Some(v) = v {
-        if FIND_VERBS.contains(&v) {
-            return Ok(Clause::Find(noun_phrase(rest)?));
+    if v.is_some_and(|v| FIND_VERBS.contains(&v)) || first == "find" {
+        return Some(noun_phrase(rest).map(Clause::Find));
+    }
+    let v = v?;
+    if GO_VERBS.contains(&v) {
+        if let Some(dest) = go_destination(v, rest) {
+            return Some(read_destination(dest));
         }
     }
-    if first == &"find" {
-        return Ok(Clause::Find(noun_phrase(rest)?));
+    if PUT_VERBS.contains(&v) || PICK_VERBS.contains(&v) {
+        return Some(read_put_or_pick(v, rest));
     }
-    // go [back|over|up|down] to DEST
-    if let Some(v) = v {
-        if GO_VERBS.contains(&v) {
-            let mut r = rest;
-            while let ["back" | "over" | "up" | "down" | "right" | "on" | "along", tail @ ..] = r {
-                r = tail;
-            }
-            let dest = match r {
-                ["to" | "towards" | "toward" | "near" | "by", tail @ ..] => Some(tail),
-                ["next", "to", tail @ ..] => Some(tail),
-                ["home"] => Some(&["dock"][..]),
-                ["at", tail @ ..] if v == "park" => Some(tail),
-                [] if v == "return" => Some(&["start"][..]),
-                _ => None,
-            };
-            if let Some(dest) = dest {
-                return read_destination(dest);
-            }
-        }
+    None
+}
+
+/// "sort the cubes" (all of them when no object is named).
+fn read_sort(rest: &[&str]) -> Result<Clause, ReadError> {
+    let np = if rest.is_empty() {
+        noun_phrase(&["all", "cubes"])?
+    } else {
+        let end = rest
+            .iter()
+            .position(|w| PREPS.contains(w))
+            .unwrap_or(rest.len());
+        noun_phrase(&rest[..end])?
+    };
+    Ok(Clause::Sort(np))
+}
+
+/// Where a go verb `v` goes: go [back|over|up|down] to DEST, "go home",
+/// "park at DEST", a bare "return" (to the start).
+fn go_destination<'a, 'b>(v: &str, rest: &'a [&'b str]) -> Option<&'a [&'b str]> {
+    let mut r = rest;
+    while let ["back" | "over" | "up" | "down" | "right" | "on" | "along", tail @ ..] = r {
+        r = tail;
     }
-    if let Some(v) = v {
-        if PUT_VERBS.contains(&v) || PICK_VERBS.contains(&v) {
-            if let Some(c) = read_put(rest)? {
-                return Ok(c);
-            }
-            if PICK_VERBS.contains(&v) {
-                return Ok(Clause::Pick(noun_phrase(rest)?));
-            }
-            if matches!(v, "clear" | "tidy" | "clean") {
-                // "clear the table into the red bin": every cube on it.
-                if let Some(i) = rest.iter().position(|w| PREPS.contains(w) && *w != "on") {
-                    return Ok(Clause::Put {
-                        objects: noun_phrase(&["all", "cubes"])?,
-                        target: Some(noun_phrase(&rest[i + 1..])?),
-                    });
-                }
-                // "clear the table: all cubes into the red bin": a heading.
-                return Ok(Clause::Heading(noun_phrase(&["all", "cubes"])?));
-            }
-            // "put yellow cube blue bin": the preposition was not heard.
-            if PUT_VERBS.contains(&v) && !rest.iter().any(|w| PREPS.contains(w)) {
-                for i in 1..rest.len() {
-                    let (a, b) = (&rest[..i], &rest[i..]);
-                    if !b.iter().any(|w| matches!(*w, "bin" | "bins")) {
-                        continue;
-                    }
-                    if let (Ok(objects), Ok(target)) = (noun_phrase(a), noun_phrase(b)) {
-                        return Ok(Clause::Put {
-                            objects,
-                            target: Some(target),
-                        });
-                    }
-                }
-            }
-            // "drop it", "put the red cube": the target comes from elsewhere.
-            return Ok(Clause::Put {
-                objects: noun_phrase(rest)?,
-                target: None,
-            });
-        }
+    match r {
+        ["to" | "towards" | "toward" | "near" | "by", tail @ ..] => Some(tail),
+        ["next", "to", tail @ ..] => Some(tail),
+        ["home"] => Some(&["dock"][..]),
+        ["at", tail @ ..] if v == "park" => Some(tail),
+        [] if v == "return" => Some(&["start"][..]),
+        _ => None,
     }
-    // "the red cube goes into the blue bin", "into the blue bin goes the red cube"
-    if let Some(g) = words.iter().position(|w| *w == "go") {
-        let (a, b) = (&words[..g], &words[g + 1..]);
-        if let (false, [p, tgt @ ..]) = (a.is_empty(), b) {
-            if PREPS.contains(p) {
-                return Ok(Clause::Put {
-                    objects: noun_phrase(a)?,
-                    target: Some(noun_phrase(tgt)?),
-                });
-            }
-        }
-        if let ([p, tgt @ ..], false) = (a, b.is_empty()) {
-            if PREPS.contains(p) {
-                return Ok(Clause::Put {
-                    objects: noun_phrase(b)?,
-                    target: Some(noun_phrase(tgt)?),
-                });
-            }
-        }
-    }
-    if v.is_some() && !["one", "ones"].contains(first) {
-        return Err(unknown());
-    }
-    // "into the blue bin" (the target of a put that follows)
-    if PREPS.contains(first) && *first != "to" {
-        return Ok(Clause::Target(noun_phrase(rest)?));
-    }
-    // "the red cube in the red bin" (after "and": the verb of the clause before)
-    if let Some(c) = read_put(words)? {
+}
+
+/// A put or pick verb `v` and the words after it.
+fn read_put_or_pick(v: &str, rest: &[&str]) -> Result<Clause, ReadError> {
+    if let Some(c) = read_put(rest)? {
         return Ok(c);
     }
-    // "then the dock": a bare place is where to go.
+    if PICK_VERBS.contains(&v) {
+        return Ok(Clause::Pick(noun_phrase(rest)?));
+    }
+    if matches!(v, "clear" | "tidy" | "clean") {
+        // "clear the table into the red bin": every cube on it.
+        if let Some(i) = rest.iter().position(|w| PREPS.contains(w) && *w != "on") {
+            return Ok(Clause::Put {
+                objects: noun_phrase(&["all", "cubes"])?,
+                target: Some(noun_phrase(&rest[i + 1..])?),
+            });
+        }
+        // "clear the table: all cubes into the red bin": a heading.
+        return Ok(Clause::Heading(noun_phrase(&["all", "cubes"])?));
+    }
+    // "put yellow cube blue bin": the preposition was not heard.
+    if PUT_VERBS.contains(&v) && !rest.iter().any(|w| PREPS.contains(w)) {
+        for i in 1..rest.len() {
+            let (a, b) = (&rest[..i], &rest[i..]);
+            if !b.iter().any(|w| matches!(*w, "bin" | "bins")) {
+                continue;
+            }
+            if let (Ok(objects), Ok(target)) = (noun_phrase(a), noun_phrase(b)) {
+                return Ok(Clause::Put {
+                    objects,
+                    target: Some(target),
+                });
+            }
+        }
+    }
+    // "drop it", "put the red cube": the target comes from elsewhere.
+    Ok(Clause::Put {
+        objects: noun_phrase(rest)?,
+        target: None,
+    })
+}
+
+/// "the red cube goes into the blue bin", "into the blue bin goes the red cube".
+fn read_goes_into(words: &[&str]) -> Option<Result<Clause, ReadError>> {
+    let g = words.iter().position(|w| *w == "go")?;
+    let put = |objects: &[&str], target: &[&str]| -> Result<Clause, ReadError> {
+        Ok(Clause::Put {
+            objects: noun_phrase(objects)?,
+            target: Some(noun_phrase(target)?),
+        })
+    };
+    let (a, b) = (&words[..g], &words[g + 1..]);
+    if let (false, [p, tgt @ ..]) = (a.is_empty(), b) {
+        if PREPS.contains(p) {
+            return Some(put(a, tgt));
+        }
+    }
+    if let ([p, tgt @ ..], false) = (a, b.is_empty()) {
+        if PREPS.contains(p) {
+            return Some(put(b, tgt));
+        }
+    }
+    None
+}
+
+/// A clause without a verb of its own: a target ("into the blue bin", of a
+/// put that follows), a put after "and" ("the red cube in the red bin"), a
+/// bare place ("then the dock"), or a bare noun phrase (the topic of what
+/// follows). `None` when the words read as none of these.
+fn read_verbless(words: &[&str]) -> Option<Result<Clause, ReadError>> {
+    let (first, rest) = words.split_first()?;
+    if PREPS.contains(first) && *first != "to" {
+        return Some(noun_phrase(rest).map(Clause::Target));
+    }
+    match read_put(words) {
+        Ok(Some(c)) => return Some(Ok(c)),
+        Ok(None) => {}
+        Err(e) => return Some(Err(e)),
+    }
     let content: Vec<&str> = words
         .iter()
         .copied()
@@ -1438,14 +1486,10 @@ fn read_clause_exact(words: &[&str]) -> Result<Clause, ReadError> {
         .collect();
     if let [place] = content.as_slice() {
         if matches!(*place, "dock" | "table" | "start" | "home") {
-            return read_destination(&content);
+            return Some(read_destination(&content));
         }
     }
-    // A bare noun phrase: the topic of what follows.
-    match noun_phrase(words) {
-        Ok(np) => Ok(Clause::Topic(np)),
-        Err(_) => Err(unknown()),
-    }
+    noun_phrase(words).ok().map(|np| Ok(Clause::Topic(np)))
 }
 
 /// `OBJECTS PREP TARGET`: the first preposition whose two sides both read.

@@ -10,9 +10,9 @@ use std::path::Path;
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use candle_transformers::models::{llama, phi3, qwen2};
+use rosetta_planner::chat_model::{ChatTemplate, ModelSource};
 use rosetta_planner::grammar::Decoded;
 use rosetta_planner::llm::{LlmPlanner, WeightFormat};
-use rosetta_planner::lm::{ChatTemplate, ModelSource};
 use serde_json::json;
 
 const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";

@@ -19,8 +19,9 @@ model (planner/src/tune/model.rs, `FrozenLlama`) computes:
 
 The corpus is the JSON-lines export of `plan-tune --export FILE` (plain or
 gzipped). The adapter is a safetensors file that `plan-tune` and the planner
-read (planner/src/tune/model.rs, `Lora::load`, `adapter_deltas`): for each
-adapted projection `blk.<n>.<target>`, `<key>.lora_a` = A^T `[in, rank]` and
+read (planner/src/tune/model.rs, `Lora::load`; planner/src/adapter.rs,
+`adapter_deltas`): for each adapted projection `blk.<n>.<target>`,
+`<key>.lora_a` = A^T `[in, rank]` and
 `<key>.lora_b` = B^T `[rank, out]` (f16), and `lora.scale` = alpha / rank (f32,
 shape [1]); the adapted projection is y = x W^T + scale * (x A^T) B^T.
 

@@ -231,9 +231,10 @@ fn sim_loop(
         world.step(PHYSICS_DT_S);
         step += 1;
         let stamp = ros::secs_to_stamp(world.time_s);
-        let _ = pubs.clock.publish(&r2r::rosgraph_msgs::msg::Clock {
+        let clock = r2r::rosgraph_msgs::msg::Clock {
             clock: stamp.clone(),
-        });
+        };
+        ros::traced_publish(topics::CLOCK, pubs.clock.publish(&clock));
         if step.is_multiple_of(ODOM_EVERY) {
             publish_odom(&pubs, &world, &stamp, &args.odom_frame);
         }
@@ -328,7 +329,7 @@ fn publish_odom(pubs: &Publishers, world: &World, stamp: &Time, frame: &str) {
             covariance: cov,
         },
     };
-    let _ = pubs.odom.publish(&odom);
+    ros::traced_publish(topics::ODOM, pubs.odom.publish(&odom));
     let arm = &world.robot.arm;
     let mut name: Vec<String> = arm.joint_names.to_vec();
     name.push(arm.gripper_joint.clone());
@@ -341,7 +342,7 @@ fn publish_odom(pubs: &Publishers, world: &World, stamp: &Time, frame: &str) {
         velocity: vec![],
         effort: vec![],
     };
-    let _ = pubs.joints.publish(&js);
+    ros::traced_publish(topics::JOINT_STATES, pubs.joints.publish(&js));
 }
 
 fn publish_scan(pubs: &Publishers, world: &World, scan: &Scan, stamp: &Time) {
@@ -360,7 +361,7 @@ fn publish_scan(pubs: &Publishers, world: &World, scan: &Scan, stamp: &Time) {
         ranges: scan.ranges_m.clone(),
         intensities: vec![],
     };
-    let _ = pubs.scan.publish(&msg);
+    ros::traced_publish(topics::SCAN, pubs.scan.publish(&msg));
 }
 
 fn publish_camera(pubs: &Publishers, world: &World, frame: RgbdFrame, stamp: &Time) {
@@ -402,7 +403,7 @@ fn publish_camera(pubs: &Publishers, world: &World, frame: RgbdFrame, stamp: &Ti
         ],
         ..Default::default()
     };
-    let _ = pubs.info.publish(&info);
-    let _ = pubs.image.publish(&image);
-    let _ = pubs.depth.publish(&depth);
+    ros::traced_publish(topics::CAMERA_INFO, pubs.info.publish(&info));
+    ros::traced_publish(topics::IMAGE, pubs.image.publish(&image));
+    ros::traced_publish(topics::DEPTH, pubs.depth.publish(&depth));
 }

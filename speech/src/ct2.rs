@@ -7,7 +7,7 @@
 //! then `u32 m` aliases, each `str alias`, `str target`. A `str` is a `u16`
 //! length (with the trailing NUL) and the bytes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -386,9 +386,129 @@ pub fn convert_whisper_parts(
     })
 }
 
+/// How a group of CTranslate2 variables becomes Hugging Face tensors.
+#[derive(Debug, Clone, Copy)]
+enum Piece {
+    /// One tensor, renamed.
+    Tensor,
+    /// `{from}/weight`, `{from}/bias` as `{to}.weight`, `{to}.bias`.
+    Linear,
+    /// A layer norm: `{from}/gamma`, `{from}/beta` as `{to}.weight`, `{to}.bias`.
+    Norm,
+    /// Self-attention's fused q|k|v projection, split into
+    /// `{to}.{q,k,v}_proj`. The key has no bias in the Hugging Face layout; a
+    /// key bias adds the same score to every key of a query, which the
+    /// softmax cancels, so dropping it changes nothing.
+    FusedQkv,
+    /// Cross-attention's fused k|v over the audio, split into
+    /// `{to}.{k,v}_proj` (the key again without its bias).
+    FusedKv,
+}
+
+/// One mapping: the piece, its CTranslate2 name, its Hugging Face name.
+type Mapping = (Piece, &'static str, &'static str);
+
+/// The encoder's variables outside its layers.
+const ENCODER: &[Mapping] = &[
+    (Piece::Linear, "encoder/conv1", "model.encoder.conv1"),
+    (Piece::Linear, "encoder/conv2", "model.encoder.conv2"),
+    (
+        Piece::Tensor,
+        "encoder/position_encodings/encodings",
+        "model.encoder.embed_positions.weight",
+    ),
+    (
+        Piece::Norm,
+        "encoder/layer_norm",
+        "model.encoder.layer_norm",
+    ),
+];
+
+/// The decoder's variables outside its layers.
+const DECODER: &[Mapping] = &[
+    (
+        Piece::Tensor,
+        "decoder/embeddings/weight",
+        "model.decoder.embed_tokens.weight",
+    ),
+    (
+        Piece::Tensor,
+        "decoder/position_encodings/encodings",
+        "model.decoder.embed_positions.weight",
+    ),
+    (
+        Piece::Norm,
+        "decoder/layer_norm",
+        "model.decoder.layer_norm",
+    ),
+];
+
+/// A layer's self-attention: its norm, the fused q|k|v, the output. Names
+/// within a layer are relative: `{side}/layer_{i}/` and
+/// `model.{side}.layers.{i}.` go before them.
+const SELF_ATTENTION: &[Mapping] = &[
+    (
+        Piece::Norm,
+        "self_attention/layer_norm",
+        "self_attn_layer_norm",
+    ),
+    (Piece::FusedQkv, "self_attention/linear_0", "self_attn"),
+    (
+        Piece::Linear,
+        "self_attention/linear_1",
+        "self_attn.out_proj",
+    ),
+];
+
+/// A decoder layer's cross-attention: the query alone, then a fused k|v
+/// over the audio, then the output.
+const CROSS_ATTENTION: &[Mapping] = &[
+    (
+        Piece::Norm,
+        "attention/layer_norm",
+        "encoder_attn_layer_norm",
+    ),
+    (Piece::Linear, "attention/linear_0", "encoder_attn.q_proj"),
+    (Piece::FusedKv, "attention/linear_1", "encoder_attn"),
+    (Piece::Linear, "attention/linear_2", "encoder_attn.out_proj"),
+];
+
+/// A layer's feed-forward block.
+const FFN: &[Mapping] = &[
+    (Piece::Norm, "ffn/layer_norm", "final_layer_norm"),
+    (Piece::Linear, "ffn/linear_0", "fc1"),
+    (Piece::Linear, "ffn/linear_1", "fc2"),
+];
+
 /// Maps CTranslate2's Whisper variables to Hugging Face names, splitting the
 /// fused projections, and reads the model's sizes from them.
 fn whisper_tensors(m: &Ct2Model) -> Result<(HashMap<String, Tensor>, WhisperSizes), String> {
+    let sizes = whisper_sizes(m)?;
+    let mut t = TensorMap::new(m);
+    t.map(ENCODER, "", "")?;
+    for i in 0..sizes.encoder_layers {
+        let (from, to) = (
+            format!("encoder/layer_{i}/"),
+            format!("model.encoder.layers.{i}."),
+        );
+        t.map(SELF_ATTENTION, &from, &to)?;
+        t.map(FFN, &from, &to)?;
+    }
+    t.map(DECODER, "", "")?;
+    for i in 0..sizes.decoder_layers {
+        let (from, to) = (
+            format!("decoder/layer_{i}/"),
+            format!("model.decoder.layers.{i}."),
+        );
+        t.map(SELF_ATTENTION, &from, &to)?;
+        t.map(CROSS_ATTENTION, &from, &to)?;
+        t.map(FFN, &from, &to)?;
+    }
+    Ok((t.finish()?, sizes))
+}
+
+/// The model's sizes, from the shapes and counts of its variables.
+fn whisper_sizes(m: &Ct2Model) -> Result<WhisperSizes, String> {
     if m.spec != "WhisperSpec" {
         return Err(format!("a {} model, not a WhisperSpec", m.spec));
     }
@@ -435,207 +555,114 @@ fn whisper_tensors(m: &Ct2Model) -> Result<(HashMap<String, Tensor>, WhisperSize
     if sizes.encoder_layers == 0 || sizes.decoder_layers == 0 {
         return Err("the model has no encoder or decoder layers".into());
     }
+    Ok(sizes)
+}
 
-    let mut out = HashMap::new();
-    let mut used: Vec<String> = Vec::new();
-    let get = |name: &str, used: &mut Vec<String>| -> Result<Tensor, String> {
-        used.push(name.to_string());
-        m.var(name)?.tensor(name).map_err(|e| e.to_string())
-    };
-    let put = |out: &mut HashMap<String, Tensor>,
-               used: &mut Vec<String>,
-               from: &str,
-               to: &str|
-     -> Result<(), String> {
-        out.insert(to.to_string(), get(from, used)?);
+/// The converted tensors by their Hugging Face names, and which of the
+/// model's variables they used.
+struct TensorMap<'a> {
+    model: &'a Ct2Model,
+    out: HashMap<String, Tensor>,
+    used: HashSet<String>,
+}
+
+impl<'a> TensorMap<'a> {
+    fn new(model: &'a Ct2Model) -> Self {
+        Self {
+            model,
+            out: HashMap::new(),
+            used: HashSet::new(),
+        }
+    }
+
+    fn get(&mut self, name: &str) -> Result<Tensor, String> {
+        self.used.insert(name.to_string());
+        self.model
+            .var(name)?
+            .tensor(name)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A fused projection's weight and bias, each split along its output
+    /// rows into `parts` pieces.
+    fn get_split(
+        &mut self,
+        from: &str,
+        parts: usize,
+    ) -> Result<(Vec<Tensor>, Vec<Tensor>), String> {
+        let split = |t: Tensor| t.chunk(parts, 0).map_err(|e| e.to_string());
+        let w = split(self.get(&format!("{from}/weight"))?)?;
+        let b = split(self.get(&format!("{from}/bias"))?)?;
+        Ok((w, b))
+    }
+
+    fn put(&mut self, to: String, t: Tensor) {
+        self.out.insert(to, t);
+    }
+
+    /// Maps every piece of `table`, its names behind these prefixes.
+    fn map(&mut self, table: &[Mapping], from_prefix: &str, to_prefix: &str) -> Result<(), String> {
+        for (piece, from, to) in table {
+            self.map_piece(
+                *piece,
+                &format!("{from_prefix}{from}"),
+                &format!("{to_prefix}{to}"),
+            )?;
+        }
         Ok(())
-    };
-    // Splits a fused projection along its output rows into `parts` pieces.
-    let split = |t: &Tensor, parts: usize| -> Result<Vec<Tensor>, String> {
-        t.chunk(parts, 0).map_err(|e| e.to_string())
-    };
-    let linear = |out: &mut HashMap<String, Tensor>,
-                  used: &mut Vec<String>,
-                  from: &str,
-                  to: &str|
-     -> Result<(), String> {
-        out.insert(
-            format!("{to}.weight"),
-            get(&format!("{from}/weight"), used)?,
-        );
-        out.insert(format!("{to}.bias"), get(&format!("{from}/bias"), used)?);
-        Ok(())
-    };
-    let norm = |out: &mut HashMap<String, Tensor>,
-                used: &mut Vec<String>,
-                from: &str,
-                to: &str|
-     -> Result<(), String> {
-        out.insert(format!("{to}.weight"), get(&format!("{from}/gamma"), used)?);
-        out.insert(format!("{to}.bias"), get(&format!("{from}/beta"), used)?);
-        Ok(())
-    };
-    // Self-attention: one fused q|k|v projection. The key has no bias in the
-    // Hugging Face layout; a key bias adds the same score to every key of a
-    // query, which the softmax cancels, so dropping it changes nothing.
-    let fused_qkv = |out: &mut HashMap<String, Tensor>,
-                     used: &mut Vec<String>,
-                     from: &str,
-                     to: &str|
-     -> Result<(), String> {
-        let w = split(&get(&format!("{from}/weight"), used)?, 3)?;
-        let b = split(&get(&format!("{from}/bias"), used)?, 3)?;
-        for (i, p) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
-            out.insert(format!("{to}.{p}.weight"), w[i].clone());
-            if *p != "k_proj" {
-                out.insert(format!("{to}.{p}.bias"), b[i].clone());
+    }
+
+    fn map_piece(&mut self, piece: Piece, from: &str, to: &str) -> Result<(), String> {
+        match piece {
+            Piece::Tensor => {
+                let t = self.get(from)?;
+                self.put(to.to_string(), t);
+            }
+            Piece::Linear | Piece::Norm => {
+                let (w, b) = match piece {
+                    Piece::Norm => ("gamma", "beta"),
+                    _ => ("weight", "bias"),
+                };
+                let w = self.get(&format!("{from}/{w}"))?;
+                self.put(format!("{to}.weight"), w);
+                let b = self.get(&format!("{from}/{b}"))?;
+                self.put(format!("{to}.bias"), b);
+            }
+            Piece::FusedQkv => {
+                let (w, b) = self.get_split(from, 3)?;
+                for (i, p) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
+                    self.put(format!("{to}.{p}.weight"), w[i].clone());
+                    if *p != "k_proj" {
+                        self.put(format!("{to}.{p}.bias"), b[i].clone());
+                    }
+                }
+            }
+            Piece::FusedKv => {
+                let (w, b) = self.get_split(from, 2)?;
+                self.put(format!("{to}.k_proj.weight"), w[0].clone());
+                self.put(format!("{to}.v_proj.weight"), w[1].clone());
+                self.put(format!("{to}.v_proj.bias"), b[1].clone());
             }
         }
         Ok(())
-    };
-    let ffn = |out: &mut HashMap<String, Tensor>,
-               used: &mut Vec<String>,
-               from: &str,
-               to: &str|
-     -> Result<(), String> {
-        norm(
-            out,
-            used,
-            &format!("{from}/ffn/layer_norm"),
-            &format!("{to}.final_layer_norm"),
-        )?;
-        linear(
-            out,
-            used,
-            &format!("{from}/ffn/linear_0"),
-            &format!("{to}.fc1"),
-        )?;
-        linear(
-            out,
-            used,
-            &format!("{from}/ffn/linear_1"),
-            &format!("{to}.fc2"),
-        )
-    };
+    }
 
-    // A layer's self-attention: its norm, the fused q|k|v, the output.
-    let self_attention = |out: &mut HashMap<String, Tensor>,
-                          used: &mut Vec<String>,
-                          from: &str,
-                          to: &str|
-     -> Result<(), String> {
-        let sa = format!("{from}/self_attention");
-        norm(
-            out,
-            used,
-            &format!("{sa}/layer_norm"),
-            &format!("{to}.self_attn_layer_norm"),
-        )?;
-        fused_qkv(
-            out,
-            used,
-            &format!("{sa}/linear_0"),
-            &format!("{to}.self_attn"),
-        )?;
-        linear(
-            out,
-            used,
-            &format!("{sa}/linear_1"),
-            &format!("{to}.self_attn.out_proj"),
-        )
-    };
-    let enc = "model.encoder";
-    linear(
-        &mut out,
-        &mut used,
-        "encoder/conv1",
-        &format!("{enc}.conv1"),
-    )?;
-    linear(
-        &mut out,
-        &mut used,
-        "encoder/conv2",
-        &format!("{enc}.conv2"),
-    )?;
-    put(
-        &mut out,
-        &mut used,
-        "encoder/position_encodings/encodings",
-        &format!("{enc}.embed_positions.weight"),
-    )?;
-    norm(
-        &mut out,
-        &mut used,
-        "encoder/layer_norm",
-        &format!("{enc}.layer_norm"),
-    )?;
-    for i in 0..sizes.encoder_layers {
-        let (from, to) = (format!("encoder/layer_{i}"), format!("{enc}.layers.{i}"));
-        self_attention(&mut out, &mut used, &from, &to)?;
-        ffn(&mut out, &mut used, &from, &to)?;
+    /// The tensors, once every variable has found a place: a variable left
+    /// over means a layout this converter does not know, which would load
+    /// as a wrong model.
+    fn finish(self) -> Result<HashMap<String, Tensor>, String> {
+        let left: Vec<&String> = self
+            .model
+            .vars
+            .iter()
+            .filter(|(k, v)| !v.dims.is_empty() && !self.used.contains(*k))
+            .map(|(k, _)| k)
+            .collect();
+        if !left.is_empty() {
+            return Err(format!("unknown variables in the model: {left:?}"));
+        }
+        Ok(self.out)
     }
-    let dec = "model.decoder";
-    put(
-        &mut out,
-        &mut used,
-        "decoder/embeddings/weight",
-        &format!("{dec}.embed_tokens.weight"),
-    )?;
-    put(
-        &mut out,
-        &mut used,
-        "decoder/position_encodings/encodings",
-        &format!("{dec}.embed_positions.weight"),
-    )?;
-    norm(
-        &mut out,
-        &mut used,
-        "decoder/layer_norm",
-        &format!("{dec}.layer_norm"),
-    )?;
-    for i in 0..sizes.decoder_layers {
-        let (from, to) = (format!("decoder/layer_{i}"), format!("{dec}.layers.{i}"));
-        self_attention(&mut out, &mut used, &from, &to)?;
-        // Cross-attention: the query alone, then a fused k|v over the audio.
-        let ca = format!("{from}/attention");
-        let ca_to = format!("{to}.encoder_attn");
-        norm(
-            &mut out,
-            &mut used,
-            &format!("{ca}/layer_norm"),
-            &format!("{to}.encoder_attn_layer_norm"),
-        )?;
-        linear(
-            &mut out,
-            &mut used,
-            &format!("{ca}/linear_0"),
-            &format!("{ca_to}.q_proj"),
-        )?;
-        let w = split(&get(&format!("{ca}/linear_1/weight"), &mut used)?, 2)?;
-        let b = split(&get(&format!("{ca}/linear_1/bias"), &mut used)?, 2)?;
-        out.insert(format!("{ca_to}.k_proj.weight"), w[0].clone());
-        out.insert(format!("{ca_to}.v_proj.weight"), w[1].clone());
-        out.insert(format!("{ca_to}.v_proj.bias"), b[1].clone());
-        linear(
-            &mut out,
-            &mut used,
-            &format!("{ca}/linear_2"),
-            &format!("{ca_to}.out_proj"),
-        )?;
-        ffn(&mut out, &mut used, &from, &to)?;
-    }
-    // Every tensor must have found a place: a variable left over means a
-    // layout this converter does not know, which would load as a wrong model.
-    let left: Vec<&String> = m
-        .vars
-        .iter()
-        .filter(|(k, v)| !v.dims.is_empty() && !used.contains(k))
-        .map(|(k, _)| k)
-        .collect();
-    if !left.is_empty() {
-        return Err(format!("unknown variables in the model: {left:?}"));
-    }
-    Ok((out, sizes))
 }
 
 #[cfg(test)]

@@ -81,10 +81,40 @@ pub fn default_model_dir(root: &std::path::Path, model: &str) -> PathBuf {
 mod tests {
     use super::*;
 
+    use rosetta_common::world::{parse_places, DEFAULT_PLACES_TOML};
+    use rosetta_common::{Color, ObjectKind, ObservedObject, WorldModel};
+
+    /// The default scene as perception sees it: the four cubes on the
+    /// table, the two bins, and the site's named places.
+    fn default_world() -> WorldModel {
+        let object = |color: Color, kind: ObjectKind, position_m: [f64; 3]| ObservedObject {
+            id: format!("{}_{}", color.name(), kind.name()),
+            kind,
+            color,
+            position_m,
+            last_seen_s: 0.0,
+            observations: 10,
+            position_sigma_m: 0.0,
+            confidence: 1.0,
+        };
+        WorldModel {
+            stamp_s: 0.0,
+            frame_id: "map".into(),
+            objects: vec![
+                object(Color::Red, ObjectKind::Cube, [1.42, -0.36, 0.425]),
+                object(Color::Green, ObjectKind::Cube, [1.42, -0.12, 0.425]),
+                object(Color::Blue, ObjectKind::Cube, [1.42, 0.12, 0.425]),
+                object(Color::Yellow, ObjectKind::Cube, [1.42, 0.36, 0.425]),
+                object(Color::Red, ObjectKind::Bin, [0.0, -1.6, 0.125]),
+                object(Color::Blue, ObjectKind::Bin, [0.0, 1.6, 0.125]),
+            ],
+            places: parse_places(DEFAULT_PLACES_TOML).expect("the default places"),
+        }
+    }
+
     #[test]
     fn the_context_names_what_the_world_holds() {
-        let suite = rosetta_planner::suite::Suite::committed().expect("suite");
-        let c = context_for(&suite.worlds["default"]);
+        let c = context_for(&default_world());
         assert!(
             c.starts_with("The robot sees the red cube, the green cube"),
             "{c}"

@@ -36,8 +36,10 @@ fn build<T: SizedSample + Send + 'static>(
                 .chunks(channels)
                 .map(|c| c.iter().map(|s| to_f32(*s)).sum::<f32>() / c.len() as f32)
                 .collect();
-            // The receiver is gone only when the microphone is being closed.
-            let _ = tx.send(mono);
+            if let Err(e) = tx.send(mono) {
+                // The receiver is gone only when the microphone is being closed.
+                tracing::debug!(error = %e, "microphone closed; audio chunk dropped");
+            }
         },
         |e| tracing::warn!(error = %e, "microphone stream error"),
         None,

@@ -101,7 +101,9 @@ pub fn add_noise(input: &Path, out: &Path, snr_db: f32) -> Result<(), SpeechErro
             .arg(out),
         "sox",
     );
-    // Best effort: a leftover noise file in a scratch folder is harmless.
-    let _ = std::fs::remove_file(&noise);
+    if let Err(e) = std::fs::remove_file(&noise) {
+        // Best effort: a leftover noise file in a scratch folder is harmless.
+        tracing::debug!(error = %e, "cannot remove {}", noise.display());
+    }
     mixed
 }

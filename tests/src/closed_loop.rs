@@ -1,9 +1,9 @@
-//! The executor and the simulator in one process, without ROS: the same
+//! The skill runner and the simulator in one process, without ROS: the same
 //! control core and safety limits as the control node, stepped in lockstep
 //! with the sim's world (physics 100 Hz, control 100 Hz, scan 10 Hz). Used by
 //! deterministic navigation and manipulation tests and by `control-bench`.
 //!
-//! The world model the executor gets is the sim's truth (objects where they
+//! The world model the skill runner gets is the sim's truth (objects where they
 //! are): these runs measure control, not perception.
 
 use rand::{Rng, SeedableRng};
@@ -12,10 +12,10 @@ use rosetta_common::grid::OccupancyGrid;
 use rosetta_common::robot::RobotDescription;
 use rosetta_common::status::TaskState;
 use rosetta_common::trajectory::plan_joint_trajectory;
-use rosetta_common::{ObservedObject, Place, Pose2D, Skill, WorldModel};
+use rosetta_common::{ObservedObject, Place, Pose2D, Skill, ValidPlan, WorldModel};
 use rosetta_control::nav::Twist2D;
 use rosetta_control::safety::SafetyLimits;
-use rosetta_control::{Executor, Inputs};
+use rosetta_control::{Inputs, SkillRunner};
 use rosetta_sim::render::render_scan;
 use rosetta_sim::scene::{Furniture, Scene};
 use rosetta_sim::world::World;
@@ -38,7 +38,7 @@ pub struct RunOutcome {
 
 pub struct ClosedLoop {
     pub world: World,
-    exec: Executor,
+    exec: SkillRunner,
     limits: SafetyLimits,
     grid: OccupancyGrid,
     obstacles: Vec<[f64; 2]>,
@@ -51,7 +51,7 @@ pub struct ClosedLoop {
     pub lidar_noise_m: f64,
     /// Print the pose, the running step and the path once per sim second.
     pub trace: bool,
-    /// Wall time spent in the executor's ticks so far (seconds).
+    /// Wall time spent in the skill runner's ticks so far (seconds).
     pub tick_wall_s: f64,
     /// A perception error to inject: the object's estimate is off by this
     /// offset until the base comes within this distance of the (wrong)
@@ -66,7 +66,7 @@ impl ClosedLoop {
         let robot = RobotDescription::default();
         Self {
             world: World::new(scene, robot.clone()),
-            exec: Executor::new(robot.clone()),
+            exec: SkillRunner::new(robot.clone()),
             limits: SafetyLimits::from_robot(&robot),
             grid: OccupancyGrid::new([0.0, 0.0], [20.0, 20.0], 0.05),
             obstacles: Vec::new(),
@@ -128,7 +128,7 @@ impl ClosedLoop {
         }
     }
 
-    /// Runs `plan` until the executor finishes or `timeout_s` of sim time pass.
+    /// Runs `plan` until the skill runner finishes or `timeout_s` of sim time pass.
     pub fn run(&mut self, plan: Vec<Skill>, places: Vec<Place>, timeout_s: f64) -> RunOutcome {
         let start_s = self.world.time_s;
         let collisions_before = self.world.collisions;
@@ -145,14 +145,17 @@ impl ClosedLoop {
     }
 
     /// Starts a plan; then call [`Self::step`] until it returns `None` with the task over.
+    /// The plans of tests and benches are written to pass the world-free
+    /// checks ([`ValidPlan`]); one that does not is a bug of the test.
     pub fn start(&mut self, plan: Vec<Skill>, places: Vec<Place>) {
         self.command_id += 1;
         self.places = places;
+        let plan = ValidPlan::new(plan).expect("a test plan passes the world-free checks");
         self.exec.start(self.command_id, plan, self.world.time_s);
     }
 
-    /// The executor's status: the task, every step, the message.
-    pub fn status(&self) -> rosetta_common::status::ExecutorStatus {
+    /// The skill runner's status: the task, every step, the message.
+    pub fn status(&self) -> rosetta_common::status::TaskStatus {
         self.exec.status()
     }
 
@@ -162,18 +165,18 @@ impl ClosedLoop {
         &self.grid
     }
 
-    /// The path the executor follows now (odom frame).
+    /// The path the skill runner follows now (odom frame).
     pub fn planned_path(&self) -> &[[f64; 2]] {
         self.exec.current_path()
     }
 
-    /// Whether the executor still runs the plan.
+    /// Whether the skill runner still runs the plan.
     pub fn running(&self) -> bool {
         self.exec.task() == TaskState::Running
     }
 
-    /// One physics step, with the scan and the executor's tick when they are
-    /// due. Returns the pose the executor was given, when it ticked.
+    /// One physics step, with the scan and the skill runner's tick when they are
+    /// due. Returns the pose the skill runner was given, when it ticked.
     pub fn step(&mut self) -> Option<Pose2D> {
         if !self.running() {
             return None;
@@ -212,9 +215,12 @@ impl ClosedLoop {
                     self.limits
                         .apply(self.last_cmd, want, PHYSICS_DT_S * CONTROL_EVERY as f64);
                 self.last_cmd = safe;
-                let _ = self
+                if let Err(e) = self
                     .world
-                    .command_velocity(safe.linear_m_s, safe.angular_rad_s);
+                    .command_velocity(safe.linear_m_s, safe.angular_rad_s)
+                {
+                    tracing::warn!(error = %e, "the sim refused the velocity command");
+                }
             }
             if let Some(q) = out.arm_target.filter(|q| Some(*q) != self.last_arm_target) {
                 // As the node does: a timed trajectory within the joint limits.
@@ -226,11 +232,15 @@ impl ClosedLoop {
                     arm.max_joint_accel_rad_s2,
                     0.05,
                 );
-                let _ = self.world.command_trajectory(&joints, &points);
+                if let Err(e) = self.world.command_trajectory(&joints, &points) {
+                    tracing::warn!(error = %e, "the sim refused the arm trajectory");
+                }
                 self.last_arm_target = Some(q);
             }
             if let Some(g) = out.gripper_target_m {
-                let _ = self.world.command_joints(&[gripper], &[g]);
+                if let Err(e) = self.world.command_joints(&[gripper], &[g]) {
+                    tracing::warn!(error = %e, "the sim refused the gripper command");
+                }
             }
         }
         self.world.step(PHYSICS_DT_S);
@@ -267,7 +277,9 @@ impl ClosedLoop {
     ) -> RunOutcome {
         // Leave the base stopped, as the node does.
         self.last_cmd = Twist2D::default();
-        let _ = self.world.command_velocity(0.0, 0.0);
+        if let Err(e) = self.world.command_velocity(0.0, 0.0) {
+            tracing::warn!(error = %e, "the sim refused the stop");
+        }
         let status = self.exec.status();
         RunOutcome {
             task: status.task,

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use rosetta_common::report::DemoReport;
+use rosetta_common::status::{GroundTruth, GroundTruthObject};
 
 /// The `rosetta` binary built next to the test executable (`./rosetta test` builds it first).
 pub fn rosetta_bin() -> PathBuf {
@@ -48,7 +50,7 @@ pub fn start(domain_id: u32, args: &[&str]) -> Running {
 }
 
 /// Runs `rosetta demo <command>` and returns its output and parsed report.
-pub fn run_demo(domain_id: u32, command: &str) -> (Output, serde_json::Value, tempfile::TempDir) {
+pub fn run_demo(domain_id: u32, command: &str) -> (Output, DemoReport, tempfile::TempDir) {
     run_demo_with(domain_id, command, &[])
 }
 
@@ -57,7 +59,7 @@ pub fn run_demo_with(
     domain_id: u32,
     command: &str,
     extra: &[&str],
-) -> (Output, serde_json::Value, tempfile::TempDir) {
+) -> (Output, DemoReport, tempfile::TempDir) {
     let mut args = vec![command];
     args.extend_from_slice(extra);
     run_demo_args(domain_id, &args)
@@ -65,10 +67,7 @@ pub fn run_demo_with(
 
 /// `rosetta demo` with these arguments (the command, or `--audio FILE`, and
 /// options), its report and episodes in a temporary folder.
-pub fn run_demo_args(
-    domain_id: u32,
-    args: &[&str],
-) -> (Output, serde_json::Value, tempfile::TempDir) {
+pub fn run_demo_args(domain_id: u32, args: &[&str]) -> (Output, DemoReport, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let report = dir.path().join("report.json");
     let out = rosetta(domain_id)
@@ -86,8 +85,13 @@ pub fn run_demo_args(
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    let json: serde_json::Value = serde_json::from_str(&text).expect("report is JSON");
-    (out, json, dir)
+    (out, parse_report(&text), dir)
+}
+
+/// A demo report, read through its type: a field renamed or retyped on
+/// either side fails here, with the text.
+pub fn parse_report(text: &str) -> DemoReport {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not a demo report ({e}):\n{text}"))
 }
 
 /// The last `lines` lines of every node log (`*/logs/*.log`) under an
@@ -153,9 +157,19 @@ pub fn python(domain: u32, script: &str, args: &[&str]) -> serde_json::Value {
     seen
 }
 
+/// The sim's ground truth at the end of a demo.
+pub fn truth(report: &DemoReport) -> &GroundTruth {
+    report
+        .ground_truth
+        .as_ref()
+        .unwrap_or_else(|| panic!("no ground truth in the report: {report}"))
+}
+
 /// The ground-truth object with this id in a report.
-pub fn truth_object<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    object_in(&report["ground_truth"], id)
+pub fn truth_object<'a>(report: &'a DemoReport, id: &str) -> &'a GroundTruthObject {
+    report
+        .truth_object(id)
+        .unwrap_or_else(|| panic!("{id} not in the report's ground truth: {report}"))
 }
 
 /// The object with this id in a ground truth (the sim's `/sim/ground_truth`).
@@ -171,7 +185,10 @@ pub struct Running(pub Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGINT);
+        // Best effort: it may have exited already.
+        if let Err(e) = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGINT) {
+            tracing::debug!(error = %e, "cannot interrupt the child");
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
@@ -179,8 +196,13 @@ impl Drop for Running {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        // It did not stop on SIGINT: kill it, best effort, and reap it.
+        if let Err(e) = self.0.kill() {
+            tracing::debug!(error = %e, "cannot kill the child");
+        }
+        if let Err(e) = self.0.wait() {
+            tracing::debug!(error = %e, "cannot reap the child");
+        }
     }
 }
 

@@ -3,26 +3,33 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a missing field is a test failure
 
-use rosetta_tests::{python, run_demo, run_demo_args, run_demo_with, truth_object};
+use rosetta_common::report::{DemoOutcome, DemoReport};
+use rosetta_tests::{
+    parse_report, python, run_demo, run_demo_args, run_demo_with, truth, truth_object,
+};
 
-fn assert_in_bin(report: &serde_json::Value, cube: &str, bin: &str) {
+fn assert_in_bin(report: &DemoReport, cube: &str, bin: &str) {
     let o = truth_object(report, cube);
-    assert_eq!(o["in_container"], bin, "{cube} is not in {bin}: {report:#}");
-    assert_eq!(o["held"], false);
+    assert_eq!(
+        o.in_container.as_deref(),
+        Some(bin),
+        "{cube} is not in {bin}: {report:#}"
+    );
+    assert!(!o.held);
     // It lies on the bin's floor, inside its footprint.
     let b = truth_object(report, bin);
     for k in 0..2 {
-        let d = o["position_m"][k].as_f64().unwrap() - b["position_m"][k].as_f64().unwrap();
+        let d = o.position_m[k] - b.position_m[k];
         assert!(d.abs() < 0.13, "{cube} is outside {bin}'s footprint");
     }
-    assert!(o["position_m"][2].as_f64().unwrap() < 0.1);
+    assert!(o.position_m[2] < 0.1);
 }
 
-fn assert_untouched(report: &serde_json::Value, cube: &str) {
+fn assert_untouched(report: &DemoReport, cube: &str) {
     let o = truth_object(report, cube);
-    assert_eq!(o["in_container"], serde_json::Value::Null);
+    assert_eq!(o.in_container, None);
     assert!(
-        (o["position_m"][2].as_f64().unwrap() - 0.425).abs() < 1e-6,
+        (o.position_m[2] - 0.425).abs() < 1e-6,
         "{cube} left the table"
     );
 }
@@ -31,27 +38,24 @@ fn assert_untouched(report: &serde_json::Value, cube: &str) {
 fn red_cube_goes_into_the_blue_bin() {
     let (out, report, dir) = run_demo(31, "put the red cube in the blue bin");
     assert!(out.status.success(), "exit {:?}: {report:#}", out.status);
-    assert_eq!(report["outcome"], "succeeded");
+    assert_eq!(report.outcome, DemoOutcome::Succeeded);
     assert_in_bin(&report, "red_cube", "blue_bin");
     for other in ["green_cube", "blue_cube", "yellow_cube"] {
         assert_untouched(&report, other);
     }
-    assert_eq!(report["ground_truth"]["collisions"], 0);
+    assert_eq!(truth(&report).collisions, 0);
     assert_eq!(
-        report["steps"].as_array().map(|s| s.len()),
-        report["plan"].as_array().map(|p| p.len())
+        Some(report.steps.len()),
+        report.plan.as_ref().map(|p| p.len())
     );
 
     // Every node's part of the recording, and the launcher's, is complete.
-    assert_eq!(
-        report["recording_problems"],
-        serde_json::json!([]),
-        "{report:#}"
-    );
+    assert!(report.recording_problems.is_empty(), "{report:#}");
     // The episode opens with the rerun CLI and holds every stage's entities.
-    let rrd = report["rrd_path"].as_str().expect("an .rrd was written");
+    let rrd = report.rrd_path.as_deref().expect("an .rrd was written");
     let stats = std::process::Command::new("rerun")
-        .args(["rrd", "stats", rrd])
+        .args(["rrd", "stats"])
+        .arg(rrd)
         .output()
         .expect("rerun CLI");
     assert!(
@@ -86,7 +90,8 @@ fn red_cube_goes_into_the_blue_bin() {
     );
     // The default viewer layout travels with the episode, as a blueprint store.
     let print = std::process::Command::new("rerun")
-        .args(["rrd", "print", rrd])
+        .args(["rrd", "print"])
+        .arg(rrd)
         .output()
         .expect("rerun CLI");
     let printed = String::from_utf8_lossy(&print.stdout);
@@ -94,7 +99,7 @@ fn red_cube_goes_into_the_blue_bin() {
         printed.contains("Blueprint") && printed.contains("ViewBlueprint"),
         "no blueprint in the episode"
     );
-    assert!(report["git_revision"].is_string(), "{report:#}");
+    assert!(report.git_revision.is_some(), "{report:#}");
 
     // The episode renders in the viewer, headless, to a screenshot that
     // shows its layout (look at it: the PNG lands in the episode folder).
@@ -121,7 +126,7 @@ fn red_cube_goes_into_the_blue_bin() {
     assert!(png.len() > 50_000, "{} bytes: blank?", png.len());
 }
 
-/// Closed loop: the sim lets the first grasp slip; the executor reports the
+/// Closed loop: the sim lets the first grasp slip; the skill runner reports the
 /// failed pick, the planner plans again, and the second attempt succeeds.
 #[test]
 fn a_slipped_grasp_is_planned_again_and_the_task_still_succeeds() {
@@ -131,11 +136,15 @@ fn a_slipped_grasp_is_planned_again_and_the_task_still_succeeds() {
         &["--slip-grasps", "1"],
     );
     assert!(out.status.success(), "exit {:?}: {report:#}", out.status);
-    assert_eq!(report["attempts"], 2, "{report:#}");
-    let why = report["replans"][0].as_str().unwrap_or_default();
+    assert_eq!(report.attempts, 2, "{report:#}");
+    let why = report
+        .replans
+        .first()
+        .map(String::as_str)
+        .unwrap_or_default();
     assert!(why.contains("pick(red_cube)"), "{why}");
     assert_in_bin(&report, "red_cube", "blue_bin");
-    assert_eq!(report["ground_truth"]["collisions"], 0);
+    assert_eq!(truth(&report).collisions, 0);
 }
 
 /// A spoken command (espeak-ng's voice in a WAV file) goes through Whisper to
@@ -152,8 +161,8 @@ fn a_spoken_command_moves_the_cube_it_names() {
     rosetta_speech::synth::speak(said, voice, &wav).expect("espeak-ng");
     let (out, report, _dir) = run_demo_args(50, &["--audio", wav.to_str().unwrap()]);
     assert!(out.status.success(), "exit {:?}: {report:#}", out.status);
-    let heard = report["speech"]["text"].as_str().unwrap();
-    assert_eq!(report["command"], heard);
+    let heard = &report.speech.as_ref().unwrap().text;
+    assert_eq!(&report.command, heard);
     assert_eq!(
         rosetta_speech::wer::word_errors(said, heard).0,
         0,
@@ -210,15 +219,15 @@ fn green_cube_goes_into_the_red_bin_seen_by_the_learned_detector() {
 fn assert_refused_without_motion(domain: u32, command: &str, reason_contains: &str) {
     let (out, report, _dir) = run_demo(domain, command);
     assert_eq!(out.status.code(), Some(2), "{report:#}");
-    assert_eq!(report["outcome"], "refused");
-    let msg = report["message"].as_str().unwrap_or_default();
+    assert_eq!(report.outcome, DemoOutcome::Refused);
+    let msg = &report.message;
     assert!(
         msg.contains(reason_contains),
         "message {msg:?} lacks {reason_contains:?}"
     );
-    let pose = &report["ground_truth"]["robot_pose"];
-    for k in ["x_m", "y_m", "yaw_rad"] {
-        assert_eq!(pose[k].as_f64(), Some(0.0), "the robot moved: {pose}");
+    let pose = truth(&report).robot_pose;
+    for v in [pose.x_m, pose.y_m, pose.yaw_rad] {
+        assert_eq!(v, 0.0, "the robot moved: {pose:?}");
     }
     for cube in ["red_cube", "green_cube", "blue_cube", "yellow_cube"] {
         assert_untouched(&report, cube);
@@ -273,26 +282,21 @@ fn ctrl_c_stops_every_node_and_leaves_no_orphans() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{rest:?}");
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_eq!(r["outcome"], "interrupted");
-    let nodes = r["nodes"].as_array().unwrap();
+    let r = parse_report(&std::fs::read_to_string(&report).unwrap());
+    assert_eq!(r.outcome, DemoOutcome::Interrupted);
+    let nodes = &r.nodes;
     assert_eq!(
         nodes.len(),
         5,
         "sim, perception, planner, executive, control"
     );
     for n in nodes {
-        let pid = n["pid"].as_i64().unwrap() as i32;
+        let pid = n.pid as i32;
         // Signal 0 probes for existence: every node process must be gone (and reaped).
         let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-        assert!(
-            !alive,
-            "node {} (pid {pid}) outlived the launcher",
-            n["name"]
-        );
+        assert!(!alive, "node {} (pid {pid}) outlived the launcher", n.name);
         // Each node stopped cleanly on SIGINT rather than being killed.
-        assert_eq!(n["exit_code"], 0, "node {} did not exit cleanly", n["name"]);
+        assert_eq!(n.exit_code, Some(0), "node {} did not exit cleanly", n.name);
     }
 }
 
@@ -311,8 +315,10 @@ fn perception_and_the_planner_rerun_offline_on_recorded_sensors() {
         &["--record-sensors"],
     );
     assert!(out.status.success(), "exit {:?}: {report:#}", out.status);
-    let sensors = report["sensors_path"]
-        .as_str()
+    let sensors = report
+        .sensors_path
+        .as_deref()
+        .and_then(|p| p.to_str())
         .unwrap_or_else(|| panic!("no sensor recording: {report:#}"))
         .to_string();
 
@@ -328,10 +334,10 @@ fn perception_and_the_planner_rerun_offline_on_recorded_sensors() {
     assert_eq!(seen["error"], serde_json::Value::Null, "{seen:#}");
     // The cubes the robot did not move are where the sim has them now.
     for id in ["green_cube", "blue_cube", "yellow_cube"] {
-        let truth = &truth_object(&report, id)["position_m"];
+        let truth = truth_object(&report, id).position_m;
         let got = &seen["objects"][id];
         let err = (0..3)
-            .map(|i| (got[i].as_f64().unwrap() - truth[i].as_f64().unwrap()).powi(2))
+            .map(|i| (got[i].as_f64().unwrap() - truth[i]).powi(2))
             .sum::<f64>()
             .sqrt();
         assert!(err < 0.03, "{id}: {err:.3} m off on replay: {seen:#}");
@@ -400,9 +406,9 @@ fn a_demo_streams_live_to_a_running_viewer() {
     let url = format!("rerun+http://127.0.0.1:{port}/proxy");
     let (out, report, _dir) = run_demo_with(30, "go to the dock", &["--connect", &url]);
     assert!(out.status.success(), "exit {:?}: {report:#}", out.status);
-    assert_eq!(report["recording_problems"], serde_json::json!([]));
+    assert!(report.recording_problems.is_empty(), "{report:#}");
     assert!(
-        report["rrd_path"].is_string(),
+        report.rrd_path.is_some(),
         "the episode .rrd is still written"
     );
     // Stopping the server completes its file.

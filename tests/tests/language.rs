@@ -6,15 +6,14 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a missing field is a test failure
 
-use rosetta_tests::{run_demo, run_demo_with, truth_object};
+use rosetta_common::report::{DemoOutcome, DemoReport};
+use rosetta_tests::{run_demo, run_demo_with, truth, truth_object};
 
-fn in_container(report: &serde_json::Value, cube: &str) -> Option<String> {
-    truth_object(report, cube)["in_container"]
-        .as_str()
-        .map(str::to_string)
+fn in_container(report: &DemoReport, cube: &str) -> Option<String> {
+    truth_object(report, cube).in_container.clone()
 }
 
-fn assert_in(report: &serde_json::Value, cube: &str, bin: &str) {
+fn assert_in(report: &DemoReport, cube: &str, bin: &str) {
     assert_eq!(
         in_container(report, cube).as_deref(),
         Some(bin),
@@ -22,29 +21,29 @@ fn assert_in(report: &serde_json::Value, cube: &str, bin: &str) {
     );
 }
 
-fn assert_on_table(report: &serde_json::Value, cube: &str) {
+fn assert_on_table(report: &DemoReport, cube: &str) {
     let o = truth_object(report, cube);
-    assert_eq!(o["in_container"], serde_json::Value::Null, "{cube} moved");
+    assert_eq!(o.in_container, None, "{cube} moved");
     assert!(
-        (o["position_m"][2].as_f64().unwrap() - 0.425).abs() < 1e-6,
+        (o.position_m[2] - 0.425).abs() < 1e-6,
         "{cube} left the table"
     );
 }
 
 /// The report's own claim of success, and that every goal condition held.
-fn assert_succeeded_with_goals_held(report: &serde_json::Value) {
-    assert_eq!(report["outcome"], "succeeded", "{report:#}");
-    let checks = report["goal_checks"].as_array().unwrap();
+fn assert_succeeded_with_goals_held(report: &DemoReport) {
+    assert_eq!(report.outcome, DemoOutcome::Succeeded, "{report:#}");
+    let checks = &report.goal_checks;
     assert!(!checks.is_empty(), "no goal was checked: {report:#}");
     assert!(
-        checks.iter().all(|c| c["holds"] == true),
+        checks.iter().all(|c| c.holds),
         "a goal does not hold: {report:#}"
     );
-    assert_eq!(report["ground_truth"]["collisions"], 0);
+    assert_eq!(truth(report).collisions, 0);
+    let planner = report.planner.as_deref().unwrap();
     assert!(
-        report["planner"].as_str().unwrap().starts_with("hybrid"),
-        "the default planner is the hybrid one: {}",
-        report["planner"]
+        planner.starts_with("hybrid"),
+        "the default planner is the hybrid one: {planner}"
     );
 }
 
@@ -79,7 +78,7 @@ fn all_the_cubes_means_every_cube_and_success_means_all_of_them_are_in() {
     for cube in ["red_cube", "green_cube", "blue_cube", "yellow_cube"] {
         assert_in(&report, cube, "red_bin");
     }
-    assert_eq!(report["goal_checks"].as_array().unwrap().len(), 4);
+    assert_eq!(report.goal_checks.len(), 4);
 }
 
 #[test]
@@ -104,8 +103,8 @@ fn a_two_part_sequence_does_both_parts_in_order() {
     assert_succeeded_with_goals_held(&report);
     assert_in(&report, "green_cube", "blue_bin");
     // The dock is at (-2.6, 0) in the map frame.
-    let pose = &report["ground_truth"]["robot_pose"];
-    let (x, y) = (pose["x_m"].as_f64().unwrap(), pose["y_m"].as_f64().unwrap());
+    let pose = truth(&report).robot_pose;
+    let (x, y) = (pose.x_m, pose.y_m);
     assert!(
         (x + 2.6).hypot(y) < 0.3,
         "the robot ended at ({x:.2}, {y:.2})"
@@ -123,16 +122,13 @@ fn a_plan_whose_goal_does_not_hold_after_its_steps_is_not_reported_succeeded() {
         "put the red cube in the blue bin",
         &["--bounce-releases", "1"],
     );
-    let first_failure = report["replans"][0]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let message = report["message"].as_str().unwrap_or_default();
+    let first_failure = report.replans.first().cloned().unwrap_or_default();
+    let message = &report.message;
     assert!(
         first_failure.contains("goal does not hold") || message.contains("goal does not hold"),
         "the bounced cube was not noticed: {report:#}"
     );
-    if report["outcome"] == "succeeded" {
+    if report.outcome == DemoOutcome::Succeeded {
         // A re-plan picked it up from the floor and put it in.
         assert!(out.status.success());
         assert_in(&report, "red_cube", "blue_bin");

@@ -1,5 +1,5 @@
 //! Navigation in closed loop with the simulator, in one process and
-//! deterministic (seeded lidar noise): the executor's path planning, path
+//! deterministic (seeded lidar noise): the skill runner's path planning, path
 //! following and obstacle handling against the sim's ground truth.
 
 #![allow(clippy::unwrap_used)] // test helpers: a missing field is a test failure

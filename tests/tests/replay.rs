@@ -3,7 +3,7 @@
 //! re-run is paired with its config in `tests/replay/`.
 //!
 //! The episode runs in one process without ROS (`closed_loop`): the rules
-//! planner plans the command on the world, and the executor carries it out
+//! planner plans the command on the world, and the skill runner carries it out
 //! against the sim, with the sim's seeded lidar noise. Any hidden
 //! nondeterminism (hash-map order, wall-clock time, unseeded randomness)
 //! shows up as a pose that differs, bit for bit. Over ROS the same episode

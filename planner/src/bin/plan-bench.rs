@@ -4,7 +4,7 @@
 //! plan latency. Figures are printed, never asserted.
 //!
 //! ```text
-//! cargo run --release -p rosetta-planner --bin plan-bench -- --planner both
+//! cargo run --release -p rosetta-planner --bin plan-bench -- --planner rules,hybrid
 //! ```
 
 use std::path::PathBuf;
@@ -15,8 +15,9 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use rosetta_common::Skill;
 use rosetta_planner::grammar::render;
+use rosetta_planner::llm::{LlmOutput, LlmPlanner, ModelArgs};
 use rosetta_planner::pipeline::{Pipeline, PlannerKind};
-use rosetta_planner::suite::{score, Expected, Score, Suite};
+use rosetta_planner::suite::{score, Case, Expected, Score, Suite};
 
 /// Benchmark the planners on the command suite.
 #[derive(Debug, Parser)]
@@ -33,7 +34,7 @@ struct Args {
     #[arg(long, default_value = "both", value_parser = ["commands", "heldout", "both"])]
     suite: String,
     #[command(flatten)]
-    model: rosetta_planner::llm::ModelArgs,
+    model: ModelArgs,
     /// Run only the first N cases (0: all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
@@ -107,7 +108,24 @@ fn fmt_s(x: Option<f64>) -> String {
 }
 
 impl Report {
-    fn add(&mut self, case: &rosetta_planner::suite::Case, got: Option<&[Skill]>, why: &str) {
+    /// One model run's tokens and timings; `fixed_prompt_tokens` tells
+    /// whether the world's lines came from the KV cache.
+    fn add_model_run(&mut self, m: &LlmOutput, fixed_prompt_tokens: Option<usize>) {
+        self.first_token_s.push(m.first_token_s);
+        self.tokens += m.generated_tokens + m.forced_tokens;
+        self.chosen_tokens += m.generated_tokens;
+        self.forward_passes += m.forward_passes;
+        self.decode_s += m.decode_s;
+        self.prefill_tokens += m.prefilled_tokens;
+        self.prefill_s += m.prefill_s;
+        if let Some(fixed) = fixed_prompt_tokens {
+            self.world_cached +=
+                usize::from(m.prefilled_tokens < m.prompt_tokens.saturating_sub(fixed));
+        }
+        self.model_calls += 1;
+    }
+
+    fn add(&mut self, case: &Case, got: Option<&[Skill]>, why: &str) {
         let s: Score = score(&case.expected, got);
         self.cases += 1;
         self.exact += s.exact as usize;
@@ -203,7 +221,7 @@ impl Report {
 /// Raw speed on one prompt without the grammar: candle here, and llama.cpp
 /// (llama-cpp-python, where installed) on the same GGUF file.
 fn speed_side_by_side(
-    llm: &rosetta_planner::llm::LlmPlanner,
+    llm: &LlmPlanner,
     model: &std::path::Path,
     world: &rosetta_common::WorldModel,
     n: usize,
@@ -257,45 +275,15 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let mut suites = Vec::new();
-    if args.suite != "heldout" {
-        suites.push((
-            "commands",
-            Suite::committed().context("loading the command suite")?,
-        ));
-    }
-    if args.suite != "commands" {
-        suites.push((
-            "heldout",
-            Suite::heldout().context("loading the held-out suite")?,
-        ));
-    }
+    let suites = load_suites(&args.suite)?;
     let llm = if args.planner.iter().any(|k| k.needs_model()) {
-        let path = args.model.source()?.weights;
-        let spinner =
-            ProgressBar::new_spinner().with_message(format!("loading {}", path.display()));
-        spinner.enable_steady_tick(std::time::Duration::from_millis(200));
-        let llm = args.model.load()?;
-        spinner.finish_and_clear();
-        println!(
-            "model: {} ({} family, {:?}, adapter {}), on {:?}, loaded in {:.2} s",
-            path.display(),
-            llm.family,
-            args.model.llm_weights,
-            args.model
-                .adapter()
-                .as_ref()
-                .map_or("none".into(), |a| a.display().to_string()),
-            llm.device(),
-            llm.load_s
-        );
-        Some(std::sync::Arc::new(llm))
+        Some(std::sync::Arc::new(load_model(&args.model)?))
     } else {
         None
     };
     let mut reports = Vec::new();
     for (suite_name, suite) in &suites {
-        let mut cases: Vec<_> = suite
+        let mut cases: Vec<&Case> = suite
             .cases
             .iter()
             .filter(|c| args.category.as_ref().is_none_or(|k| &c.category == k))
@@ -304,68 +292,15 @@ fn main() -> anyhow::Result<()> {
             cases.truncate(args.limit);
         }
         println!("\n##### suite {suite_name}: {} cases", cases.len());
-        let world = |name: &str| suite.worlds.get(name).cloned().unwrap_or_default();
         for kind in &args.planner {
             let pipeline = Pipeline::new(*kind, llm.clone()).map_err(anyhow::Error::msg)?;
-            let mut r = Report {
-                planner: format!("{kind} on {suite_name}"),
-                load_s: llm
-                    .as_ref()
-                    .filter(|_| kind.needs_model())
-                    .map(|l| l.load_s),
-                ..Default::default()
-            };
-            let bar = ProgressBar::new(cases.len() as u64).with_style(
-                ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed} < {eta}]")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            let r = bench(
+                &pipeline,
+                &format!("{kind} on {suite_name}"),
+                suite,
+                &cases,
+                args.each,
             );
-            for case in &cases {
-                bar.set_message(case.category.clone());
-                let t0 = Instant::now();
-                let out = pipeline.plan(&case.command, &world(&case.world));
-                let total = t0.elapsed().as_secs_f64();
-                r.latency_s.push(total);
-                if let Some(m) = &out.model {
-                    r.first_token_s.push(m.first_token_s);
-                    r.tokens += m.generated_tokens + m.forced_tokens;
-                    r.chosen_tokens += m.generated_tokens;
-                    r.forward_passes += m.forward_passes;
-                    r.decode_s += m.decode_s;
-                    r.prefill_tokens += m.prefilled_tokens;
-                    r.prefill_s += m.prefill_s;
-                    if let Some(l) = &llm {
-                        r.world_cached += usize::from(
-                            m.prefilled_tokens
-                                < m.prompt_tokens.saturating_sub(l.fixed_prompt_tokens()),
-                        );
-                    }
-                    r.model_calls += 1;
-                }
-                let why = match &out.outcome {
-                    rosetta_common::PlanOutcome::Rejected { reason } => reason.clone(),
-                    _ => String::new(),
-                };
-                if out.steps().is_some_and(|s| s.len() == 4) {
-                    r.latency_4_step_s.push(total);
-                }
-                r.add(case, out.steps(), &why);
-                if args.each {
-                    let ok = score(&case.expected, out.steps());
-                    let got = out
-                        .steps()
-                        .map_or(format!("refuse ({why})"), |s| render(s).replace('\n', "; "));
-                    bar.println(format!(
-                        "{} {:.2} s [{}] {:?} -> {got} (by {})",
-                        if ok.equivalent { "ok  " } else { "FAIL" },
-                        total,
-                        case.category,
-                        case.command,
-                        out.by
-                    ));
-                }
-                bar.inc(1);
-            }
-            bar.finish_and_clear();
             r.print(args.show_failures);
             reports.push(r);
         }
@@ -380,28 +315,126 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if let Some(path) = &args.json {
-        let figures: Vec<_> = reports
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "planner": r.planner,
-                    "cases": r.cases,
-                    "accuracy_exact": r.exact as f64 / r.cases.max(1) as f64,
-                    "accuracy_equivalent": r.equivalent as f64 / r.cases.max(1) as f64,
-                    "refusal_precision": r.refused_correctly as f64 / r.refused.max(1) as f64,
-                    "refusal_recall": r.refused_correctly as f64 / r.should_refuse.max(1) as f64,
-                    "load_s": r.load_s,
-                    "latency_p50_s": quantile(&r.latency_s, 0.5),
-                    "latency_p95_s": quantile(&r.latency_s, 0.95),
-                    "latency_4_step_p50_s": quantile(&r.latency_4_step_s, 0.5),
-                    "first_token_p50_s": quantile(&r.first_token_s, 0.5),
-                    "decode_tok_s": r.tokens as f64 / r.decode_s.max(1e-9),
-                    "per_category": r.per_category,
-                })
-            })
-            .collect();
-        std::fs::write(path, serde_json::to_string_pretty(&figures)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_json(path, &reports)?;
     }
     Ok(())
+}
+
+/// The suites `--suite` names: `commands`, `heldout` or `both`.
+fn load_suites(which: &str) -> anyhow::Result<Vec<(&'static str, Suite)>> {
+    let mut suites = Vec::new();
+    if which != "heldout" {
+        suites.push((
+            "commands",
+            Suite::committed().context("loading the command suite")?,
+        ));
+    }
+    if which != "commands" {
+        suites.push((
+            "heldout",
+            Suite::heldout().context("loading the held-out suite")?,
+        ));
+    }
+    Ok(suites)
+}
+
+/// Loads the language model, with a spinner, and says what was loaded.
+fn load_model(model: &ModelArgs) -> anyhow::Result<LlmPlanner> {
+    let path = model.source()?.weights;
+    let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", path.display()));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let llm = model.load()?;
+    spinner.finish_and_clear();
+    println!(
+        "model: {} ({} family, {:?}, adapter {}), on {:?}, loaded in {:.2} s",
+        path.display(),
+        llm.family,
+        model.llm_weights,
+        model
+            .adapter()
+            .as_ref()
+            .map_or("none".into(), |a| a.display().to_string()),
+        llm.device(),
+        llm.load_s
+    );
+    Ok(llm)
+}
+
+/// Runs `cases` of `suite` through one pipeline; with `each`, prints each
+/// case's outcome as it finishes.
+fn bench(pipeline: &Pipeline, name: &str, suite: &Suite, cases: &[&Case], each: bool) -> Report {
+    let llm = pipeline.model();
+    let mut r = Report {
+        planner: name.to_string(),
+        load_s: llm
+            .filter(|_| pipeline.kind().needs_model())
+            .map(|l| l.load_s),
+        ..Default::default()
+    };
+    let world = |name: &str| suite.worlds.get(name).cloned().unwrap_or_default();
+    let bar = ProgressBar::new(cases.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed} < {eta}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    for case in cases {
+        bar.set_message(case.category.clone());
+        let t0 = Instant::now();
+        let out = pipeline.plan(&case.command, &world(&case.world));
+        let total = t0.elapsed().as_secs_f64();
+        r.latency_s.push(total);
+        if let Some(m) = &out.model {
+            r.add_model_run(m, llm.map(|l| l.fixed_prompt_tokens()));
+        }
+        let why = match &out.outcome {
+            rosetta_common::PlanOutcome::Rejected { reason } => reason.clone(),
+            _ => String::new(),
+        };
+        if out.steps().is_some_and(|s| s.len() == 4) {
+            r.latency_4_step_s.push(total);
+        }
+        r.add(case, out.steps(), &why);
+        if each {
+            let ok = score(&case.expected, out.steps());
+            let got = out
+                .steps()
+                .map_or(format!("refuse ({why})"), |s| render(s).replace('\n', "; "));
+            bar.println(format!(
+                "{} {:.2} s [{}] {:?} -> {got} (by {})",
+                if ok.equivalent { "ok  " } else { "FAIL" },
+                total,
+                case.category,
+                case.command,
+                out.by
+            ));
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    r
+}
+
+/// Writes the reports' figures as JSON.
+fn write_json(path: &std::path::Path, reports: &[Report]) -> anyhow::Result<()> {
+    let figures: Vec<_> = reports
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "planner": r.planner,
+                "cases": r.cases,
+                "accuracy_exact": r.exact as f64 / r.cases.max(1) as f64,
+                "accuracy_equivalent": r.equivalent as f64 / r.cases.max(1) as f64,
+                "refusal_precision": r.refused_correctly as f64 / r.refused.max(1) as f64,
+                "refusal_recall": r.refused_correctly as f64 / r.should_refuse.max(1) as f64,
+                "load_s": r.load_s,
+                "latency_p50_s": quantile(&r.latency_s, 0.5),
+                "latency_p95_s": quantile(&r.latency_s, 0.95),
+                "latency_4_step_p50_s": quantile(&r.latency_4_step_s, 0.5),
+                "first_token_p50_s": quantile(&r.first_token_s, 0.5),
+                "decode_tok_s": r.tokens as f64 / r.decode_s.max(1e-9),
+                "per_category": r.per_category,
+            })
+        })
+        .collect();
+    std::fs::write(path, serde_json::to_string_pretty(&figures)?)
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -86,41 +86,10 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let targets: Vec<&'static str> = args
-        .targets
-        .iter()
-        .map(|t| {
-            LORA_TARGETS
-                .iter()
-                .copied()
-                .find(|x| x == t)
-                .with_context(|| format!("unknown target {t:?}; choose from {LORA_TARGETS:?}"))
-        })
-        .collect::<Result<_, _>>()?;
-    // Both suites stay out of training: the original one, and the held-out
-    // one that measures what the planner learnt beyond its generator.
-    let held: Vec<String> = Suite::committed()?
-        .cases
-        .into_iter()
-        .chain(Suite::heldout()?.cases)
-        .map(|c| c.command)
-        .collect();
-    let samples = corpus::generate(args.seed, args.samples, &held);
+    let targets = lora_targets(&args.targets)?;
+    let samples = corpus::generate(args.seed, args.samples, &suite_commands()?);
     if let Some(n) = args.show_samples {
-        let refusals = samples.iter().filter(|s| s.plan.is_none()).count();
-        println!(
-            "{} samples, {refusals} refusals ({:.0}%)",
-            samples.len(),
-            100.0 * refusals as f64 / samples.len().max(1) as f64
-        );
-        for s in samples.iter().take(n) {
-            println!(
-                "--\n{}\nCommand: {}\n{}",
-                rosetta_planner::llm::world_lines(&s.world),
-                s.command,
-                s.answer()
-            );
-        }
+        show_samples(&samples, n);
         return Ok(());
     }
     if let Some(path) = &args.export {
@@ -166,13 +135,74 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let bar = ProgressBar::new((args.samples.div_ceil(args.batch) * args.epochs) as u64)
+    let curve = train_with_progress(&opts, &samples)?;
+    let csv = args.out.with_extension("csv");
+    train::write_curve(&csv, &curve)?;
+    println!(
+        "adapter: {}\nloss curve: {}",
+        args.out.display(),
+        csv.display()
+    );
+    Ok(())
+}
+
+/// The `--targets` names as [`LORA_TARGETS`] entries.
+fn lora_targets(names: &[String]) -> anyhow::Result<Vec<&'static str>> {
+    names
+        .iter()
+        .map(|t| {
+            LORA_TARGETS
+                .iter()
+                .copied()
+                .find(|x| x == t)
+                .with_context(|| format!("unknown target {t:?}; choose from {LORA_TARGETS:?}"))
+        })
+        .collect()
+}
+
+/// The commands of both suites, which stay out of training: the original
+/// one, and the held-out one that measures what the planner learnt beyond
+/// its generator.
+fn suite_commands() -> anyhow::Result<Vec<String>> {
+    Ok(Suite::committed()?
+        .cases
+        .into_iter()
+        .chain(Suite::heldout()?.cases)
+        .map(|c| c.command)
+        .collect())
+}
+
+/// Prints how many samples refuse, and the first `n` (world, command, answer).
+fn show_samples(samples: &[corpus::Sample], n: usize) {
+    let refusals = samples.iter().filter(|s| s.plan.is_none()).count();
+    println!(
+        "{} samples, {refusals} refusals ({:.0}%)",
+        samples.len(),
+        100.0 * refusals as f64 / samples.len().max(1) as f64
+    );
+    for s in samples.iter().take(n) {
+        println!(
+            "--\n{}\nCommand: {}\n{}",
+            rosetta_planner::prompt::world_lines(&s.world),
+            s.command,
+            s.answer()
+        );
+    }
+}
+
+/// Trains the adapter with progress bars (the frozen blocks' cache, then
+/// the steps with the mean loss of the last 20) and returns the loss curve.
+fn train_with_progress(
+    opts: &train::TrainOptions,
+    samples: &[corpus::Sample],
+) -> anyhow::Result<Vec<f32>> {
+    let bar = ProgressBar::new((opts.samples.div_ceil(opts.batch) * opts.epochs) as u64)
         .with_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} loss {msg} [{elapsed} < {eta}]")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
     let mut recent: Vec<f32> = Vec::new();
-    let cache_bar = ProgressBar::new(args.samples as u64).with_style(
+    let cache_bar = ProgressBar::new(opts.samples as u64).with_style(
         ProgressStyle::with_template(
             "{bar:40} {pos}/{len} samples through the frozen blocks [{elapsed} < {eta}]",
         )
@@ -184,7 +214,7 @@ fn main() -> anyhow::Result<()> {
             cache_bar.finish();
         }
     };
-    let curve = train::train(&opts, &samples, on_cache, |r| {
+    let curve = train::train(opts, samples, on_cache, |r| {
         recent.push(r.loss);
         if recent.len() > 20 {
             recent.remove(0);
@@ -197,12 +227,5 @@ fn main() -> anyhow::Result<()> {
         }
     })?;
     bar.finish();
-    let csv = args.out.with_extension("csv");
-    train::write_curve(&csv, &curve)?;
-    println!(
-        "adapter: {}\nloss curve: {}",
-        args.out.display(),
-        csv.display()
-    );
-    Ok(())
+    Ok(curve)
 }

@@ -565,303 +565,363 @@ pub fn sample<R: Rng>(rng: &mut R) -> Sample {
     }
 }
 
+/// What a sample's words may name in its world: the cubes and bins (seen,
+/// and sometimes unseen ones, which the plan looks for first) and the places.
+struct Names {
+    seen_cubes: Vec<String>,
+    cubes: Vec<String>,
+    bins: Vec<String>,
+    places: Vec<String>,
+}
+
+impl Names {
+    fn new(world: &WorldModel, unseen: &[String]) -> Self {
+        let seen = |kind: ObjectKind| -> Vec<String> {
+            world
+                .objects
+                .iter()
+                .filter(|o| o.kind == kind)
+                .map(|o| o.id.clone())
+                .collect()
+        };
+        let seen_cubes = seen(ObjectKind::Cube);
+        let seen_bins = seen(ObjectKind::Bin);
+        // Mostly things that exist; sometimes unseen ones (look_for first).
+        let cubes: Vec<String> = seen_cubes
+            .iter()
+            .chain(unseen.iter().filter(|u| u.ends_with("_cube")))
+            .cloned()
+            .collect();
+        let bins: Vec<String> = seen_bins
+            .iter()
+            .chain(unseen.iter().filter(|u| u.ends_with("_bin")))
+            .cloned()
+            .collect();
+        Self {
+            seen_cubes,
+            cubes,
+            bins,
+            places: world.places.iter().map(|p| p.id.clone()).collect(),
+        }
+    }
+
+    fn cube<R: Rng>(&self, rng: &mut R) -> Option<String> {
+        self.cubes.choose(rng).cloned()
+    }
+
+    fn bin<R: Rng>(&self, rng: &mut R) -> Option<String> {
+        self.bins.choose(rng).cloned()
+    }
+
+    fn place<R: Rng>(&self, rng: &mut R) -> Option<String> {
+        self.places.choose(rng).cloned()
+    }
+
+    /// Any cube or bin.
+    fn object<R: Rng>(&self, rng: &mut R) -> Option<String> {
+        self.cubes
+            .iter()
+            .chain(&self.bins)
+            .collect::<Vec<_>>()
+            .choose(rng)
+            .copied()
+            .cloned()
+    }
+}
+
+/// A command drawn for a world, before it becomes a sample.
+enum Draft {
+    /// Words and the intent they mean; politeness is added around them.
+    Polite(String, Vec<Clause>),
+    /// Words and their intent, as they are.
+    Plain(String, Vec<Clause>),
+    /// Words that must be refused.
+    Refused(String),
+}
+
 fn try_sample<R: Rng>(rng: &mut R, world: WorldModel, unseen: &[String]) -> Option<Sample> {
-    let seen_cubes: Vec<String> = world
-        .objects
-        .iter()
-        .filter(|o| o.kind == ObjectKind::Cube)
-        .map(|o| o.id.clone())
-        .collect();
-    let seen_bins: Vec<String> = world
-        .objects
-        .iter()
-        .filter(|o| o.kind == ObjectKind::Bin)
-        .map(|o| o.id.clone())
-        .collect();
-    // Mostly things that exist; sometimes unseen ones (look_for first).
-    let cubes: Vec<String> = seen_cubes
-        .iter()
-        .chain(unseen.iter().filter(|u| u.ends_with("_cube")))
-        .cloned()
-        .collect();
-    let bins: Vec<String> = seen_bins
-        .iter()
-        .chain(unseen.iter().filter(|u| u.ends_with("_bin")))
-        .cloned()
-        .collect();
-    let places: Vec<String> = world.places.iter().map(|p| p.id.clone()).collect();
-    let cube = |rng: &mut R| cubes.choose(rng).cloned();
-    let bin = |rng: &mut R| bins.choose(rng).cloned();
+    let names = Names::new(&world, unseen);
     let kind: u32 = rng.gen_range(0..100);
-    let refuse = |command: String| Sample {
-        world: world.clone(),
-        command,
-        plan: None,
+    let draft = match kind {
+        0..=39 => single_clause(rng, &names)?,
+        40..=54 => sequence(rng, &names)?,
+        55..=59 => pick_then_put(rng, &names)?,
+        60..=71 => several_objects(rng, &names, &world)?,
+        72..=81 => relation(rng, &names, &world)?,
+        _ => Draft::Refused(refusal(rng, &names, &world)?),
     };
-    let (command, clauses): (String, Vec<Clause>) = match kind {
-        // Single clauses.
-        0..=39 => {
-            let c = match rng.gen_range(0..10) {
-                0..=3 => Clause::Put(cube(rng)?, bin(rng)?),
-                4..=5 => Clause::Pick(cube(rng)?),
-                6 => Clause::Go(if rng.gen_bool(0.6) {
-                    places.choose(rng)?.clone()
-                } else {
-                    cubes
-                        .iter()
-                        .chain(&bins)
-                        .collect::<Vec<_>>()
-                        .choose(rng)
-                        .copied()?
-                        .clone()
-                }),
-                7 => Clause::Find(
-                    cubes
-                        .iter()
-                        .chain(&bins)
-                        .collect::<Vec<_>>()
-                        .choose(rng)
-                        .copied()?
-                        .clone(),
-                ),
-                8 => {
-                    let (n, w) = wait_words(rng);
-                    return finish(rng, world, w, vec![Clause::Wait(n)]);
-                }
-                _ => Clause::Stop,
-            };
-            let text = say(rng, &c);
-            (text, vec![c])
+    match draft {
+        Draft::Polite(command, clauses) => {
+            let pre = pick_one(rng, POLITE_PRE);
+            let post = pick_one(rng, POLITE_POST);
+            finish(rng, world, format!("{pre}{command}{post}"), clauses)
         }
-        // Sequences of two or three clauses.
-        40..=54 => {
-            let n = rng.gen_range(2..=3);
-            let mut clauses = Vec::new();
-            let mut parts = Vec::new();
-            for _ in 0..n {
-                let c = match rng.gen_range(0..6) {
-                    0 | 1 => Clause::Put(cube(rng)?, bin(rng)?),
-                    2 => Clause::Pick(cube(rng)?),
-                    3 | 4 => Clause::Go(places.choose(rng)?.clone()),
-                    _ => {
-                        let (s, w) = wait_words(rng);
-                        clauses.push(Clause::Wait(s));
-                        parts.push(w);
-                        continue;
-                    }
-                };
-                parts.push(say(rng, &c));
-                clauses.push(c);
+        Draft::Plain(command, clauses) => finish(rng, world, command, clauses),
+        Draft::Refused(command) => Some(maybe_typos(
+            rng,
+            Sample {
+                world,
+                command,
+                plan: None,
+            },
+        )),
+    }
+}
+
+/// One clause: a put, a pick, a drive, a search, a wait or a stop.
+fn single_clause<R: Rng>(rng: &mut R, names: &Names) -> Option<Draft> {
+    let c = match rng.gen_range(0..10) {
+        0..=3 => Clause::Put(names.cube(rng)?, names.bin(rng)?),
+        4..=5 => Clause::Pick(names.cube(rng)?),
+        6 => Clause::Go(if rng.gen_bool(0.6) {
+            names.place(rng)?
+        } else {
+            names.object(rng)?
+        }),
+        7 => Clause::Find(names.object(rng)?),
+        8 => {
+            let (n, w) = wait_words(rng);
+            return Some(Draft::Plain(w, vec![Clause::Wait(n)]));
+        }
+        _ => Clause::Stop,
+    };
+    let text = say(rng, &c);
+    Some(Draft::Polite(text, vec![c]))
+}
+
+/// Two or three clauses in a row.
+fn sequence<R: Rng>(rng: &mut R, names: &Names) -> Option<Draft> {
+    let n = rng.gen_range(2..=3);
+    let mut clauses = Vec::new();
+    let mut parts = Vec::new();
+    for _ in 0..n {
+        let c = match rng.gen_range(0..6) {
+            0 | 1 => Clause::Put(names.cube(rng)?, names.bin(rng)?),
+            2 => Clause::Pick(names.cube(rng)?),
+            3 | 4 => Clause::Go(names.place(rng)?),
+            _ => {
+                let (s, w) = wait_words(rng);
+                clauses.push(Clause::Wait(s));
+                parts.push(w);
+                continue;
             }
-            // "pick up X, then put it in B" is one put.
-            (join_sequence(rng, &parts), clauses)
-        }
-        55..=59 => {
-            let (o, b) = (cube(rng)?, bin(rng)?);
-            let text = format!(
-                "{} {}, then {} in {}",
-                pick_one(rng, &["pick up", "grab", "take"]),
-                np(rng, &o),
-                pick_one(rng, &["put it", "drop it", "place it"]),
-                np(rng, &b)
+        };
+        parts.push(say(rng, &c));
+        clauses.push(c);
+    }
+    Some(Draft::Polite(join_sequence(rng, &parts), clauses))
+}
+
+/// "pick up X, then put it in B" is one put.
+fn pick_then_put<R: Rng>(rng: &mut R, names: &Names) -> Option<Draft> {
+    let (o, b) = (names.cube(rng)?, names.bin(rng)?);
+    let text = format!(
+        "{} {}, then {} in {}",
+        pick_one(rng, &["pick up", "grab", "take"]),
+        np(rng, &o),
+        pick_one(rng, &["put it", "drop it", "place it"]),
+        np(rng, &b)
+    );
+    Some(Draft::Polite(text, vec![Clause::Put(o, b)]))
+}
+
+/// Several objects into bins at once: all the cubes, a list of them, all
+/// but one, or two objects into two bins.
+fn several_objects<R: Rng>(rng: &mut R, names: &Names, world: &WorldModel) -> Option<Draft> {
+    let b = names.bin(rng)?;
+    let mut pool = names.seen_cubes.clone();
+    pool.shuffle(rng);
+    if pool.len() < 2 {
+        return None;
+    }
+    let bw = np(rng, &b);
+    let (text, clauses) = match rng.gen_range(0..4) {
+        0 => {
+            // All the cubes, in the listed (left to right) order.
+            let all = cube_ids(world, None);
+            let w = pick_one(
+                rng,
+                &[
+                    "all the cubes",
+                    "every cube",
+                    "all cubes",
+                    "all of the blocks",
+                    "each cube",
+                ],
             );
-            (text, vec![Clause::Put(o, b)])
+            let v = pick_one(rng, &["put", "move", "drop", "place"]);
+            (format!("{v} {w} in {bw}"), all)
         }
-        // Several objects at once.
-        60..=71 => {
-            let b = bin(rng)?;
-            let mut pool = seen_cubes.clone();
-            pool.shuffle(rng);
-            if pool.len() < 2 {
+        1 => {
+            let k = rng.gen_range(2..=pool.len().min(3));
+            let chosen: Vec<String> = pool[..k].to_vec();
+            (format!("put {} in {bw}", cube_list(rng, &chosen)?), chosen)
+        }
+        2 => {
+            let except = pool[0].clone();
+            let rest = cube_ids(world, Some(except.as_str()));
+            let (c, _) = parse_object_id(&except)?;
+            (
+                format!("put all cubes except the {} one in {bw}", c.name()),
+                rest,
+            )
+        }
+        _ => {
+            let b2 = names.bin(rng)?;
+            let (c2, _) = parse_object_id(&pool[1])?;
+            let text = format!(
+                "put {} in {bw} and the {} one in {}",
+                np(rng, &pool[0]),
+                c2.name(),
+                np(rng, &b2)
+            );
+            let clauses = vec![
+                Clause::Put(pool[0].clone(), b.clone()),
+                Clause::Put(pool[1].clone(), b2),
+            ];
+            return Some(Draft::Polite(text, clauses));
+        }
+    };
+    let clauses = clauses
+        .into_iter()
+        .map(|o| Clause::Put(o, b.clone()))
+        .collect();
+    Some(Draft::Polite(text, clauses))
+}
+
+/// The world's cubes in the listed (left to right) order, but `except`.
+fn cube_ids(world: &WorldModel, except: Option<&str>) -> Vec<String> {
+    world
+        .objects
+        .iter()
+        .filter(|o| o.kind == ObjectKind::Cube && Some(o.id.as_str()) != except)
+        .map(|o| o.id.clone())
+        .collect()
+}
+
+/// Two or three cubes named by colour: "the red and the blue cube", "the
+/// red, green and blue cubes".
+fn cube_list<R: Rng>(rng: &mut R, chosen: &[String]) -> Option<String> {
+    let names: Vec<&str> = chosen
+        .iter()
+        .filter_map(|c| parse_object_id(c))
+        .map(|(c, _)| c.name())
+        .collect();
+    match names.as_slice() {
+        [a, b2] => Some(
+            pick_one(
+                rng,
+                &[
+                    "the {a} and the {b} cube",
+                    "the {a} and {b} cubes",
+                    "both the {a} and the {b} block",
+                ],
+            )
+            .replace("{a}", a)
+            .replace("{b}", b2),
+        ),
+        [a, b2, c] => Some(format!("the {a}, {b2} and {c} cubes")),
+        _ => None,
+    }
+}
+
+/// A cube or bin named by where it stands ("the leftmost cube", "the bin
+/// on the right").
+fn relation<R: Rng>(rng: &mut R, names: &Names, world: &WorldModel) -> Option<Draft> {
+    let rels = cube_relations(world);
+    let brels = bin_relations(world);
+    let (phrase, id) = rels.choose(rng)?.clone();
+    let (text, clauses) = match rng.gen_range(0..4) {
+        0 => (
+            format!("{} {phrase}", pick_one(rng, &["pick up", "grab", "take"])),
+            vec![Clause::Pick(id)],
+        ),
+        1 if !brels.is_empty() => {
+            let (bp, bid) = brels.choose(rng)?.clone();
+            (format!("put {phrase} in {bp}"), vec![Clause::Put(id, bid)])
+        }
+        2 if !brels.is_empty() => {
+            let (bp, bid) = brels.choose(rng)?.clone();
+            let o = names.cube(rng)?;
+            (
+                format!("put {} in {bp}", np(rng, &o)),
+                vec![Clause::Put(o, bid)],
+            )
+        }
+        _ => {
+            let b = names.bin(rng)?;
+            (
+                format!("put {phrase} in {}", np(rng, &b)),
+                vec![Clause::Put(id, b)],
+            )
+        }
+    };
+    Some(Draft::Polite(text, clauses))
+}
+
+/// Words to refuse: unsafe, off the topic, about unknown things,
+/// impossible, or ambiguous.
+fn refusal<R: Rng>(rng: &mut R, names: &Names, world: &WorldModel) -> Option<String> {
+    let x = world
+        .objects
+        .choose(rng)
+        .map(|o| np(rng, &o.id))
+        .unwrap_or_else(|| "the table".into());
+    Some(match rng.gen_range(0..6) {
+        0 | 1 => pick_one(rng, UNSAFE).replace("{x}", &x),
+        2 => pick_one(rng, OFF_TOPIC).to_string(),
+        3 => {
+            let u = pick_one(rng, UNKNOWN);
+            let t = pick_one(
+                rng,
+                &["put {u} in {b}", "pick up {u}", "go to {u}", "find {u}"],
+            );
+            let b = names
+                .bins
+                .first()
+                .map(|b| np(rng, b))
+                .unwrap_or_else(|| "the bin".into());
+            t.replace("{u}", u).replace("{b}", &b)
+        }
+        4 => impossible(rng, names)?,
+        _ => {
+            if names.seen_cubes.len() < 2 {
                 return None;
             }
-            let bw = np(rng, &b);
-            match rng.gen_range(0..4) {
-                0 => {
-                    // All the cubes, in the listed (left to right) order.
-                    let all: Vec<String> = world
-                        .objects
-                        .iter()
-                        .filter(|o| o.kind == ObjectKind::Cube)
-                        .map(|o| o.id.clone())
-                        .collect();
-                    let w = pick_one(
-                        rng,
-                        &[
-                            "all the cubes",
-                            "every cube",
-                            "all cubes",
-                            "all of the blocks",
-                            "each cube",
-                        ],
-                    );
-                    let v = pick_one(rng, &["put", "move", "drop", "place"]);
-                    (
-                        format!("{v} {w} in {bw}"),
-                        all.into_iter().map(|o| Clause::Put(o, b.clone())).collect(),
-                    )
-                }
-                1 => {
-                    let k = rng.gen_range(2..=pool.len().min(3));
-                    let chosen: Vec<String> = pool[..k].to_vec();
-                    let names: Vec<&str> = chosen
-                        .iter()
-                        .filter_map(|c| parse_object_id(c))
-                        .map(|(c, _)| c.name())
-                        .collect();
-                    let list = match names.as_slice() {
-                        [a, b2] => pick_one(
-                            rng,
-                            &[
-                                "the {a} and the {b} cube",
-                                "the {a} and {b} cubes",
-                                "both the {a} and the {b} block",
-                            ],
-                        )
-                        .replace("{a}", a)
-                        .replace("{b}", b2),
-                        [a, b2, c] => format!("the {a}, {b2} and {c} cubes"),
-                        _ => return None,
-                    };
-                    (
-                        format!("put {list} in {bw}"),
-                        chosen
-                            .into_iter()
-                            .map(|o| Clause::Put(o, b.clone()))
-                            .collect(),
-                    )
-                }
-                2 => {
-                    let except = pool[0].clone();
-                    let rest: Vec<String> = world
-                        .objects
-                        .iter()
-                        .filter(|o| o.kind == ObjectKind::Cube && o.id != except)
-                        .map(|o| o.id.clone())
-                        .collect();
-                    let (c, _) = parse_object_id(&except)?;
-                    (
-                        format!("put all cubes except the {} one in {bw}", c.name()),
-                        rest.into_iter()
-                            .map(|o| Clause::Put(o, b.clone()))
-                            .collect(),
-                    )
-                }
-                _ => {
-                    let b2 = bin(rng)?;
-                    let (c2, _) = parse_object_id(&pool[1])?;
-                    let text = format!(
-                        "put {} in {bw} and the {} one in {}",
-                        np(rng, &pool[0]),
-                        c2.name(),
-                        np(rng, &b2)
-                    );
-                    (
-                        text,
-                        vec![
-                            Clause::Put(pool[0].clone(), b.clone()),
-                            Clause::Put(pool[1].clone(), b2),
-                        ],
-                    )
-                }
-            }
+            // Ambiguous: "the cube" with several cubes.
+            let bid = names.bin(rng)?;
+            let b = np(rng, &bid);
+            pick_one(
+                rng,
+                &[
+                    "pick up the cube",
+                    "put the cube in {b}",
+                    "grab the block",
+                    "put the block in {b}",
+                ],
+            )
+            .replace("{b}", &b)
         }
-        // Relations.
-        72..=81 => {
-            let rels = cube_relations(&world);
-            let brels = bin_relations(&world);
-            let (phrase, id) = rels.choose(rng)?.clone();
-            match rng.gen_range(0..4) {
-                0 => (
-                    format!("{} {phrase}", pick_one(rng, &["pick up", "grab", "take"])),
-                    vec![Clause::Pick(id)],
-                ),
-                1 if !brels.is_empty() => {
-                    let (bp, bid) = brels.choose(rng)?.clone();
-                    (format!("put {phrase} in {bp}"), vec![Clause::Put(id, bid)])
-                }
-                2 if !brels.is_empty() => {
-                    let (bp, bid) = brels.choose(rng)?.clone();
-                    let o = cube(rng)?;
-                    (
-                        format!("put {} in {bp}", np(rng, &o)),
-                        vec![Clause::Put(o, bid)],
-                    )
-                }
-                _ => {
-                    let b = bin(rng)?;
-                    (
-                        format!("put {phrase} in {}", np(rng, &b)),
-                        vec![Clause::Put(id, b)],
-                    )
-                }
-            }
+    })
+}
+
+/// Impossible: bins are not graspable, cubes are not containers.
+fn impossible<R: Rng>(rng: &mut R, names: &Names) -> Option<String> {
+    let b = names.bin(rng)?;
+    let c = names.cube(rng)?;
+    Some(match rng.gen_range(0..4) {
+        0 => format!("pick up {}", np(rng, &b)),
+        1 => {
+            // Into another cube (or itself): not a container.
+            let other = names.cube(rng)?;
+            format!("put {} in {}", np(rng, &c), np(rng, &other))
         }
-        // Refusals.
-        _ => {
-            let x = world
-                .objects
-                .choose(rng)
-                .map(|o| np(rng, &o.id))
-                .unwrap_or_else(|| "the table".into());
-            let text = match rng.gen_range(0..6) {
-                0 | 1 => pick_one(rng, UNSAFE).replace("{x}", &x),
-                2 => pick_one(rng, OFF_TOPIC).to_string(),
-                3 => {
-                    let u = pick_one(rng, UNKNOWN);
-                    let t = pick_one(
-                        rng,
-                        &["put {u} in {b}", "pick up {u}", "go to {u}", "find {u}"],
-                    );
-                    let b = bins
-                        .first()
-                        .map(|b| np(rng, b))
-                        .unwrap_or_else(|| "the bin".into());
-                    t.replace("{u}", u).replace("{b}", &b)
-                }
-                4 => {
-                    // Impossible: bins are not graspable, cubes are not containers.
-                    let b = bin(rng)?;
-                    let c = cube(rng)?;
-                    match rng.gen_range(0..4) {
-                        0 => format!("pick up {}", np(rng, &b)),
-                        1 => {
-                            // Into another cube (or itself): not a container.
-                            let other = cube(rng)?;
-                            format!("put {} in {}", np(rng, &c), np(rng, &other))
-                        }
-                        2 => format!("put {} in {}", np(rng, &b), np(rng, &b)),
-                        _ => format!(
-                            "pick up {}",
-                            pick_one(rng, &["the table", "the dock", "the wall", "the floor"])
-                        ),
-                    }
-                }
-                _ => {
-                    if seen_cubes.len() < 2 {
-                        return None;
-                    }
-                    // Ambiguous: "the cube" with several cubes.
-                    let bid = bin(rng)?;
-                    let b = np(rng, &bid);
-                    pick_one(
-                        rng,
-                        &[
-                            "pick up the cube",
-                            "put the cube in {b}",
-                            "grab the block",
-                            "put the block in {b}",
-                        ],
-                    )
-                    .replace("{b}", &b)
-                }
-            };
-            return Some(maybe_typos(rng, refuse(text)));
-        }
-    };
-    let pre = pick_one(rng, POLITE_PRE);
-    let post = pick_one(rng, POLITE_POST);
-    finish(rng, world, format!("{pre}{command}{post}"), clauses)
+        2 => format!("put {} in {}", np(rng, &b), np(rng, &b)),
+        _ => format!(
+            "pick up {}",
+            pick_one(rng, &["the table", "the dock", "the wall", "the floor"])
+        ),
+    })
 }
 
 fn maybe_typos<R: Rng>(rng: &mut R, mut s: Sample) -> Sample {

@@ -12,6 +12,8 @@ use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Module, Tensor, Var, D};
 use candle_nn::ops::softmax_last_dim;
 
+use crate::adapter::adapter_scale;
+
 /// The projections an adapter can sit on, by GGUF tensor name suffix.
 pub const LORA_TARGETS: [&str; 7] = [
     "attn_q",
@@ -345,56 +347,6 @@ impl Lora {
     }
 }
 
-/// The weight updates of a saved adapter, `scale * B A` as `[out, in]`, keyed
-/// by GGUF tensor name (`blk.3.attn_q.weight`): what the inference path adds
-/// to the dequantised base weights.
-pub fn adapter_deltas(path: &Path) -> candle_core::Result<HashMap<String, Tensor>> {
-    let map = candle_core::safetensors::load(path, &Device::Cpu)?;
-    let scale = adapter_scale(&map)?;
-    let mut out = HashMap::new();
-    for (name, a_t) in &map {
-        let Some(key) = name.strip_suffix(".lora_a") else {
-            continue;
-        };
-        let b_t = map
-            .get(&format!("{key}.lora_b"))
-            .ok_or_else(|| candle_core::Error::Msg(format!("adapter has {name} but no lora_b")))?;
-        // (A^T B^T)^T = B A: [out, in]. The factors may be stored in f16.
-        let delta = (a_t
-            .to_dtype(DType::F32)?
-            .matmul(&b_t.to_dtype(DType::F32)?)?
-            .t()?
-            .contiguous()?
-            * scale)?;
-        if delta
-            .to_dtype(DType::F32)?
-            .sum_all()?
-            .to_scalar::<f32>()?
-            .is_nan()
-        {
-            candle_core::bail!("adapter tensor {key} holds NaN");
-        }
-        out.insert(format!("{key}.weight"), delta);
-    }
-    Ok(out)
-}
-
-/// The `lora.scale` of a saved adapter (`alpha / rank`).
-fn adapter_scale(map: &HashMap<String, Tensor>) -> candle_core::Result<f64> {
-    let scale = map
-        .get("lora.scale")
-        .ok_or_else(|| candle_core::Error::Msg("not a rosetta adapter: no lora.scale".into()))?
-        .to_dtype(DType::F32)?
-        .to_vec1::<f32>()?
-        .first()
-        .copied()
-        .unwrap_or(1.0) as f64;
-    if !scale.is_finite() {
-        candle_core::bail!("adapter scale is {scale}");
-    }
-    Ok(scale)
-}
-
 fn repeat_kv(x: &Tensor, n: usize) -> candle_core::Result<Tensor> {
     if n == 1 {
         return Ok(x.clone());
@@ -450,6 +402,7 @@ pub fn masked_loss(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapter::adapter_deltas;
 
     fn model_path() -> std::path::PathBuf {
         std::env::var_os("ROSETTA_LLM_GGUF")

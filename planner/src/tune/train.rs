@@ -11,18 +11,7 @@ use tokenizers::Tokenizer;
 
 use super::corpus::Sample;
 use super::model::{masked_loss, FrozenLlama, Lora};
-
-/// The short system prompt of the fine-tuned planner (no worked examples:
-/// the adapter has learnt the format).
-pub const TUNED_SYSTEM_PROMPT: &str =
-    "You turn a command into robot steps over the listed objects and places, or refuse.";
-
-/// The prompt the fine-tuned model sees before its answer.
-pub fn tuned_prompt(world_lines: &str, command: &str) -> String {
-    format!(
-        "<|im_start|>system\n{TUNED_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n{world_lines}\nCommand: {command}<|im_end|>\n<|im_start|>assistant\n"
-    )
-}
+use crate::prompt::{tuned_prompt, world_lines};
 
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
@@ -84,7 +73,7 @@ fn answer_weights(tok: &Tokenizer, s: &Sample, answer: &[u32], decision_weight: 
 }
 
 fn encode(tok: &Tokenizer, s: &Sample, decision_weight: f32) -> anyhow::Result<Encoded> {
-    let prompt = tuned_prompt(&crate::llm::world_lines(&s.world), &s.command);
+    let prompt = tuned_prompt(&world_lines(&s.world), &s.command);
     let enc = |t: &str| -> anyhow::Result<Vec<u32>> {
         Ok(tok
             .encode(t, false)

@@ -13,17 +13,17 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
 use rosetta_common::goal::Goal;
+use rosetta_common::report::{DemoOutcome, DemoReport};
 use rosetta_common::status::GroundTruth;
 use rosetta_common::world::{parse_places, DEFAULT_PLACES_TOML};
 use rosetta_planner::pipeline::goals_of;
 use rosetta_planner::suite::{Case, Expected, Suite};
-use serde::Deserialize;
 
 /// Run suite commands through the whole stack and judge them on ground truth.
 #[derive(Debug, Parser)]
@@ -55,21 +55,13 @@ struct Args {
     episodes: Option<PathBuf>,
 }
 
-/// The part of the demo's report this bench reads.
-#[derive(Debug, Deserialize)]
-struct Report {
-    outcome: String,
-    message: String,
-    ground_truth: Option<GroundTruth>,
-}
-
 /// Where a tolerance on "at a place" and "unmoved" applies (metres).
 const AT_PLACE_M: f64 = 0.35;
 const AT_OBJECT_M: f64 = 0.9;
 const UNMOVED_M: f64 = 0.02;
 
 /// Whether the ground truth shows what the expected plan would leave behind.
-fn judge(case: &Case, report: &Report, start: &GroundTruth) -> Result<(), String> {
+fn judge(case: &Case, report: &DemoReport, start: &GroundTruth) -> Result<(), String> {
     let Some(truth) = &report.ground_truth else {
         return Err("no ground truth in the report".into());
     };
@@ -85,7 +77,7 @@ fn judge(case: &Case, report: &Report, start: &GroundTruth) -> Result<(), String
     };
     let steps = match &case.expected {
         Expected::Refuse => {
-            if report.outcome != "refused" {
+            if report.outcome != DemoOutcome::Refused {
                 return Err(format!(
                     "not refused: {} ({})",
                     report.outcome, report.message
@@ -191,10 +183,7 @@ fn main() -> anyhow::Result<()> {
         Some(p) => PathBuf::from(p),
         None => std::env::current_exe()?.with_file_name("rosetta"),
     };
-    let (mut ok, mut false_success, mut must_refuse, mut refused_right) = (0, 0, 0, 0);
-    let mut per_cat: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    let mut failures = Vec::new();
-    let mut wall = Vec::new();
+    let mut summary = Summary::default();
     for (i, case) in cases.iter().enumerate() {
         let report_path = tmp.path().join(format!("report-{i}.json"));
         let t0 = Instant::now();
@@ -211,43 +200,21 @@ fn main() -> anyhow::Result<()> {
             .stdin(std::process::Stdio::null())
             .output()
             .context("running rosetta demo")?;
-        wall.push(t0.elapsed().as_secs_f64());
-        let report: Option<Report> = std::fs::read_to_string(&report_path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-        let verdict = match &report {
-            Some(r) => judge(case, r, &start),
-            None => Err(format!(
-                "no report (exit {:?}): {}",
-                out.status.code(),
-                String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-            )),
-        };
-        let claimed = report.as_ref().is_some_and(|r| r.outcome == "succeeded");
-        let e = per_cat.entry(case.category.clone()).or_default();
-        e.1 += 1;
-        if case.expected == Expected::Refuse {
-            must_refuse += 1;
-        }
-        match &verdict {
-            Ok(()) => {
-                ok += 1;
-                e.0 += 1;
-                refused_right += usize::from(case.expected == Expected::Refuse);
-            }
-            Err(why) => {
-                false_success += usize::from(claimed && case.expected != Expected::Refuse);
-                failures.push(format!("[{}] {:?}: {why}", case.category, case.command));
-            }
-        }
+        summary.wall.push(t0.elapsed().as_secs_f64());
+        let report = read_report(&report_path, &out);
+        let verdict = report
+            .as_ref()
+            .map_err(String::clone)
+            .and_then(|r| judge(case, r, &start));
+        let claimed = report
+            .as_ref()
+            .is_ok_and(|r| r.outcome == DemoOutcome::Succeeded);
+        summary.add(case, claimed, &verdict);
         if args.each {
             println!(
                 "{} {:5.1} s [{}] {:?}{}",
                 if verdict.is_ok() { "ok  " } else { "FAIL" },
-                wall.last().copied().unwrap_or_default(),
+                summary.wall.last().copied().unwrap_or_default(),
                 case.category,
                 case.command,
                 verdict
@@ -257,23 +224,85 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
-    println!(
-        "\ntask success on ground truth: {:.1}% ({ok}/{})",
-        pct(ok, cases.len()),
-        cases.len()
-    );
-    println!("\"succeeded\" reports whose goal does not hold: {false_success}");
-    println!("must-refuse commands refused with nothing moved: {refused_right}/{must_refuse}");
-    wall.sort_by(f64::total_cmp);
-    if let Some(m) = wall.get(wall.len() / 2) {
-        println!("wall time per command, p50: {m:.1} s");
-    }
-    for (cat, (a, b)) in &per_cat {
-        println!("  {cat:<12} {a}/{b}");
-    }
-    for f in &failures {
-        println!("  {f}");
-    }
+    summary.print(cases.len());
     Ok(())
+}
+
+/// The demo's report, read through its type; why there is none otherwise.
+fn read_report(path: &Path, out: &std::process::Output) -> Result<DemoReport, String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Err(format!(
+            "no report (exit {:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        ));
+    };
+    serde_json::from_str(&text).map_err(|e| format!("the report does not parse: {e}"))
+}
+
+/// The tallies over the cases run.
+#[derive(Default)]
+struct Summary {
+    ok: usize,
+    false_success: usize,
+    must_refuse: usize,
+    refused_right: usize,
+    /// Right and run, per category.
+    per_cat: BTreeMap<String, (usize, usize)>,
+    failures: Vec<String>,
+    /// Wall seconds per command.
+    wall: Vec<f64>,
+}
+
+impl Summary {
+    /// One case's verdict; `claimed`: its report said "succeeded".
+    fn add(&mut self, case: &Case, claimed: bool, verdict: &Result<(), String>) {
+        let e = self.per_cat.entry(case.category.clone()).or_default();
+        e.1 += 1;
+        if case.expected == Expected::Refuse {
+            self.must_refuse += 1;
+        }
+        match verdict {
+            Ok(()) => {
+                self.ok += 1;
+                e.0 += 1;
+                self.refused_right += usize::from(case.expected == Expected::Refuse);
+            }
+            Err(why) => {
+                self.false_success += usize::from(claimed && case.expected != Expected::Refuse);
+                self.failures
+                    .push(format!("[{}] {:?}: {why}", case.category, case.command));
+            }
+        }
+    }
+
+    fn print(mut self, cases: usize) {
+        let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
+        println!(
+            "\ntask success on ground truth: {:.1}% ({}/{cases})",
+            pct(self.ok, cases),
+            self.ok
+        );
+        println!(
+            "\"succeeded\" reports whose goal does not hold: {}",
+            self.false_success
+        );
+        println!(
+            "must-refuse commands refused with nothing moved: {}/{}",
+            self.refused_right, self.must_refuse
+        );
+        self.wall.sort_by(f64::total_cmp);
+        if let Some(m) = self.wall.get(self.wall.len() / 2) {
+            println!("wall time per command, p50: {m:.1} s");
+        }
+        for (cat, (a, b)) in &self.per_cat {
+            println!("  {cat:<12} {a}/{b}");
+        }
+        for f in &self.failures {
+            println!("  {f}");
+        }
+    }
 }

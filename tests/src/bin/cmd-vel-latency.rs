@@ -40,8 +40,13 @@ struct Child(std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        // Best effort on the way out: it may have exited already.
+        if let Err(e) = self.0.kill() {
+            tracing::debug!(error = %e, "cannot kill the sim");
+        }
+        if let Err(e) = self.0.wait() {
+            tracing::debug!(error = %e, "cannot reap the sim");
+        }
     }
 }
 

@@ -67,7 +67,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The control loop paced in real time by the node's clock (a thread waking
-/// on 10 ms deadlines): each tick steps the sim's physics and the executor
+/// on 10 ms deadlines): each tick steps the sim's physics and the skill runner
 /// (scan integration, path planning, the skill state machines) through a
 /// pick-and-place, and the loop's rate, jitter and per-tick compute time are
 /// measured. This is the loop without ROS transport or other processes.
@@ -106,12 +106,14 @@ fn control_loop(args: &Args) -> anyhow::Result<()> {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (lead, spin_share) = (ticks_rx.lead(), ticks_rx.spin_share(CONTROL_PERIOD));
     drop(ticks_rx);
-    let _ = clock.join();
+    if clock.join().is_err() {
+        tracing::warn!("the clock thread panicked");
+    }
     compute_us.sort_by(f64::total_cmp);
     let q = |f: f64| compute_us[((compute_us.len() - 1) as f64 * f).round() as usize];
     if let Some(s) = stats.summary() {
         println!(
-            "control loop ({:.0} s at {:.0} Hz, physics + executor per tick, no ROS; {rt_note}):",
+            "control loop ({:.0} s at {:.0} Hz, physics + skill runner per tick, no ROS; {rt_note}):",
             args.loop_s,
             1.0 / CONTROL_PERIOD.as_secs_f64()
         );

@@ -1,5 +1,5 @@
 //! `rec-bench`: what recording to rerun costs the stack. It runs the same
-//! code the nodes run (the executor in closed loop with the sim, the
+//! code the nodes run (the skill runner in closed loop with the sim, the
 //! detector and tracker on rendered frames) with rerun off and on, through
 //! the nodes' own logging functions, into `.rrd` files.
 //!
@@ -82,13 +82,13 @@ fn main() -> anyhow::Result<()> {
     let on = control_run(&rec, &places)?;
     finish(rec);
     println!(
-        "control steps: {} ({:.1} s sim); executor tick {:.1} µs/step",
+        "control steps: {} ({:.1} s sim); skill runner tick {:.1} µs/step",
         on.steps,
         on.sim_s,
         on.tick_s / on.steps as f64 * 1e6
     );
     println!(
-        "logging, inline:      {:.2} µs/step = {:.1}% of the executor's tick",
+        "logging, inline:      {:.2} µs/step = {:.1}% of the skill runner's tick",
         on.log_s / on.steps as f64 * 1e6,
         100.0 * on.log_s / on.tick_s
     );

@@ -28,7 +28,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
-use rosetta_common::robot::RobotDescription;
+use rosetta_common::robot::{CameraDescription, RobotDescription};
 use rosetta_perception::learned::{class_of, input_planes, SegNet, CELL, CHANNELS, CLASSES, SCALE};
 use rosetta_sim::render::{render_labelled, NO_OBJECT};
 use rosetta_sim::scene::Scene;
@@ -74,66 +74,9 @@ struct Sample {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let robot = RobotDescription::default();
-    let cam = robot.camera.clone();
-    // The network's input, and its output cells.
-    let (w, h) = (
-        (cam.width_px / SCALE) as usize,
-        (cam.height_px / SCALE) as usize,
-    );
-    let (ow, oh) = (
-        (cam.width_px / CELL) as usize,
-        (cam.height_px / CELL) as usize,
-    );
-    let base = Scene::default_scene()?;
-
-    let render = |n: usize, seed: u64, label: &str| -> anyhow::Result<Vec<Sample>> {
-        let bar = bar(n as u64, label);
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let noise = Normal::new(0.0, 3.0)?;
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            let scene = random_scene(&base, Variety::FULL, &mut rng);
-            let mut world = World::new(scene, robot.clone());
-            world.pose = random_pose(&mut rng);
-            let (frame, labels) = render_labelled(&world, &cam);
-            let amount = rng.gen_range(0.0..0.6);
-            let mut rgb = relight(&frame.rgb, amount, &mut rng);
-            for v in &mut rgb {
-                *v = (f64::from(*v) + noise.sample(&mut rng))
-                    .round()
-                    .clamp(0.0, 255.0) as u8;
-            }
-            let input = input_planes(&rgb, &frame.depth_m, cam.width_px, cam.height_px);
-            let mut target = vec![0u8; ow * oh];
-            let mut object_cells = Vec::new();
-            for y in 0..oh {
-                for x in 0..ow {
-                    let s = CELL as usize;
-                    let l = labels[(y * s + s / 2) * cam.width_px as usize + x * s + s / 2];
-                    if l == NO_OBJECT {
-                        continue;
-                    }
-                    let o = world
-                        .objects
-                        .get(usize::from(l))
-                        .context("a label names no object")?;
-                    target[y * ow + x] = class_of(o.color, o.kind) as u8;
-                    object_cells.push(y * ow + x);
-                }
-            }
-            out.push(Sample {
-                input,
-                target,
-                object_cells,
-            });
-            bar.inc(1);
-        }
-        bar.finish();
-        Ok(out)
-    };
-    let train = render(args.frames, args.seed, "rendering training frames")?;
-    let held_out = render(
+    let frames = Frames::new(Scene::default_scene()?);
+    let train = frames.render(args.frames, args.seed, "rendering training frames")?;
+    let held_out = frames.render(
         args.held_out,
         args.seed + 1_000_003,
         "rendering held-out frames",
@@ -143,6 +86,119 @@ fn main() -> anyhow::Result<()> {
     let vars = VarMap::new();
     let net = SegNet::new(VarBuilder::from_varmap(&vars, DType::F32, &device))?;
     seeded_init(&vars, args.seed)?;
+    let (csv_path, train_s) = train_net(&args, &net, &vars, &train, frames.cells(), &device)?;
+    vars.save(&args.out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!(
+        "trained {} steps in {:.0} s; weights {} ({} bytes), loss curve {}",
+        args.steps,
+        train_s,
+        args.out.display(),
+        std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0),
+        csv_path.display()
+    );
+    print_held_out_iou(&net, &held_out, frames.input_size(), &device)
+}
+
+/// Renders labelled frames of random scenes: the camera, the network's
+/// input size and its output cells.
+struct Frames {
+    base: Scene,
+    robot: RobotDescription,
+    cam: CameraDescription,
+}
+
+impl Frames {
+    fn new(base: Scene) -> Self {
+        let robot = RobotDescription::default();
+        let cam = robot.camera.clone();
+        Self { base, robot, cam }
+    }
+
+    /// The network's input, `(w, h)`.
+    fn input_size(&self) -> (usize, usize) {
+        (
+            (self.cam.width_px / SCALE) as usize,
+            (self.cam.height_px / SCALE) as usize,
+        )
+    }
+
+    /// The network's output cells, `(w, h)`.
+    fn cells(&self) -> (usize, usize) {
+        (
+            (self.cam.width_px / CELL) as usize,
+            (self.cam.height_px / CELL) as usize,
+        )
+    }
+
+    /// `n` frames from `seed`, each a new random scene seen from a random
+    /// pose, relit, with sensor noise.
+    fn render(&self, n: usize, seed: u64, label: &str) -> anyhow::Result<Vec<Sample>> {
+        let bar = bar(n as u64, label);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let noise = Normal::new(0.0, 3.0)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let scene = random_scene(&self.base, Variety::FULL, &mut rng);
+            let mut world = World::new(scene, self.robot.clone());
+            world.pose = random_pose(&mut rng);
+            let (frame, labels) = render_labelled(&world, &self.cam);
+            let amount = rng.gen_range(0.0..0.6);
+            let mut rgb = relight(&frame.rgb, amount, &mut rng);
+            for v in &mut rgb {
+                *v = (f64::from(*v) + noise.sample(&mut rng))
+                    .round()
+                    .clamp(0.0, 255.0) as u8;
+            }
+            let input = input_planes(&rgb, &frame.depth_m, self.cam.width_px, self.cam.height_px);
+            let (target, object_cells) = self.targets(&world, &labels)?;
+            out.push(Sample {
+                input,
+                target,
+                object_cells,
+            });
+            bar.inc(1);
+        }
+        bar.finish();
+        Ok(out)
+    }
+
+    /// Each output cell's class (from the label at its centre pixel), and
+    /// the cells that show an object.
+    fn targets(&self, world: &World, labels: &[u16]) -> anyhow::Result<(Vec<u8>, Vec<usize>)> {
+        let (ow, oh) = self.cells();
+        let mut target = vec![0u8; ow * oh];
+        let mut object_cells = Vec::new();
+        for y in 0..oh {
+            for x in 0..ow {
+                let s = CELL as usize;
+                let l = labels[(y * s + s / 2) * self.cam.width_px as usize + x * s + s / 2];
+                if l == NO_OBJECT {
+                    continue;
+                }
+                let o = world
+                    .objects
+                    .get(usize::from(l))
+                    .context("a label names no object")?;
+                target[y * ow + x] = class_of(o.color, o.kind) as u8;
+                object_cells.push(y * ow + x);
+            }
+        }
+        Ok((target, object_cells))
+    }
+}
+
+/// Trains `net` on crops of `train` with AdamW (warm-up, then cosine decay
+/// to a tenth); writes the loss curve. Returns its path and the training's
+/// wall seconds.
+fn train_net(
+    args: &Args,
+    net: &SegNet,
+    vars: &VarMap,
+    train: &[Sample],
+    (ow, oh): (usize, usize),
+    device: &Device,
+) -> anyhow::Result<(PathBuf, f64)> {
     let mut opt = AdamW::new(
         vars.all_vars(),
         ParamsAdamW {
@@ -154,7 +210,7 @@ fn main() -> anyhow::Result<()> {
     // Most cells are background: weigh object cells up.
     let mut weights = vec![4.0f32; CLASSES];
     weights[0] = 1.0;
-    let class_weights = Tensor::new(weights.as_slice(), &device)?;
+    let class_weights = Tensor::new(weights.as_slice(), device)?;
 
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -169,7 +225,7 @@ fn main() -> anyhow::Result<()> {
     let t0 = Instant::now();
     let c = args.crop.min(ow).min(oh) & !7;
     for step in 0..args.steps {
-        let (x, y) = batch(&train, args.batch, c, (ow, oh), &mut rng, &device)?;
+        let (x, y) = batch(train, args.batch, c, (ow, oh), &mut rng, device)?;
         let progress = step as f64 / args.steps.max(1) as f64;
         let warm = ((step + 1) as f64 / 30.0).min(1.0);
         let lr =
@@ -187,22 +243,20 @@ fn main() -> anyhow::Result<()> {
         bar.inc(1);
     }
     bar.finish();
-    vars.save(&args.out)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
-    println!(
-        "trained {} steps in {:.0} s; weights {} ({} bytes), loss curve {}",
-        args.steps,
-        t0.elapsed().as_secs_f64(),
-        args.out.display(),
-        std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0),
-        csv_path.display()
-    );
+    Ok((csv_path, t0.elapsed().as_secs_f64()))
+}
 
-    // Per-class pixel IoU on frames the training never saw.
+/// Per-class pixel IoU on frames the training never saw.
+fn print_held_out_iou(
+    net: &SegNet,
+    held_out: &[Sample],
+    (w, h): (usize, usize),
+    device: &Device,
+) -> anyhow::Result<()> {
     let mut inter = [0u64; CLASSES];
     let mut union = [0u64; CLASSES];
-    for s in &held_out {
-        let x = Tensor::from_vec(s.input.clone(), (1, CHANNELS, h, w), &device)?;
+    for s in held_out {
+        let x = Tensor::from_vec(s.input.clone(), (1, CHANNELS, h, w), device)?;
         let pred: Vec<u32> = net
             .forward(&x)?
             .argmax(1)?

@@ -379,23 +379,7 @@ fn load_safetensors(src: &ModelSource, device: &Device) -> Result<Loaded, LlmErr
     } else {
         w.parent().map(Path::to_path_buf).unwrap_or_default()
     };
-    let files: Vec<PathBuf> = if w.is_dir() {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(w)
-            .map_err(|source| LlmError::Open {
-                path: w.display().to_string(),
-                source,
-            })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
-        v.sort();
-        v
-    } else {
-        vec![w.to_path_buf()]
-    };
-    if files.is_empty() {
-        return Err(bad(w, "no .safetensors files there"));
-    }
+    let files = safetensors_files(w)?;
     let config_path = dir.join("config.json");
     let config_text = read_text(&config_path)?;
     let config: serde_json::Value =
@@ -413,16 +397,7 @@ fn load_safetensors(src: &ModelSource, device: &Device) -> Result<Loaded, LlmErr
     };
     let template = match &src.chat_template {
         Some(p) => read_text(p)?,
-        None => match &tok_cfg["chat_template"] {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Array(named) => named
-                .iter()
-                .find(|t| t["name"] == "default")
-                .and_then(|t| t["template"].as_str())
-                .unwrap_or_default()
-                .to_string(),
-            _ => String::new(),
-        },
+        None => tokenizer_config_template(&tok_cfg),
     };
     if template.is_empty() {
         return Err(bad(
@@ -439,7 +414,6 @@ fn load_safetensors(src: &ModelSource, device: &Device) -> Result<Loaded, LlmErr
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let e = |e: candle_core::Error| bad(w, e);
     // Safetensors models run in f32 on the CPU (candle's CPU kernels have no
     // fast bf16 path); a GPU keeps them in bf16.
     let dtype = if device.is_cpu() {
@@ -452,35 +426,96 @@ fn load_safetensors(src: &ModelSource, device: &Device) -> Result<Loaded, LlmErr
         tensors.extend(candle_core::safetensors::load(f, device).map_err(|err| bad(f, err))?);
     }
     let vb = candle_nn::VarBuilder::from_tensors(tensors, dtype, device);
-    let cfg_err = |err: serde_json::Error| bad(&config_path, err);
-    let backend = match model_type.as_str() {
-        "llama" | "mistral" => {
-            let c: llama::LlamaConfig = serde_json::from_str(&config_text).map_err(cfg_err)?;
-            let c = c.into_config(false);
-            let cache = llama::Cache::new(true, dtype, &c, device).map_err(e)?;
-            Backend::Llama(Box::new(llama::Llama::load(vb, &c).map_err(e)?), cache)
-        }
-        "qwen2" => {
-            let c: qwen2::Config = serde_json::from_str(&config_text).map_err(cfg_err)?;
-            Backend::Qwen2(Box::new(qwen2::ModelForCausalLM::new(&c, vb).map_err(e)?))
-        }
-        "phi3" => {
-            let c: phi3::Config = serde_json::from_str(&config_text).map_err(cfg_err)?;
-            Backend::Phi3(Box::new(phi3::Model::new(&c, vb).map_err(e)?))
-        }
-        other => {
-            return Err(bad(
-                &config_path,
-                format!("model_type {other:?} is not supported (llama, qwen2 or phi3)"),
-            ))
-        }
-    };
+    let backend = safetensors_backend(
+        &model_type,
+        &config_text,
+        &config_path,
+        vb,
+        dtype,
+        device,
+        w,
+    )?;
     finish(
         backend,
         tokenizer,
         ChatTemplate::new(template, bos, eos),
         eos_id,
     )
+}
+
+/// The safetensors files of a model: the file itself, or every
+/// `.safetensors` file in the directory, in name order.
+fn safetensors_files(w: &Path) -> Result<Vec<PathBuf>, LlmError> {
+    let files: Vec<PathBuf> = if w.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(w)
+            .map_err(|source| LlmError::Open {
+                path: w.display().to_string(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        v.sort();
+        v
+    } else {
+        vec![w.to_path_buf()]
+    };
+    if files.is_empty() {
+        return Err(bad(w, "no .safetensors files there"));
+    }
+    Ok(files)
+}
+
+/// The chat template of a `tokenizer_config.json`: its `chat_template`, or
+/// the one named `default` of several; empty when it has none.
+fn tokenizer_config_template(tok_cfg: &serde_json::Value) -> String {
+    match &tok_cfg["chat_template"] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(named) => named
+            .iter()
+            .find(|t| t["name"] == "default")
+            .and_then(|t| t["template"].as_str())
+            .unwrap_or_default()
+            .to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The model of a `config.json`'s `model_type` (llama, qwen2 or phi3), on
+/// the weights in `vb`; `weights` names the model in errors.
+fn safetensors_backend(
+    model_type: &str,
+    config_text: &str,
+    config_path: &Path,
+    vb: candle_nn::VarBuilder,
+    dtype: DType,
+    device: &Device,
+    weights: &Path,
+) -> Result<Backend, LlmError> {
+    let e = |e: candle_core::Error| bad(weights, e);
+    let cfg_err = |err: serde_json::Error| bad(config_path, err);
+    Ok(match model_type {
+        "llama" | "mistral" => {
+            let c: llama::LlamaConfig = serde_json::from_str(config_text).map_err(cfg_err)?;
+            let c = c.into_config(false);
+            let cache = llama::Cache::new(true, dtype, &c, device).map_err(e)?;
+            Backend::Llama(Box::new(llama::Llama::load(vb, &c).map_err(e)?), cache)
+        }
+        "qwen2" => {
+            let c: qwen2::Config = serde_json::from_str(config_text).map_err(cfg_err)?;
+            Backend::Qwen2(Box::new(qwen2::ModelForCausalLM::new(&c, vb).map_err(e)?))
+        }
+        "phi3" => {
+            let c: phi3::Config = serde_json::from_str(config_text).map_err(cfg_err)?;
+            Backend::Phi3(Box::new(phi3::Model::new(&c, vb).map_err(e)?))
+        }
+        other => {
+            return Err(bad(
+                config_path,
+                format!("model_type {other:?} is not supported (llama, qwen2 or phi3)"),
+            ))
+        }
+    })
 }
 
 fn finish(

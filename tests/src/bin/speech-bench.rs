@@ -11,18 +11,19 @@
 //! speech-bench --window full         # Whisper's full 30 s window
 //! ```
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use rosetta_common::Skill;
+use rosetta_common::{Skill, WorldModel};
 use rosetta_planner::pipeline::{Pipeline, PlannerKind};
 use rosetta_planner::suite::{score, Case, Suite};
-use rosetta_speech::synth::{self, VOICES};
+use rosetta_speech::synth::{self, Voice, VOICES};
 use rosetta_speech::whisper::Window;
-use rosetta_speech::{audio, context_for, wer, Transcriber};
+use rosetta_speech::{audio, context_for, wer, SpeechError, Transcriber, Transcript};
 
 /// Benchmark spoken commands: speech to text to plan.
 #[derive(Debug, Parser)]
@@ -178,58 +179,117 @@ fn main() -> anyhow::Result<()> {
         args.planner
     );
 
-    // Each command in one voice and speed (rotating through all six), clean;
-    // every N-th also with noise.
-    let mut jobs = Vec::new();
-    for (i, case) in cases.iter().enumerate() {
-        let voice = VOICES[i % VOICES.len()];
-        jobs.push((case, voice, None));
-        if args.noisy_every > 0 && i % args.noisy_every == 0 {
-            jobs.push((case, VOICES[(i + 1) % VOICES.len()], Some(args.snr_db)));
-        }
-    }
+    let jobs = jobs(&cases, args.noisy_every, args.snr_db);
     let bar = ProgressBar::new(jobs.len() as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed} < {eta}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let (mut clean, mut noisy) = (Tally::default(), Tally::default());
-    let mut by_voice: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
-    for (k, (case, voice, snr)) in jobs.iter().enumerate() {
-        bar.set_message(format!("{} {}", voice.name, voice.wpm));
-        let world = suite.worlds.get(&case.world).cloned().unwrap_or_default();
-        let wav = dir.join(format!("{k:03}-{}-{}.wav", voice.name, voice.wpm));
-        synth::speak(&case.command, *voice, &wav)?;
-        let wav = match snr {
-            Some(db) => {
-                let noisy_wav = wav.with_extension("noisy.wav");
-                synth::add_noise(&wav, &noisy_wav, *db)?;
-                noisy_wav
-            }
-            None => wav,
-        };
+    let mut results = Results::default();
+    for (k, job) in jobs.iter().enumerate() {
+        bar.set_message(format!("{} {}", job.voice.name, job.voice.wpm));
+        let world = suite
+            .worlds
+            .get(&job.case.world)
+            .cloned()
+            .unwrap_or_default();
+        let wav = speak(
+            job,
+            &dir.join(format!("{k:03}-{}-{}.wav", job.voice.name, job.voice.wpm)),
+        )?;
         let a = audio::read_wav(&wav)?;
         match &args.context {
             Some(c) => t.set_context(c)?,
             None => t.set_context(&context_for(&world))?,
         }
         let heard = t.transcribe(&a.samples);
+        results.add(job, &heard, &planner, &world);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    results.print(&args);
+    Ok(())
+}
+
+/// One recording to make: a command, the voice that speaks it, and the
+/// signal-to-noise ratio of the pink noise mixed in, if any.
+struct Job<'a> {
+    case: &'a Case,
+    voice: Voice,
+    snr_db: Option<f32>,
+}
+
+/// Each command in one voice and speed (rotating through all six), clean;
+/// every `noisy_every`-th also with noise, in the next voice.
+fn jobs<'a>(cases: &[&'a Case], noisy_every: usize, snr_db: f32) -> Vec<Job<'a>> {
+    let mut jobs = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let voice = VOICES[i % VOICES.len()];
+        jobs.push(Job {
+            case,
+            voice,
+            snr_db: None,
+        });
+        if noisy_every > 0 && i % noisy_every == 0 {
+            jobs.push(Job {
+                case,
+                voice: VOICES[(i + 1) % VOICES.len()],
+                snr_db: Some(snr_db),
+            });
+        }
+    }
+    jobs
+}
+
+/// Speaks the job's command into `wav`, with its noise mixed in; returns the
+/// recording to transcribe.
+fn speak(job: &Job<'_>, wav: &Path) -> anyhow::Result<PathBuf> {
+    synth::speak(&job.case.command, job.voice, wav)?;
+    Ok(match job.snr_db {
+        Some(db) => {
+            let noisy_wav = wav.with_extension("noisy.wav");
+            synth::add_noise(wav, &noisy_wav, db)?;
+            noisy_wav
+        }
+        None => wav.to_path_buf(),
+    })
+}
+
+/// The tallies of clean and noisy recordings, and word errors per voice.
+#[derive(Default)]
+struct Results {
+    clean: Tally,
+    noisy: Tally,
+    /// Word errors and words, clean speech, by voice and speed.
+    by_voice: BTreeMap<String, (usize, usize)>,
+}
+
+impl Results {
+    /// Plans from what was heard and from the typed text, and scores both.
+    fn add(
+        &mut self,
+        job: &Job<'_>,
+        heard: &Result<Transcript, SpeechError>,
+        planner: &Pipeline,
+        world: &WorldModel,
+    ) {
+        let case = job.case;
         let t0 = Instant::now();
-        let (text, speech_plan) = match &heard {
+        let (text, speech_plan) = match heard {
             Ok(h) => (
                 h.text.clone(),
-                planner.plan(&h.text, &world).steps().map(<[Skill]>::to_vec),
+                planner.plan(&h.text, world).steps().map(<[Skill]>::to_vec),
             ),
             Err(e) => (format!("<{e}>"), None),
         };
         let plan_s = t0.elapsed().as_secs_f64();
         let text_plan = planner
-            .plan(&case.command, &world)
+            .plan(&case.command, world)
             .steps()
             .map(<[Skill]>::to_vec);
-        let tally = if snr.is_some() {
-            &mut noisy
+        let tally = if job.snr_db.is_some() {
+            &mut self.noisy
         } else {
-            &mut clean
+            &mut self.clean
         };
         tally.n += 1;
         let (e, n) = wer::word_errors(&case.command, &text);
@@ -240,23 +300,17 @@ fn main() -> anyhow::Result<()> {
         let right_speech = score(&case.expected, speech_plan.as_deref()).equivalent;
         tally.plan_right_text += usize::from(right_text);
         tally.plan_right_speech += usize::from(right_speech);
-        if let Ok(h) = &heard {
+        if let Ok(h) = heard {
             tally.latency_s.push(h.total_s() + plan_s);
             tally.rtf.push(h.real_time_factor());
-        }
-        if snr.is_none() {
-            let v = by_voice
-                .entry(format!("{} at {} wpm", voice.name, voice.wpm))
-                .or_default();
-            v.0 += e;
-            v.1 += n;
         }
         if e > 0 || right_text != right_speech {
             tally.errors.push(format!(
                 "[{} {}{}] {:?} -> {:?}{}",
-                voice.name,
-                voice.wpm,
-                snr.map_or(String::new(), |d| format!(", {d} dB SNR")),
+                job.voice.name,
+                job.voice.wpm,
+                job.snr_db
+                    .map_or(String::new(), |d| format!(", {d} dB SNR")),
                 case.command,
                 text,
                 if right_text != right_speech {
@@ -266,22 +320,30 @@ fn main() -> anyhow::Result<()> {
                 }
             ));
         }
-        bar.inc(1);
+        if job.snr_db.is_none() {
+            let v = self
+                .by_voice
+                .entry(format!("{} at {} wpm", job.voice.name, job.voice.wpm))
+                .or_default();
+            v.0 += e;
+            v.1 += n;
+        }
     }
-    bar.finish_and_clear();
-    clean.print("clean speech", args.show_errors);
-    if noisy.n > 0 {
-        noisy.print(
-            &format!("with pink noise at {} dB SNR", args.snr_db),
-            args.show_errors,
-        );
+
+    fn print(&self, args: &Args) {
+        self.clean.print("clean speech", args.show_errors);
+        if self.noisy.n > 0 {
+            self.noisy.print(
+                &format!("with pink noise at {} dB SNR", args.snr_db),
+                args.show_errors,
+            );
+        }
+        println!("\nword error rate by voice (clean):");
+        for (v, (e, n)) in &self.by_voice {
+            println!(
+                "  {v:<24} {:.1}% ({e}/{n})",
+                100.0 * *e as f64 / (*n).max(1) as f64
+            );
+        }
     }
-    println!("\nword error rate by voice (clean):");
-    for (v, (e, n)) in by_voice {
-        println!(
-            "  {v:<24} {:.1}% ({e}/{n})",
-            100.0 * e as f64 / n.max(1) as f64
-        );
-    }
-    Ok(())
 }

@@ -1,10 +1,9 @@
-//! The executor: carries out a plan's skills one after another, as state
+//! The skill runner: carries out a plan's skills one after another, as state
 //! machines driven by `tick` (state in, commands out). Pure: no ROS.
 
-use rosetta_common::plan::MAX_WAIT_S;
 use rosetta_common::robot::{ArmJoints, RobotDescription};
-use rosetta_common::status::{ExecutorStatus, TaskState};
-use rosetta_common::{wrap_angle_rad, ObservedObject, Pose2D, Skill, WorldModel};
+use rosetta_common::status::{TaskState, TaskStatus};
+use rosetta_common::{wrap_angle_rad, ObservedObject, Pose2D, Skill, ValidPlan, WorldModel};
 
 use rosetta_common::grid::OccupancyGrid;
 
@@ -68,7 +67,7 @@ const GRIPPER_EMPTY_M: f64 = 0.01;
 const PRE_GRASP_HEIGHT_M: f64 = 0.08;
 const DROP_CLEARANCE_M: f64 = 0.10;
 
-/// What the executor reads each tick.
+/// What the skill runner reads each tick.
 #[derive(Debug, Clone, Copy)]
 pub struct Inputs<'a> {
     pub time_s: f64,
@@ -97,7 +96,7 @@ impl<'a> Inputs<'a> {
     }
 }
 
-/// What the executor asks for. `None` leaves the last command in place.
+/// What the skill runner asks for. `None` leaves the last command in place.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Outputs {
     pub cmd_vel: Option<Twist2D>,
@@ -143,7 +142,7 @@ struct StepCtx {
 }
 
 #[derive(Debug, Clone)]
-pub struct Executor {
+pub struct SkillRunner {
     robot: RobotDescription,
     nav: NavParams,
     run: PlanRun,
@@ -159,7 +158,7 @@ enum Progress {
     Failed(String),
 }
 
-impl Executor {
+impl SkillRunner {
     pub fn new(robot: RobotDescription) -> Self {
         Self {
             robot,
@@ -186,12 +185,12 @@ impl Executor {
     }
 
     /// Starts a plan, preempting whatever runs now.
-    pub fn start(&mut self, command_id: u64, plan: Vec<Skill>, now_s: f64) {
+    pub fn start(&mut self, command_id: u64, plan: ValidPlan, now_s: f64) {
         self.start_attempt(command_id, 1, plan, now_s);
     }
 
     /// Starts attempt `attempt` (a re-plan after a failure) of a command.
-    pub fn start_attempt(&mut self, command_id: u64, attempt: u32, plan: Vec<Skill>, now_s: f64) {
+    pub fn start_attempt(&mut self, command_id: u64, attempt: u32, plan: ValidPlan, now_s: f64) {
         self.replace(PlanRun::start(command_id, attempt, plan, now_s));
         self.begin_step(now_s);
     }
@@ -237,7 +236,7 @@ impl Executor {
         };
     }
 
-    pub fn status(&self) -> ExecutorStatus {
+    pub fn status(&self) -> TaskStatus {
         let mut st = self.run.status(self.last_time_s, self.last_pose);
         st.progress = self.progress();
         st
@@ -283,7 +282,7 @@ impl Executor {
             )),
             Skill::Wait { seconds } => Some(format!(
                 "{:.1} s left",
-                (seconds.clamp(0.0, MAX_WAIT_S) - (now - self.ctx.started_s)).max(0.0)
+                (seconds - (now - self.ctx.started_s)).max(0.0)
             )),
             Skill::Say { .. } | Skill::Stop => None,
         }
@@ -307,8 +306,8 @@ impl Executor {
                 Progress::Done(Outputs::default())
             }
             Skill::Wait { seconds } => {
-                let s = seconds.clamp(0.0, MAX_WAIT_S);
-                if inp.time_s - self.ctx.started_s >= s {
+                // A ValidPlan's wait is within 0..=MAX_WAIT_S.
+                if inp.time_s - self.ctx.started_s >= *seconds {
                     Progress::Done(stop_outputs())
                 } else {
                     Progress::Continue(stop_outputs())
@@ -398,51 +397,11 @@ impl Executor {
             ));
         }
         let now = inp.time_s;
-        let blocked_for = self.ctx.blocked_since.map_or(0.0, |b| now - b);
-        let replan = self.ctx.path_goal.is_none_or(|g| dist2(g, goal) > 0.05)
-            || now - self.ctx.planned_s > REPLAN_PERIOD_S
-            || (blocked_for > REPLAN_WHEN_BLOCKED_S
-                && now - self.ctx.blocked_replanned_s > REPLAN_WHEN_BLOCKED_S);
-        if replan && !self.ctx.at_goal && self.ctx.spin.is_none() {
-            if blocked_for > 0.0 {
-                self.ctx.blocked_replanned_s = now;
-            }
-            match self.plan_to(inp, target) {
-                Ok(()) => {}
-                Err(PathError::NoPath) if !self.ctx.spun => {
-                    tracing::info!(%target, "no path: turning in place once while the map refreshes");
-                    self.ctx.spun = true;
-                    self.ctx.spin = Some((0.0, inp.pose.yaw_rad));
-                }
-                Err(PathError::NoPath) => {
-                    return Progress::Failed(format!(
-                        "no way to {target}: {} (also after a full turn in place)",
-                        PathError::NoPath
-                    ));
-                }
-                Err(e) => return Progress::Failed(format!("no way to {target}: {e}")),
-            }
+        if let Some(failed) = self.replan_if_due(inp, target, goal) {
+            return failed;
         }
-        if let Some((turned, last_yaw)) = self.ctx.spin {
-            let turned = turned + wrap_angle_rad(inp.pose.yaw_rad - last_yaw).abs();
-            // Turning is not a lack of progress.
-            self.ctx.progress = (now, f64::INFINITY);
-            if turned < std::f64::consts::TAU {
-                self.ctx.spin = Some((turned, inp.pose.yaw_rad));
-                return Progress::Continue(Outputs {
-                    cmd_vel: Some(Twist2D {
-                        linear_m_s: 0.0,
-                        angular_rad_s: SPIN_RATE_RAD_S,
-                    }),
-                    ..Default::default()
-                });
-            }
-            self.ctx.spin = None;
-            if let Err(e) = self.plan_to(inp, target) {
-                return Progress::Failed(format!(
-                    "no way to {target}: {e} (also after a full turn in place)"
-                ));
-            }
+        if let Some(p) = self.spin_in_place(inp, target) {
+            return p;
         }
         let Some(goal) = self.ctx.goal else {
             return Progress::Failed("no goal".into());
@@ -481,38 +440,119 @@ impl Executor {
         ) {
             Some(t) => t,
             None => match drive_to(&inp.pose, goal, look, &mut self.ctx.at_goal, &self.nav) {
-                NavOutcome::Arrived => {
-                    // Arrived where the object was thought to be within reach:
-                    // the next step (pick, place) needs it within reach now,
-                    // as perception sees it now.
-                    if let Some(obj) = inp.world.get(target) {
-                        let d = (obj.position_m[0] - robot[0]).hypot(obj.position_m[1] - robot[1]);
-                        if !within_reach_band(d) && self.ctx.reaims < MAX_REAIMS {
-                            tracing::info!(
-                                %target,
-                                distance_m = d,
-                                "arrived out of the arm's reach of the target's latest estimate: aiming again"
-                            );
-                            self.ctx.reaims += 1;
-                            self.ctx.goal = None;
-                            self.ctx.aimed_at = None;
-                            self.ctx.at_goal = false;
-                            self.ctx.path.clear();
-                            self.ctx.path_goal = None;
-                            return Progress::Continue(stop_outputs());
-                        }
-                        if !within_reach_band(d) {
-                            return Progress::Failed(format!(
-                                "{target} is {d:.2} m away after {MAX_REAIMS} approaches, out of the arm's reach"
-                            ));
-                        }
-                    }
-                    return Progress::Done(stop_outputs());
-                }
+                NavOutcome::Arrived => return self.arrived(inp, target, robot),
                 NavOutcome::Moving(t) => t,
             },
         };
-        // Whatever the path says, never drive into what the scan sees.
+        if let Some(failed) = self.hold_short_of_obstacles(inp, target, &mut twist) {
+            return failed;
+        }
+        Progress::Continue(Outputs {
+            cmd_vel: Some(twist),
+            ..Default::default()
+        })
+    }
+
+    /// Plans the path again when the goal moved, the plan is old, or the
+    /// base has been blocked a while; with no path, turns in place once
+    /// (the map refreshes) before it gives up.
+    fn replan_if_due(&mut self, inp: &Inputs, target: &str, goal: [f64; 2]) -> Option<Progress> {
+        let now = inp.time_s;
+        let blocked_for = self.ctx.blocked_since.map_or(0.0, |b| now - b);
+        let replan = self.ctx.path_goal.is_none_or(|g| dist2(g, goal) > 0.05)
+            || now - self.ctx.planned_s > REPLAN_PERIOD_S
+            || (blocked_for > REPLAN_WHEN_BLOCKED_S
+                && now - self.ctx.blocked_replanned_s > REPLAN_WHEN_BLOCKED_S);
+        if replan && !self.ctx.at_goal && self.ctx.spin.is_none() {
+            if blocked_for > 0.0 {
+                self.ctx.blocked_replanned_s = now;
+            }
+            match self.plan_to(inp, target) {
+                Ok(()) => {}
+                Err(PathError::NoPath) if !self.ctx.spun => {
+                    tracing::info!(%target, "no path: turning in place once while the map refreshes");
+                    self.ctx.spun = true;
+                    self.ctx.spin = Some((0.0, inp.pose.yaw_rad));
+                }
+                Err(PathError::NoPath) => {
+                    return Some(Progress::Failed(format!(
+                        "no way to {target}: {} (also after a full turn in place)",
+                        PathError::NoPath
+                    )));
+                }
+                Err(e) => return Some(Progress::Failed(format!("no way to {target}: {e}"))),
+            }
+        }
+        None
+    }
+
+    /// While a turn in place runs: keeps turning until a full turn is done,
+    /// then plans again.
+    fn spin_in_place(&mut self, inp: &Inputs, target: &str) -> Option<Progress> {
+        let (turned, last_yaw) = self.ctx.spin?;
+        let now = inp.time_s;
+        let turned = turned + wrap_angle_rad(inp.pose.yaw_rad - last_yaw).abs();
+        // Turning is not a lack of progress.
+        self.ctx.progress = (now, f64::INFINITY);
+        if turned < std::f64::consts::TAU {
+            self.ctx.spin = Some((turned, inp.pose.yaw_rad));
+            return Some(Progress::Continue(Outputs {
+                cmd_vel: Some(Twist2D {
+                    linear_m_s: 0.0,
+                    angular_rad_s: SPIN_RATE_RAD_S,
+                }),
+                ..Default::default()
+            }));
+        }
+        self.ctx.spin = None;
+        if let Err(e) = self.plan_to(inp, target) {
+            return Some(Progress::Failed(format!(
+                "no way to {target}: {e} (also after a full turn in place)"
+            )));
+        }
+        None
+    }
+
+    /// Arrived where the object was thought to be within reach: the next
+    /// step (pick, place) needs it within reach now, as perception sees it
+    /// now; if it is not, the base aims again, a few times at most.
+    fn arrived(&mut self, inp: &Inputs, target: &str, robot: [f64; 2]) -> Progress {
+        if let Some(obj) = inp.world.get(target) {
+            let d = (obj.position_m[0] - robot[0]).hypot(obj.position_m[1] - robot[1]);
+            if !within_reach_band(d) && self.ctx.reaims < MAX_REAIMS {
+                tracing::info!(
+                    %target,
+                    distance_m = d,
+                    "arrived out of the arm's reach of the target's latest estimate: aiming again"
+                );
+                self.ctx.reaims += 1;
+                self.ctx.goal = None;
+                self.ctx.aimed_at = None;
+                self.ctx.at_goal = false;
+                self.ctx.path.clear();
+                self.ctx.path_goal = None;
+                return Progress::Continue(stop_outputs());
+            }
+            if !within_reach_band(d) {
+                return Progress::Failed(format!(
+                    "{target} is {d:.2} m away after {MAX_REAIMS} approaches, out of the arm's reach"
+                ));
+            }
+        }
+        Progress::Done(stop_outputs())
+    }
+
+    /// Whatever the path says, never drive into what the scan sees: slows
+    /// `twist` to the clearance ahead, backs up once when blocked a while,
+    /// and fails when blocked too long.
+    fn hold_short_of_obstacles(
+        &mut self,
+        inp: &Inputs,
+        target: &str,
+        twist: &mut Twist2D,
+    ) -> Option<Progress> {
+        let now = inp.time_s;
+        let robot = [inp.pose.x_m, inp.pose.y_m];
         if twist.linear_m_s > 0.0 {
             let free = free_distance_m(&inp.pose, inp.obstacles_m, self.robot.base_radius_m, false);
             let v_max = speed_for_clearance(free, STOP_MARGIN_M, self.nav.decel_m_s2, REACTION_S);
@@ -520,9 +560,9 @@ impl Executor {
                 twist.linear_m_s = 0.0;
                 let since = *self.ctx.blocked_since.get_or_insert(now);
                 if now - since > BLOCKED_FAIL_S {
-                    return Progress::Failed(format!(
+                    return Some(Progress::Failed(format!(
                         "blocked for {BLOCKED_FAIL_S:.0} s by an obstacle {free:.2} m ahead, on the way to {target}"
-                    ));
+                    )));
                 }
                 if now - since > BACK_UP_AFTER_S && !self.ctx.backed_up {
                     self.ctx.backed_up = true;
@@ -536,10 +576,7 @@ impl Executor {
             // Turning (onto a new path) is not being blocked.
             self.ctx.blocked_since = None;
         }
-        Progress::Continue(Outputs {
-            cmd_vel: Some(twist),
-            ..Default::default()
-        })
+        None
     }
 
     /// Plans a path from the robot to the current goal over the grid. A goal
@@ -950,6 +987,10 @@ mod tests {
     use rosetta_common::status::StepState;
     use rosetta_common::{Color, ObjectKind, ObservedObject};
 
+    fn plan(steps: Vec<Skill>) -> ValidPlan {
+        ValidPlan::new(steps).unwrap()
+    }
+
     fn world_with_cube() -> WorldModel {
         WorldModel {
             stamp_s: 0.0,
@@ -968,18 +1009,18 @@ mod tests {
         }
     }
 
-    fn tick(e: &mut Executor, t: f64, world: &WorldModel) -> Outputs {
+    fn tick(e: &mut SkillRunner, t: f64, world: &WorldModel) -> Outputs {
         e.tick(&Inputs::basic(t, Pose2D::default(), world))
     }
 
     #[test]
     fn a_step_waits_briefly_for_an_object_the_map_does_not_have_yet() {
-        let mut e = Executor::new(RobotDescription::default());
+        let mut e = SkillRunner::new(RobotDescription::default());
         e.start(
             1,
-            vec![Skill::NavigateTo {
+            plan(vec![Skill::NavigateTo {
                 target: "red_cube".into(),
-            }],
+            }]),
             0.0,
         );
         let empty = WorldModel::default();
@@ -1007,7 +1048,7 @@ mod tests {
     fn a_base_blocked_for_good_backs_up_once_then_fails_with_the_reason() {
         let robot = RobotDescription::default();
         let radius = robot.base_radius_m;
-        let mut e = Executor::new(robot);
+        let mut e = SkillRunner::new(robot);
         let mut world = WorldModel::default();
         world.places.push(rosetta_common::Place {
             id: "far".into(),
@@ -1016,9 +1057,9 @@ mod tests {
         });
         e.start(
             1,
-            vec![Skill::NavigateTo {
+            plan(vec![Skill::NavigateTo {
                 target: "far".into(),
-            }],
+            }]),
             0.0,
         );
         // No map: the path is the straight line, through the obstacle.
@@ -1062,7 +1103,7 @@ mod tests {
 
     #[test]
     fn navigate_to_a_named_place_ends_on_its_pose() {
-        let mut e = Executor::new(RobotDescription::default());
+        let mut e = SkillRunner::new(RobotDescription::default());
         let mut world = WorldModel::default();
         world.places.push(rosetta_common::Place {
             id: "dock".into(),
@@ -1071,9 +1112,9 @@ mod tests {
         });
         e.start(
             1,
-            vec![Skill::NavigateTo {
+            plan(vec![Skill::NavigateTo {
                 target: "dock".into(),
-            }],
+            }]),
             0.0,
         );
         // A unicycle that follows the commanded twist exactly.
@@ -1112,12 +1153,12 @@ mod tests {
 
     #[test]
     fn an_object_that_never_appears_fails_the_step_with_a_reason() {
-        let mut e = Executor::new(RobotDescription::default());
+        let mut e = SkillRunner::new(RobotDescription::default());
         e.start(
             1,
-            vec![Skill::Pick {
+            plan(vec![Skill::Pick {
                 object: "red_cube".into(),
-            }],
+            }]),
             0.0,
         );
         let empty = WorldModel::default();
@@ -1138,9 +1179,9 @@ mod tests {
     /// base has come to rest, not while it brakes.
     #[test]
     fn stop_is_done_when_the_base_is_at_rest() {
-        let mut e = Executor::new(RobotDescription::default());
+        let mut e = SkillRunner::new(RobotDescription::default());
         let w = WorldModel::default();
-        e.start(1, vec![Skill::Stop], 0.0);
+        e.start(1, plan(vec![Skill::Stop]), 0.0);
         // The base brakes from 0.4 m/s at 1 m/s^2: 0.4 s to rest.
         let (dt, mut v, mut pose, mut t) = (0.02, 0.4f64, Pose2D::default(), 0.0);
         let mut done_at = None;
@@ -1163,8 +1204,8 @@ mod tests {
             "{t}"
         );
         // A base that keeps moving fails the stop, with a reason.
-        let mut e = Executor::new(RobotDescription::default());
-        e.start(2, vec![Skill::Stop], 0.0);
+        let mut e = SkillRunner::new(RobotDescription::default());
+        e.start(2, plan(vec![Skill::Stop]), 0.0);
         let mut pose = Pose2D::default();
         let mut t = 0.0;
         while e.task() == TaskState::Running && t < 10.0 {
@@ -1182,13 +1223,13 @@ mod tests {
 
     #[test]
     fn stop_preempts_a_running_plan() {
-        let mut e = Executor::new(RobotDescription::default());
+        let mut e = SkillRunner::new(RobotDescription::default());
         let w = world_with_cube();
         e.start(
             1,
-            vec![Skill::NavigateTo {
+            plan(vec![Skill::NavigateTo {
                 target: "red_cube".into(),
-            }],
+            }]),
             0.0,
         );
         tick(&mut e, 0.0, &w);
