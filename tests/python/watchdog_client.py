@@ -36,6 +36,10 @@ def main() -> int:
 
     if not client.wait_for_server(timeout_sec=max(1.0, deadline - time.monotonic())):
         return report(node, out, error="no action server")
+    # The lidar dies soon after the first motion: the scan and odometry must
+    # reach this client before the goal goes, or there is nothing to judge.
+    if not spin_until(lambda: bool(scans) and bool(odom)):
+        return report(node, out, error="no scan or odometry reached the client")
     # 9 s: the lidar dies 3.5 s after the first motion (the robot first
     # turns towards the dock, then drives); the step's own no-progress check
     # (8 s after the last progress, made while driving) comes after this
