@@ -11,6 +11,9 @@ pub const APPLICATION_ID: &str = "rosetta";
 pub const TIMELINE_SIM: &str = "sim_time";
 /// A sequence timeline: which step of the plan runs (1-based; 0 before the first).
 pub const TIMELINE_PLAN_STEP: &str = "plan_step";
+/// Where each plan step's state lane lives (`StateChange`s, one entity per
+/// step of each plan), shown in the "Plan timeline" view.
+pub const PLAN_TIMELINE: &str = "plan/timeline";
 
 /// When set, every node also streams its recording live to this rerun
 /// viewer or server (its gRPC proxy URL, e.g.
@@ -69,13 +72,13 @@ pub fn open_recording_at(
 
 /// The layout a newcomer sees when opening an episode: the 3-D scene (map,
 /// robot, path, objects, camera frustum) beside the camera image with its
-/// detections and the depth image; below them the plan and each step's
-/// state, the arm's joints over time, and the nodes' logs; the time panel on sim time, following the newest data.
+/// detections and the depth image; below them the plan, each step's state
+/// as a lane over time, the arm's joints over time, and the nodes' logs; the time panel on sim time, following the newest data.
 pub fn default_blueprint() -> rerun::blueprint::Blueprint {
     use rerun::blueprint::components::PlayState;
     use rerun::blueprint::{
-        Blueprint, Horizontal, Spatial2DView, Spatial3DView, TextDocumentView, TextLogView,
-        TimePanel, TimeSeriesView, Vertical,
+        Blueprint, Horizontal, Spatial2DView, Spatial3DView, StateTimelineView, TextDocumentView,
+        TextLogView, TimePanel, TimeSeriesView, Vertical,
     };
     let camera = Vertical::new([
         Spatial2DView::new("Camera")
@@ -86,7 +89,12 @@ pub fn default_blueprint() -> rerun::blueprint::Blueprint {
             .into(),
     ]);
     let top = Horizontal::new([
-        Spatial3DView::new("Scene").with_origin("world").into(),
+        // The depth image has its own view; projected into the scene it
+        // would be a wedge brighter than everything else.
+        Spatial3DView::new("Scene")
+            .with_origin("world")
+            .with_contents(["+ $origin/**", "- $origin/robot/base_link/camera/depth"])
+            .into(),
         camera.into(),
     ])
     .with_column_shares([3.0, 2.0]);
@@ -94,15 +102,15 @@ pub fn default_blueprint() -> rerun::blueprint::Blueprint {
         TextDocumentView::new("Plan")
             .with_origin("plan/steps")
             .into(),
-        TextDocumentView::new("Steps")
-            .with_origin("plan/status")
+        StateTimelineView::new("Plan timeline")
+            .with_origin(PLAN_TIMELINE)
             .into(),
         TimeSeriesView::new("Joints")
             .with_origin("robot/joints")
             .into(),
         TextLogView::new("Logs").with_origin("log").into(),
     ])
-    .with_column_shares([1.0, 1.0, 1.0, 2.0]);
+    .with_column_shares([1.0, 1.5, 1.0, 1.5]);
     // On sim time, following the newest data: a live run shows what happens
     // now, and a finished episode opens on how it ended.
     let time = TimePanel::new()

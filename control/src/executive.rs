@@ -21,6 +21,7 @@ use rosetta_common::status::{SkillState, StepState, TaskState, TaskStatus};
 use rosetta_common::{topics, Skill, WorldModel};
 
 use crate::plan_run::{step_timeout_s, PlanRun};
+use crate::rec::{log_lanes, StepLanes};
 
 /// Run the planner's plans step by step through control's skill action.
 #[derive(Debug, Clone, clap::Args)]
@@ -269,6 +270,7 @@ struct Executive {
     serial: u64,
     sent: Option<(u64, usize)>,
     last_published: Instant,
+    lanes: StepLanes,
 }
 
 impl Executive {
@@ -292,6 +294,7 @@ impl Executive {
             serial: 0,
             sent: None,
             last_published: Instant::now(),
+            lanes: StepLanes::default(),
         }
     }
 
@@ -441,6 +444,7 @@ impl Executive {
         let st = status_of(&self.run, self.control.as_ref().map(|c| &c.1));
         if changed {
             log_status(&self.rec, &st);
+            log_lanes(&self.rec, &self.lanes.changes(&st));
         }
         if let Err(e) = self.status_pub.publish(&st) {
             tracing::warn!(error = %e, "cannot publish status");

@@ -945,6 +945,28 @@ fn log_episode(rec: &rerun::RecordingStream, r: &DemoReport) {
     if let Err(e) = rec.log_static("episode", &rerun::TextDocument::from_markdown(md)) {
         tracing::warn!(error = %e, "cannot record the episode's metadata");
     }
+    // The recording's name (the viewer lists it by that) and properties.
+    let name = format!("\"{}\": {}", r.command, r.outcome);
+    if let Err(e) = rec.send_recording_name(name) {
+        tracing::warn!(error = %e, "cannot name the recording");
+    }
+    let text = |s: &str| [rerun::components::Text::from(s)];
+    let props = rerun::AnyValues::default()
+        .with_component::<rerun::components::Text>("command", text(&r.command))
+        .with_component::<rerun::components::Text>("outcome", text(r.outcome.as_str()))
+        .with_component::<rerun::components::Text>("message", text(&r.message))
+        .with_component::<rerun::components::Text>(
+            "planner",
+            text(r.planner.as_deref().unwrap_or("-")),
+        )
+        .with_component::<rerun::components::Text>("scene", text(&r.scene))
+        .with_component::<rerun::components::Text>(
+            "git_revision",
+            text(r.git_revision.as_deref().unwrap_or("unknown")),
+        );
+    if let Err(e) = rec.send_property("episode", &props) {
+        tracing::warn!(error = %e, "cannot record the episode's properties");
+    }
 }
 
 /// The checkout's commit (with `-dirty` when it has changes), if this runs in one.

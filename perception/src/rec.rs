@@ -293,28 +293,94 @@ pub fn encode_jpeg(frame: &CameraFrame<'_>) -> Option<Vec<u8>> {
     Some(buf.to_vec())
 }
 
-/// The occupied cells as points on the floor, under `world/map`.
+/// The occupancy grid as a map on the floor, under `world/map`: free,
+/// occupied and unknown cells in RViz's map colours (ROS cell values), over
+/// the part of the grid the scans have seen (and a margin), so that the
+/// scene opens on the room rather than on the whole grid.
 pub fn log_map(rec: &rerun::RecordingStream, grid: &OccupancyGrid, stamp_s: f64) {
     if !rec.is_enabled() {
         return;
     }
-    let mut points = Vec::new();
-    for cy in 0..grid.height {
-        for cx in 0..grid.width {
-            if grid.cell((cx, cy)) == Cell::Occupied {
-                let p = grid.center_of((cx, cy));
-                points.push([p[0] as f32, p[1] as f32, 0.0]);
-            }
-        }
-    }
+    let Some(window) = MapWindow::seen(grid, 4) else {
+        return;
+    };
+    let format = rerun::components::ImageFormat::from_color_model(
+        [window.width as u32, window.height as u32],
+        rerun::ColorModel::L,
+        rerun::ChannelDatatype::U8,
+    );
+    let corner = grid.center_of((window.x0, window.y0));
+    let half = grid.resolution_m / 2.0;
     rec::set_sim_time(rec, stamp_s);
     log(
         rec,
         "world/map",
-        &rerun::Points3D::new(points)
-            .with_radii([grid.resolution_m as f32 / 2.0])
-            .with_colors([rerun::Color::from_rgb(60, 60, 60)]),
+        &rerun::GridMap::new(
+            window.rows_top_first(grid),
+            format,
+            grid.resolution_m as f32,
+        )
+        // The window's lower-left corner, a little under the floor so
+        // that paths and objects on it stay visible.
+        .with_translation([(corner[0] - half) as f32, (corner[1] - half) as f32, -0.005])
+        .with_colormap(rerun::components::Colormap::RvizMap),
     );
+}
+
+/// The cells of a grid that are drawn: the bounding box of the cells seen
+/// (free or occupied), widened by a margin, within the grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapWindow {
+    pub x0: usize,
+    pub y0: usize,
+    pub width: usize,
+    pub height: usize,
+}
+
+impl MapWindow {
+    /// `None` while no cell has been seen.
+    pub fn seen(grid: &OccupancyGrid, margin_cells: usize) -> Option<Self> {
+        let mut lo = (usize::MAX, usize::MAX);
+        let mut hi = (0, 0);
+        for cy in 0..grid.height {
+            for cx in 0..grid.width {
+                if grid.cell((cx, cy)) != Cell::Unknown {
+                    lo = (lo.0.min(cx), lo.1.min(cy));
+                    hi = (hi.0.max(cx), hi.1.max(cy));
+                }
+            }
+        }
+        if lo.0 > hi.0 {
+            return None;
+        }
+        let x0 = lo.0.saturating_sub(margin_cells);
+        let y0 = lo.1.saturating_sub(margin_cells);
+        let x1 = (hi.0 + margin_cells).min(grid.width - 1);
+        let y1 = (hi.1 + margin_cells).min(grid.height - 1);
+        Some(Self {
+            x0,
+            y0,
+            width: x1 - x0 + 1,
+            height: y1 - y0 + 1,
+        })
+    }
+
+    /// The window's ROS cell values (0 free, 100 occupied, -1 unknown as
+    /// 255), top row first: ROS stores row 0 at the origin (the bottom),
+    /// while a GridMap's buffer, like an image, starts at the top.
+    pub fn rows_top_first(&self, grid: &OccupancyGrid) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.width * self.height);
+        for cy in (self.y0..self.y0 + self.height).rev() {
+            for cx in self.x0..self.x0 + self.width {
+                out.push(match grid.cell((cx, cy)) {
+                    Cell::Unknown => 255,
+                    Cell::Free => 0,
+                    Cell::Occupied => 100,
+                });
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -329,6 +395,34 @@ mod tests {
             .map(|b| u16::from_le_bytes([b[0], b[1]]))
             .collect();
         assert_eq!(mm, vec![1235, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn the_map_window_covers_what_was_seen_top_row_first() {
+        // 6 x 4 cells of 1 m; nothing seen yet: nothing to draw.
+        let mut grid = OccupancyGrid::new([3.0, 2.0], [6.0, 4.0], 1.0);
+        assert_eq!(MapWindow::seen(&grid, 1), None);
+        // Two cells seen: (2, 1) and (3, 1), on one row.
+        grid.set_occupied((2, 1));
+        grid.set_occupied((3, 1));
+        let w = MapWindow::seen(&grid, 1).unwrap();
+        assert_eq!(
+            w,
+            MapWindow {
+                x0: 1,
+                y0: 0,
+                width: 4,
+                height: 3
+            }
+        );
+        let data = w.rows_top_first(&grid);
+        // Rows y = 2, 1, 0: the occupied row is the middle one.
+        assert_eq!(data.len(), 12);
+        assert_eq!(&data[4..8], &[255, 100, 100, 255], "{data:?}");
+        assert!(data[..4].iter().chain(&data[8..]).all(|&v| v == 255));
+        // A margin never leaves the grid.
+        let all = MapWindow::seen(&grid, 10).unwrap();
+        assert_eq!((all.x0, all.y0, all.width, all.height), (0, 0, 6, 4));
     }
 
     #[test]

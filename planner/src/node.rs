@@ -589,7 +589,8 @@ pub fn held_after(st: &TaskStatus, before: Option<String>) -> Option<String> {
 fn log_plan(rec: &rerun::RecordingStream, msg: &PlanMessage) {
     let body = match &msg.outcome {
         PlanOutcome::Plan { steps } => {
-            let mut s = format!("## Plan for \"{}\"\n\n", msg.command);
+            // A short heading: a narrow view cuts a long one.
+            let mut s = format!("**Plan {}**: \"{}\"\n\n", msg.attempt, msg.command);
             if let Some(why) = &msg.replan_reason {
                 s.push_str(&format!(
                     "Attempt {} of {}, after: {why}\n\n",
@@ -606,7 +607,7 @@ fn log_plan(rec: &rerun::RecordingStream, msg: &PlanMessage) {
             s
         }
         PlanOutcome::Rejected { reason } => {
-            format!("## Refused: \"{}\"\n\n{}\n", msg.command, reason)
+            format!("**Refused**: \"{}\"\n\n{}\n", msg.command, reason)
         }
     };
     if let Err(e) = rec.log("plan/steps", &rerun::TextDocument::from_markdown(body)) {

@@ -99,6 +99,25 @@ fn red_cube_goes_into_the_blue_bin() {
         printed.contains("Blueprint") && printed.contains("ViewBlueprint"),
         "no blueprint in the episode"
     );
+    // The map is a grid map (free, occupied, unknown), each plan step a lane
+    // of state changes, and the recording is named, with its properties.
+    for archetype in [
+        "GridMap",
+        "StateChange",
+        "StateConfiguration",
+        "RecordingInfo",
+    ] {
+        assert!(printed.contains(archetype), "no {archetype} in the episode");
+    }
+    let lanes = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("/plan/timeline/"))
+        .count();
+    assert!(
+        lanes >= report.steps.len() && !report.steps.is_empty(),
+        "one lane per step of each plan:\n{text}"
+    );
+    assert_entity(&text, "/__properties/episode", "missing from the recording");
     assert!(report.git_revision.is_some(), "{report:#}");
 
     // The episode renders in the viewer, headless, to a screenshot that
