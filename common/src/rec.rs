@@ -170,3 +170,224 @@ pub fn log_robot_pose(rec: &RecordingStream, pose: &crate::Pose2D) {
         tracing::debug!(error = %e, "rerun log failed");
     }
 }
+
+/// The robot's body as the URDF describes it (`launch/robot/rosetta.urdf`,
+/// the file Gazebo loads too): each link an entity under its parent link,
+/// from `world/robot/base_link` down (the entity tree is the frame tree),
+/// its visuals as boxes, cylinders and spheres; the joints' positions move
+/// the links.
+#[derive(Debug, Clone)]
+pub struct RobotBody {
+    /// Each joint reachable from `base_link`, parents before children,
+    /// with the entity path of its child link.
+    joints: Vec<(crate::urdf::Joint, String)>,
+    visuals: Vec<(crate::urdf::Visual, String)>,
+}
+
+/// The entity of `base_link`, whose transform is the robot's pose.
+pub const BASE_LINK_ENTITY: &str = "world/robot/base_link";
+
+impl RobotBody {
+    pub fn from_urdf(text: &str) -> Result<Self, crate::urdf::UrdfError> {
+        let doc =
+            roxmltree::Document::parse(text).map_err(|e| crate::urdf::UrdfError::Invalid {
+                what: "the URDF".into(),
+                why: e.to_string(),
+            })?;
+        let urdf = crate::urdf::Urdf::parse(&doc)?;
+        let mut paths = vec![("base_link".to_string(), BASE_LINK_ENTITY.to_string())];
+        let mut joints = Vec::new();
+        // Breadth first from base_link; a joint whose parent is not reached
+        // (a second tree) is left out.
+        let mut i = 0;
+        while i < paths.len() {
+            let (link, path) = paths[i].clone();
+            for j in urdf.joints.iter().filter(|j| j.parent == link) {
+                let child = format!("{path}/{}", j.child);
+                paths.push((j.child.clone(), child.clone()));
+                joints.push((j.clone(), child));
+            }
+            i += 1;
+        }
+        let visuals = urdf
+            .visuals()?
+            .into_iter()
+            .filter_map(|v| {
+                let (_, path) = paths.iter().find(|(l, _)| *l == v.link)?;
+                let path = path.clone();
+                Some((v, path))
+            })
+            .collect();
+        Ok(Self { joints, visuals })
+    }
+
+    /// The links' shapes, once (static), and every joint at zero.
+    pub fn log_static(&self, rec: &RecordingStream) {
+        for (k, (v, link_path)) in self.visuals.iter().enumerate() {
+            let path = format!("{link_path}/visual_{k}");
+            let pose = pose_transform(v.xyz, v.rpy, None);
+            traced(&path, rec.log_static(path.as_str(), &pose));
+            let grey = rerun::Color::from_rgb(150, 155, 165);
+            let r = match v.shape {
+                crate::urdf::Shape::Box { size_m } => rec.log_static(
+                    path.as_str(),
+                    &rerun::Boxes3D::from_half_sizes([size_m.map(|s| (s / 2.0) as f32)])
+                        .with_colors([grey])
+                        .with_fill_mode(rerun::FillMode::Solid),
+                ),
+                crate::urdf::Shape::Cylinder { radius_m, length_m } => rec.log_static(
+                    path.as_str(),
+                    &rerun::Cylinders3D::from_lengths_and_radii(
+                        [length_m as f32],
+                        [radius_m as f32],
+                    )
+                    .with_colors([grey])
+                    .with_fill_mode(rerun::FillMode::Solid),
+                ),
+                crate::urdf::Shape::Sphere { radius_m } => rec.log_static(
+                    path.as_str(),
+                    &rerun::Ellipsoids3D::from_radii([radius_m as f32])
+                        .with_colors([grey])
+                        .with_fill_mode(rerun::FillMode::Solid),
+                ),
+            };
+            traced(&path, r);
+        }
+        for (j, path) in &self.joints {
+            let moving = j.kind != "fixed";
+            let pose = pose_transform(j.xyz, j.rpy, moving.then_some((j, 0.0)));
+            let r = if moving {
+                rec.log(path.as_str(), &pose)
+            } else {
+                rec.log_static(path.as_str(), &pose)
+            };
+            traced(path, r);
+        }
+    }
+
+    /// The moving joints at their positions (rad, or m for a prismatic
+    /// joint), at the current time; joints not named keep their last pose.
+    pub fn log_joints<'n>(
+        &self,
+        rec: &RecordingStream,
+        positions: impl IntoIterator<Item = (&'n str, f64)>,
+    ) {
+        for (name, q) in positions {
+            if !q.is_finite() {
+                continue;
+            }
+            let Some((j, path)) = self.joints.iter().find(|(j, _)| j.name == name) else {
+                continue;
+            };
+            if j.kind == "fixed" {
+                continue;
+            }
+            let pose = pose_transform(j.xyz, j.rpy, Some((j, q)));
+            traced(path, rec.log(path.as_str(), &pose));
+        }
+    }
+}
+
+/// The transform of an origin (`xyz`, `rpy`: roll, pitch, yaw about fixed
+/// axes, as in URDF), followed by a joint's motion by `q` about (revolute,
+/// continuous) or along (prismatic) its axis.
+fn pose_transform(
+    xyz: [f64; 3],
+    rpy: [f64; 3],
+    motion: Option<(&crate::urdf::Joint, f64)>,
+) -> rerun::Transform3D {
+    let iso = joint_pose(xyz, rpy, motion);
+    let t = iso.translation.vector;
+    let r = iso.rotation.quaternion();
+    rerun::Transform3D::from_translation_rotation(
+        [t.x as f32, t.y as f32, t.z as f32],
+        rerun::Quaternion::from_xyzw([r.i as f32, r.j as f32, r.k as f32, r.w as f32]),
+    )
+}
+
+/// `parent_from_child` of a link: its origin, then the joint's motion.
+fn joint_pose(
+    xyz: [f64; 3],
+    rpy: [f64; 3],
+    motion: Option<(&crate::urdf::Joint, f64)>,
+) -> nalgebra::Isometry3<f64> {
+    use nalgebra::{Translation3, Unit, UnitQuaternion, Vector3};
+    let mut iso = nalgebra::Isometry3::from_parts(
+        Translation3::new(xyz[0], xyz[1], xyz[2]),
+        UnitQuaternion::from_euler_angles(rpy[0], rpy[1], rpy[2]),
+    );
+    if let Some((j, q)) = motion {
+        let axis = Vector3::from(j.axis);
+        if let Some(unit) = Unit::try_new(axis, 1e-9) {
+            let m = match j.kind.as_str() {
+                "prismatic" => nalgebra::Isometry3::translation(unit.x * q, unit.y * q, unit.z * q),
+                _ => nalgebra::Isometry3::from_parts(
+                    Translation3::identity(),
+                    UnitQuaternion::from_axis_angle(&unit, q),
+                ),
+            };
+            iso *= m;
+        }
+    }
+    iso
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_follows_the_urdf_link_tree() {
+        let body = RobotBody::from_urdf(crate::urdf::ROBOT_URDF).unwrap();
+        let path = |link: &str| {
+            body.joints
+                .iter()
+                .find(|(j, _)| j.child == link)
+                .map(|(_, p)| p.as_str())
+        };
+        assert_eq!(
+            path("gripper_finger_link"),
+            Some("world/robot/base_link/arm_upper_link/arm_forearm_link/arm_wrist_link/gripper_finger_link")
+        );
+        // Base, wheels, three arm links and the finger are drawn.
+        assert!(body.visuals.len() >= 7, "{:?}", body.visuals);
+        assert!(body
+            .visuals
+            .iter()
+            .all(|(_, p)| p.starts_with(BASE_LINK_ENTITY)));
+    }
+
+    #[test]
+    fn a_joint_moves_its_link_about_or_along_its_axis() {
+        let mut j = crate::urdf::Joint {
+            name: "j".into(),
+            kind: "revolute".into(),
+            parent: "a".into(),
+            child: "b".into(),
+            xyz: [1.0, 0.0, 0.0],
+            rpy: [0.0, 0.0, 0.0],
+            axis: [0.0, 0.0, 1.0],
+            limit: None,
+            acceleration: None,
+        };
+        let tip = nalgebra::Point3::new(1.0, 0.0, 0.0);
+        let turned = joint_pose(j.xyz, j.rpy, Some((&j, std::f64::consts::FRAC_PI_2))) * tip;
+        assert!(
+            (turned - nalgebra::Point3::new(1.0, 1.0, 0.0)).norm() < 1e-12,
+            "{turned}"
+        );
+        j.kind = "prismatic".into();
+        j.axis = [1.0, 0.0, 0.0];
+        let slid = joint_pose(j.xyz, j.rpy, Some((&j, 0.02))) * tip;
+        assert!(
+            (slid - nalgebra::Point3::new(2.02, 0.0, 0.0)).norm() < 1e-12,
+            "{slid}"
+        );
+        // URDF's rpy: yaw a quarter turn maps x onto y.
+        let yawed = joint_pose([0.0; 3], [0.0, 0.0, std::f64::consts::FRAC_PI_2], None) * tip;
+        assert!(
+            (yawed - nalgebra::Point3::new(0.0, 1.0, 0.0)).norm() < 1e-12,
+            "{yawed}"
+        );
+    }
+}

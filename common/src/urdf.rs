@@ -76,6 +76,31 @@ pub struct Joint {
     pub acceleration: Option<f64>,
 }
 
+/// The shape of a link's `<visual>`, in metres.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Shape {
+    Box {
+        size_m: [f64; 3],
+    },
+    /// Along the visual's z axis, centred on its origin.
+    Cylinder {
+        radius_m: f64,
+        length_m: f64,
+    },
+    Sphere {
+        radius_m: f64,
+    },
+}
+
+/// One `<visual>` of a link: its pose in the link's frame and its shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Visual {
+    pub link: String,
+    pub xyz: [f64; 3],
+    pub rpy: [f64; 3],
+    pub shape: Shape,
+}
+
 /// The parsed URDF: joints by name and the Gazebo elements.
 pub struct Urdf<'a> {
     doc: &'a Document<'a>,
@@ -145,6 +170,59 @@ impl<'a> Urdf<'a> {
             });
         }
         Ok(Self { doc, joints })
+    }
+
+    /// Every link's visuals with a box, cylinder or sphere (meshes are
+    /// skipped: this robot has none).
+    pub fn visuals(&self) -> Result<Vec<Visual>, UrdfError> {
+        let mut out = Vec::new();
+        let links = self
+            .doc
+            .root_element()
+            .children()
+            .filter(|n| n.has_tag_name("link"));
+        for l in links {
+            let link = l.attribute("name").unwrap_or_default().to_string();
+            for v in l.children().filter(|n| n.has_tag_name("visual")) {
+                let what = format!("visual of link {link}");
+                let origin = v.children().find(|n| n.has_tag_name("origin"));
+                let pose = |a: &str| match origin.and_then(|o| o.attribute(a)) {
+                    Some(t) => triple(&format!("{what} origin {a}"), t),
+                    None => Ok([0.0; 3]),
+                };
+                let Some(g) = v
+                    .children()
+                    .find(|n| n.has_tag_name("geometry"))
+                    .and_then(|g| g.children().find(Node::is_element))
+                else {
+                    return Err(UrdfError::Missing(format!("<geometry> of the {what}")));
+                };
+                let attr = |a: &str| {
+                    g.attribute(a)
+                        .ok_or_else(|| UrdfError::Missing(format!("{a} of the {what}")))
+                };
+                let shape = match g.tag_name().name() {
+                    "box" => Shape::Box {
+                        size_m: triple(&what, attr("size")?)?,
+                    },
+                    "cylinder" => Shape::Cylinder {
+                        radius_m: number(&what, attr("radius")?)?,
+                        length_m: number(&what, attr("length")?)?,
+                    },
+                    "sphere" => Shape::Sphere {
+                        radius_m: number(&what, attr("radius")?)?,
+                    },
+                    _ => continue,
+                };
+                out.push(Visual {
+                    link: link.clone(),
+                    xyz: pose("xyz")?,
+                    rpy: pose("rpy")?,
+                    shape,
+                });
+            }
+        }
+        Ok(out)
     }
 
     pub fn joint(&self, name: &str) -> Result<&Joint, UrdfError> {

@@ -286,10 +286,64 @@ struct ArmOut {
 /// The rerun recording and how often each stream is logged.
 struct Recorder {
     rec: rerun::RecordingStream,
+    /// The robot's body from the URDF, moved by the joint states.
+    body: Option<rec::RobotBody>,
+    /// The joint positions the body was last drawn at.
+    body_q: Vec<f64>,
     last_pose_log_s: f64,
     last_joints_log_s: f64,
     driven: Vec<[f32; 3]>,
     planned: Vec<[f64; 2]>,
+}
+
+impl Recorder {
+    fn open() -> Self {
+        let rec = rec::open_recording("control");
+        let body = if rec.is_enabled() {
+            match rec::RobotBody::from_urdf(rosetta_common::urdf::ROBOT_URDF) {
+                Ok(b) => {
+                    b.log_static(&rec);
+                    Some(b)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the robot's body is not drawn in the recording");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Self {
+            rec,
+            body,
+            body_q: Vec::new(),
+            last_pose_log_s: f64::NEG_INFINITY,
+            last_joints_log_s: f64::NEG_INFINITY,
+            driven: Vec::new(),
+            planned: Vec::new(),
+        }
+    }
+
+    /// The arm and gripper of the body at every joint state that moved them.
+    fn log_body(
+        &mut self,
+        stamp_s: f64,
+        names: &[String],
+        q: &[f64],
+        gripper: Option<(&str, f64)>,
+    ) {
+        let Some(body) = &self.body else {
+            return;
+        };
+        let now: Vec<f64> = q.iter().copied().chain(gripper.map(|g| g.1)).collect();
+        if now == self.body_q {
+            return;
+        }
+        self.body_q = now;
+        rec::set_sim_time(&self.rec, stamp_s);
+        let named = names.iter().map(String::as_str).zip(q.iter().copied());
+        body.log_joints(&self.rec, named.chain(gripper));
+    }
 }
 
 /// The control loop's state: the skill runner, the safety chain, the
@@ -355,13 +409,7 @@ impl ControlLoop {
                 last_resend: Instant::now(),
                 busy_until: None,
             },
-            rec: Recorder {
-                rec: rec::open_recording("control"),
-                last_pose_log_s: f64::NEG_INFINITY,
-                last_joints_log_s: f64::NEG_INFINITY,
-                driven: Vec::new(),
-                planned: Vec::new(),
-            },
+            rec: Recorder::open(),
             loop_stats: crate::clock::LoopStats::new(CONTROL_PERIOD, 1000),
             last_tick: None,
             last_beat: Instant::now(),
@@ -428,11 +476,13 @@ impl ControlLoop {
             return;
         }
         self.arm_q = Some(q);
-        // The joints in the recording, at most at 10 Hz.
+        // The body in the recording at each joint state that moved it; the
+        // joints' time series at most at 10 Hz.
         let stamp = stamp_to_secs(&js.header.stamp);
+        let gripper = self.gripper_m.map(|g| (arm.gripper_joint.as_str(), g));
+        self.rec.log_body(stamp, &arm.joint_names, &q, gripper);
         if stamp - self.rec.last_joints_log_s >= 0.1 {
             self.rec.last_joints_log_s = stamp;
-            let gripper = self.gripper_m.map(|g| (arm.gripper_joint.as_str(), g));
             log_joints(&self.rec.rec, stamp, &arm.joint_names, &q, gripper);
         }
     }

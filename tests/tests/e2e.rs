@@ -76,6 +76,9 @@ fn red_cube_goes_into_the_blue_bin() {
         "/world/map",
         "/world/planned_path",
         "/episode",
+        // The robot's body from the URDF, its arm moved by the joints.
+        "/world/robot/base_link/visual_0",
+        "/world/robot/base_link/arm_upper_link/arm_forearm_link/arm_wrist_link/gripper_finger_link",
     ] {
         assert_entity(&text, entity, "missing from the recording");
     }
