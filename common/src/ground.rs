@@ -412,10 +412,20 @@ impl<'w> Scene<'w> {
     fn only(&self) -> Grounding {
         match self.candidates.as_slice() {
             [one] => Grounding::Found(one.id.clone()),
-            many => Grounding::Ambiguous {
-                candidates: many.iter().map(|o| o.id.clone()).collect(),
-                why: format!("there are {} of \"{}\"", many.len(), self.noun),
-            },
+            many => {
+                // Named from left to right, so that a person can say which.
+                let mut order = many.to_vec();
+                order.sort_by(|a, b| self.lateral(b).total_cmp(&self.lateral(a)));
+                let ids: Vec<String> = order.iter().map(|o| o.id.clone()).collect();
+                let layout = match ids.as_slice() {
+                    [l, r] => format!("{l} on the left and {r} on the right"),
+                    _ => format!("from left to right: {}", ids.join(", ")),
+                };
+                Grounding::Ambiguous {
+                    why: format!("there are {} of \"{}\", {layout}", many.len(), self.noun),
+                    candidates: ids,
+                }
+            }
         }
     }
 

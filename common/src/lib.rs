@@ -9,6 +9,7 @@
 //! (node set-up, JSON topics, time conversions) and `rec` (the rerun
 //! recording every node writes to).
 
+pub mod frames;
 pub mod goal;
 pub mod grid;
 pub mod ground;
@@ -69,6 +70,16 @@ impl Pose2D {
         let dy = p[1] - self.y_m;
         [c * dx + s * dy, -s * dx + c * dy]
     }
+    /// `self` as `a_from_b` applied to a pose given in `b`: that pose in `a`.
+    pub fn compose(&self, pose_in_b: &Pose2D) -> Pose2D {
+        let [x_m, y_m] = self.transform_point([pose_in_b.x_m, pose_in_b.y_m]);
+        Pose2D::new(x_m, y_m, wrap_angle_rad(self.yaw_rad + pose_in_b.yaw_rad))
+    }
+    /// `self` as `a_from_b`, inverted: `b_from_a`.
+    pub fn inverse(&self) -> Pose2D {
+        let [x_m, y_m] = self.inverse_transform_point([0.0, 0.0]);
+        Pose2D::new(x_m, y_m, wrap_angle_rad(-self.yaw_rad))
+    }
     /// The 3-D isometry `parent_from_base` of this planar pose.
     pub fn to_isometry(&self) -> nalgebra::Isometry3<f64> {
         nalgebra::Isometry3::new(
@@ -104,5 +115,17 @@ mod tests {
         let iso = p.to_isometry();
         let q3 = iso * nalgebra::Point3::new(0.3, 0.4, 0.0);
         assert!((q3.x - q[0]).abs() < 1e-12 && (q3.y - q[1]).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_pose_composed_with_its_inverse_is_the_identity() {
+        let a_from_b = Pose2D::new(1.0, -2.0, 2.5);
+        let p = Pose2D::new(0.3, 0.4, -3.0);
+        let there = a_from_b.compose(&p);
+        let back = a_from_b.inverse().compose(&there);
+        assert!((back.x_m - p.x_m).abs() < 1e-12 && (back.y_m - p.y_m).abs() < 1e-12);
+        assert!(wrap_angle_rad(back.yaw_rad - p.yaw_rad).abs() < 1e-12);
+        let q = a_from_b.transform_point([p.x_m, p.y_m]);
+        assert!((there.x_m - q[0]).abs() < 1e-12 && (there.y_m - q[1]).abs() < 1e-12);
     }
 }

@@ -175,6 +175,39 @@ pub fn odom_pose(m: &r2r::nav_msgs::msg::Odometry) -> crate::Pose2D {
     crate::Pose2D::new(m.pose.pose.position.x, m.pose.pose.position.y, yaw)
 }
 
+/// A planar transform `parent_from_child` as a tf2 message of one transform.
+pub fn planar_transform(
+    stamp: r2r::builtin_interfaces::msg::Time,
+    parent: &str,
+    child: &str,
+    parent_from_child: &crate::Pose2D,
+) -> r2r::tf2_msgs::msg::TFMessage {
+    let half = parent_from_child.yaw_rad / 2.0;
+    let transform = r2r::geometry_msgs::msg::TransformStamped {
+        header: r2r::std_msgs::msg::Header {
+            stamp,
+            frame_id: parent.to_string(),
+        },
+        child_frame_id: child.to_string(),
+        transform: r2r::geometry_msgs::msg::Transform {
+            translation: r2r::geometry_msgs::msg::Vector3 {
+                x: parent_from_child.x_m,
+                y: parent_from_child.y_m,
+                z: 0.0,
+            },
+            rotation: r2r::geometry_msgs::msg::Quaternion {
+                x: 0.0,
+                y: 0.0,
+                z: half.sin(),
+                w: half.cos(),
+            },
+        },
+    };
+    r2r::tf2_msgs::msg::TFMessage {
+        transforms: vec![transform],
+    }
+}
+
 /// What became of one publish on a stream that goes on (sensors, the
 /// clock): a failure is logged with its topic, and the next message is
 /// tried as usual.

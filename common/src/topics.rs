@@ -17,6 +17,10 @@ pub const SCAN: &str = "scan";
 /// nav_msgs/OccupancyGrid from perception (odom frame, latched).
 pub const MAP: &str = "map";
 pub const JOINT_STATES: &str = "joint_states";
+/// tf2_msgs/TFMessage, latched: `map → odom`, from perception's localiser
+/// ([`crate::frames::MapFromOdom`]). Relative, like every name here, so that
+/// two robots' trees stay apart.
+pub const TF_STATIC: &str = "tf_static";
 pub const ARM_TRAJECTORY: &str = "arm_controller/joint_trajectory";
 pub const GRIPPER_TRAJECTORY: &str = "gripper_controller/joint_trajectory";
 
@@ -58,6 +62,7 @@ pub const ALL: &[&str] = &[
     SCAN,
     MAP,
     JOINT_STATES,
+    TF_STATIC,
     ARM_TRAJECTORY,
     GRIPPER_TRAJECTORY,
     COMMAND,
@@ -71,6 +76,7 @@ pub const ALL: &[&str] = &[
     GROUND_TRUTH,
 ];
 
+pub const FRAME_MAP: &str = "map";
 pub const FRAME_ODOM: &str = "odom";
 pub const FRAME_BASE: &str = "base_link";
 pub const FRAME_CAMERA_OPTICAL: &str = "camera_optical_frame";

@@ -65,9 +65,22 @@ impl ObjectKind {
     }
 }
 
-/// The id perception gives an object of a kind and colour (one object per kind and colour in this world model).
+/// The id perception gives the first object of a kind and colour it sees
+/// (`red_cube`); a planner names an object not seen yet by it too.
 pub fn object_id(color: Color, kind: ObjectKind) -> String {
     format!("{}_{}", color.name(), kind.name())
+}
+
+/// The id perception gives the `n`-th object of a kind and colour, counted
+/// from 1 in the order first seen: `red_cube`, then `red_cube_2`, .... Ids
+/// are descriptive for people and for the model's prompt, and stable while
+/// the object is tracked; an object's colour and kind are its fields, never
+/// read back from its id.
+pub fn instance_id(color: Color, kind: ObjectKind, n: usize) -> String {
+    match n {
+        0 | 1 => object_id(color, kind),
+        n => format!("{}_{n}", object_id(color, kind)),
+    }
 }
 
 /// The colour and kind an object id names (`red_cube`), if it is `<colour>_<kind>`.
@@ -109,7 +122,9 @@ pub struct Place {
     /// What a person calls it, for prompts and messages.
     #[serde(default)]
     pub description: String,
-    /// In the map frame.
+    /// In the map frame as a places file gives it; in [`WorldModel::frame_id`]
+    /// (odom) in the object map, moved there by perception
+    /// ([`crate::frames::MapFromOdom::places_in_odom`]).
     pub pose: crate::Pose2D,
 }
 

@@ -163,7 +163,9 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<u8> {
             "error: the command is empty; try: rosetta demo \"put the red cube in the blue bin\""
         );
     }
-    let mut specs = stack_specs(&args.sim, args.planner.name(), args.detector, 2);
+    // The embedded sim's odometry starts at the scene's start pose.
+    let start = rosetta_sim::Scene::load(&args.sim.scene)?.robot_start;
+    let mut specs = stack_specs(&args.sim, args.planner.name(), args.detector, 2, &start);
     if args.record_sensors {
         specs.push(recorder_spec(&episode_dir, None));
     }
@@ -316,13 +318,19 @@ impl Episode {
 
 /// The stack's nodes on the embedded sim, as `rosetta` subcommands, with
 /// perception's `detector`. The planner waits for `min_plan_subscribers` before it publishes a plan.
+/// `initial_pose`: the robot's pose in the map where odometry starts (the scene's start).
 pub fn stack_specs(
     sim: &rosetta_sim::node::SimArgs,
     planner: &str,
     detector: rosetta_perception::DetectorKind,
     min_plan_subscribers: usize,
+    initial_pose: &rosetta_common::Pose2D,
 ) -> Vec<(&'static str, Vec<String>)> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let initial_pose = format!(
+        "{},{},{}",
+        initial_pose.x_m, initial_pose.y_m, initial_pose.yaw_rad
+    );
     vec![
         (
             "sim",
@@ -358,6 +366,8 @@ pub fn stack_specs(
             "perception",
             s(&[
                 "perception",
+                "--initial-pose",
+                &initial_pose,
                 "--detector",
                 match detector {
                     rosetta_perception::DetectorKind::Classical => "classical",

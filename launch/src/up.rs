@@ -85,7 +85,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
         envs,
         rec,
     } = episode;
-    let mut specs = stack_specs(&args.sim, args.planner.name(), args.detector, 1);
+    // On the embedded sim odometry starts at the scene's start pose; a robot
+    // profile's localiser owns `map → odom`, and the map starts at odometry's origin.
+    let start = match &profile {
+        Some(_) => rosetta_common::Pose2D::default(),
+        None => rosetta_sim::Scene::load(&args.sim.scene)?.robot_start,
+    };
+    let mut specs = stack_specs(&args.sim, args.planner.name(), args.detector, 1, &start);
     if let Some(p) = &profile {
         eprintln!("rosetta: robot profile {:?}: no embedded sim", p.name);
         specs.retain(|(name, _)| *name != "sim");

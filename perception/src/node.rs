@@ -8,6 +8,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use nalgebra::Isometry3;
 use r2r::sensor_msgs::msg::{CameraInfo, Image};
+use rosetta_common::frames::MapFromOdom;
 use rosetta_common::grid::OccupancyGrid;
 use rosetta_common::rec::{self, log_text};
 use rosetta_common::robot::{CameraDescription, RobotDescription};
@@ -30,6 +31,13 @@ pub struct PerceptionArgs {
     /// Default: the embedded `config/places/default.toml` of the default scene.
     #[arg(long)]
     pub places: Option<std::path::PathBuf>,
+    /// The robot's pose in the map when odometry starts, X,Y,YAW (metres,
+    /// metres, radians): the `map → odom` transform, as AMCL's initial pose
+    /// or RViz's "2D Pose Estimate" give it. Places (map frame) go out in
+    /// odom through it, and it is published latched on `tf_static`.
+    /// `rosetta demo` and `rosetta up` pass the scene's start pose.
+    #[arg(long, value_parser = rosetta_common::frames::parse_pose, default_value = "0,0,0")]
+    pub initial_pose: Pose2D,
     /// Side of the square occupancy grid built from /scan and published on
     /// /map (odom frame, 0.05 m cells), centred on where odometry starts.
     #[arg(long, default_value_t = 20.0)]
@@ -58,7 +66,8 @@ enum Input {
 const MAP_PERIOD_S: f64 = 1.0;
 
 pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
-    let places = load_places(args.places.as_deref())?;
+    let map_from_odom = MapFromOdom(args.initial_pose);
+    let places = map_from_odom.places_in_odom(&load_places(args.places.as_deref())?);
     let detector = Detector::new(args.detector, args.detector_weights.as_deref())?;
     tracing::info!("detector ready: {}", detector.name());
     let mut node = ros::create_node("rosetta_perception")?;
@@ -72,6 +81,7 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
             .transient_local()
             .keep_last(1),
     )?;
+    publish_map_from_odom(&mut node, &map_from_odom)?;
     let node = Arc::new(Mutex::new(node));
     let _spinner = Spinner::start(node.clone());
     let rec = rec::open_recording("perception");
@@ -110,6 +120,28 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
         _ = work => {}
     }
     perception.finish();
+    Ok(())
+}
+
+/// Publishes `map → odom` once, latched, for every node that starts later.
+fn publish_map_from_odom(node: &mut r2r::Node, map_from_odom: &MapFromOdom) -> anyhow::Result<()> {
+    let publisher = node.create_publisher::<r2r::tf2_msgs::msg::TFMessage>(
+        topics::TF_STATIC,
+        r2r::QosProfile::default()
+            .reliable()
+            .transient_local()
+            .keep_last(1),
+    )?;
+    let msg = ros::planar_transform(
+        r2r::builtin_interfaces::msg::Time::default(),
+        topics::FRAME_MAP,
+        topics::FRAME_ODOM,
+        &map_from_odom.0,
+    );
+    publisher.publish(&msg)?;
+    tracing::info!(map_from_odom = ?map_from_odom.0, "published map → odom on tf_static");
+    // The node owns the publisher (r2r keeps it until the node goes), so the
+    // latched message stays there for late subscribers after this handle drops.
     Ok(())
 }
 
@@ -278,7 +310,12 @@ impl Perception {
         });
         match detected {
             Ok((depth_m, dets)) => {
-                self.tracker.update(&dets, stamp);
+                let view = crate::tracker::View {
+                    camera: &cam,
+                    odom_from_optical: &odom_from_optical,
+                    depth_m: &depth_m,
+                };
+                self.tracker.update(&dets, stamp, Some(&view));
                 let mut world = self.tracker.world_model(stamp, &self.odom_frame);
                 world.places.clone_from(&self.places);
                 if let Err(e) = self.objects.publish(&world) {

@@ -425,7 +425,12 @@ mod tests {
             PlanError::Ambiguous { candidates, .. } => assert_eq!(candidates.len(), 4),
             other => panic!("{other:?}"),
         }
-        assert!(err.to_string().contains("red_cube or"), "{err}");
+        // Named from left to right as seen from the start, so a person can say which.
+        assert!(
+            err.to_string()
+                .contains("from left to right: yellow_cube, blue_cube, green_cube, red_cube"),
+            "{err}"
+        );
         for c in [
             "put the purple cube in the blue bin",
             "put the mug in the red bin",

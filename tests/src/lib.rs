@@ -88,6 +88,14 @@ pub fn run_demo_args(domain_id: u32, args: &[&str]) -> (Output, DemoReport, temp
     (out, parse_report(&text), dir)
 }
 
+/// Writes `scene` as a scene file in `dir`, for `rosetta demo --scene`.
+pub fn write_scene(scene: &rosetta_sim::Scene, dir: &std::path::Path) -> PathBuf {
+    let path = dir.join(format!("{}.toml", scene.name));
+    let text = toml::to_string(scene).expect("a scene serialises");
+    std::fs::write(&path, text).expect("write the scene file");
+    path
+}
+
 /// A demo report, read through its type: a field renamed or retyped on
 /// either side fails here, with the text.
 pub fn parse_report(text: &str) -> DemoReport {

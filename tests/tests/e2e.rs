@@ -5,7 +5,7 @@
 
 use rosetta_common::report::{DemoOutcome, DemoReport};
 use rosetta_tests::{
-    parse_report, python, run_demo, run_demo_args, run_demo_with, truth, truth_object,
+    parse_report, python, run_demo, run_demo_args, run_demo_with, truth, truth_object, write_scene,
 };
 
 fn assert_in_bin(report: &DemoReport, cube: &str, bin: &str) {
@@ -461,4 +461,37 @@ fn assert_entity(text: &str, entity: &str, why: &str) {
             .any(|l| l.trim_start().starts_with(&format!("{entity}:"))),
         "{entity} {why}:\n{text}"
     );
+}
+
+/// Places are given in the map; odometry starts wherever the robot does. With
+/// a start away from the origin and turned, "go to the dock" must still end
+/// at the dock (in the map), not where the dock's coordinates fall in odom.
+#[test]
+fn the_dock_is_reached_from_a_start_away_from_the_map_origin_and_turned() {
+    let mut scene = rosetta_sim::Scene::default_scene().expect("default scene");
+    scene.name = "start_away".into();
+    scene.robot_start = rosetta_common::Pose2D::new(0.4, -0.9, 2.3);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write_scene(&scene, dir.path());
+    let (out, report, _dir) = run_demo_with(
+        57,
+        "go to the dock",
+        &["--scene", path.to_str().expect("utf-8 path")],
+    );
+    assert!(out.status.success(), "exit {:?}: {report:#}", out.status);
+    assert_eq!(report.outcome, DemoOutcome::Succeeded, "{report:#}");
+    let dock = rosetta_common::world::parse_places(rosetta_common::world::DEFAULT_PLACES_TOML)
+        .expect("places")
+        .into_iter()
+        .find(|p| p.id == "dock")
+        .expect("a dock");
+    let robot = truth(&report).robot_pose;
+    let off_m = (robot.x_m - dock.pose.x_m).hypot(robot.y_m - dock.pose.y_m);
+    assert!(
+        off_m < 0.35,
+        "the robot ends at ({:.2}, {:.2}) in the map, {off_m:.2} m from the dock: {report:#}",
+        robot.x_m,
+        robot.y_m
+    );
+    assert_eq!(truth(&report).collisions, 0);
 }

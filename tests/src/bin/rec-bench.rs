@@ -326,7 +326,12 @@ fn process(
     let cam = &robot.camera;
     let odom_from_optical = pose.to_isometry() * cam.base_from_optical();
     let dets = detect(&frame.rgb, &frame.depth_m, cam, &odom_from_optical)?;
-    tracker.update(&dets, stamp);
+    let view = rosetta_perception::tracker::View {
+        camera: cam,
+        odom_from_optical: &odom_from_optical,
+        depth_m: &frame.depth_m,
+    };
+    tracker.update(&dets, stamp, Some(&view));
     let world = tracker.world_model(stamp, "odom");
     let tl = Instant::now();
     logger.log(FrameLog {
