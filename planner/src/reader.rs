@@ -738,6 +738,42 @@ fn correct(w: &str, vocab: &[&'static str]) -> Option<&'static str> {
     }
 }
 
+/// A rough sound key: the first letter, then the consonants in order, each
+/// run written once; vowels, `h`, `w` and `y` carry little of how a word
+/// is heard. "grin" and "green" are `grn`; "blew" and "blue" are `bl`.
+fn sound_key(w: &str) -> String {
+    let mut key = String::new();
+    for (i, c) in w.chars().enumerate() {
+        let silent = matches!(c, 'a' | 'e' | 'i' | 'o' | 'u' | 'h' | 'w' | 'y');
+        if (i == 0 || !silent) && !key.ends_with(c) {
+            key.push(c);
+        }
+    }
+    key
+}
+
+/// The one content word that an unknown word sounds like and is two edits
+/// from, as speech recognisers mishear ("grin" for "green", "blew" for
+/// "blue"). Two edits at most, so that "bowl" never becomes "blue": a thing
+/// the robot does not know stays unknown and is refused.
+fn sounds_like(w: &str, vocab: &[&'static str]) -> Option<&'static str> {
+    if w.len() < 3 || !w.chars().all(|c| c.is_ascii_lowercase()) {
+        return None;
+    }
+    let key = sound_key(w);
+    let mut near: Vec<&'static str> = vocab
+        .iter()
+        .copied()
+        .filter(|v| edit_distance(w, v) <= 2 && sound_key(v) == key)
+        .collect();
+    near.sort_unstable();
+    near.dedup();
+    match near.as_slice() {
+        [one] => Some(one),
+        _ => None,
+    }
+}
+
 /// A word with every doubled letter written once ("greeen" -> "gren"
 /// -> not known; "puut" -> "put"), and with one doubled letter kept
 /// ("greeen" -> "green").
@@ -859,6 +895,8 @@ pub fn normalise(text: &str) -> Vec<String> {
             words.push(c);
         } else if let Some(glued) = GLUED.iter().find(|(g, _)| *g == w) {
             words.extend(glued.1.iter().map(|x| x.to_string()));
+        } else if let Some(c) = sounds_like(&w, &vocab) {
+            words.push(c.to_string());
         } else {
             words.push(w);
         }

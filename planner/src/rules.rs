@@ -416,6 +416,31 @@ mod tests {
     }
 
     #[test]
+    fn misheard_words_that_sound_like_one_the_robot_knows_are_read_as_it() {
+        let w = default_world();
+        for (said, meant) in [
+            ("pick up the grin cube", "green_cube"),
+            ("pick up the bloo cube", "blue_cube"),
+        ] {
+            let plan = RulesPlanner.plan(said, &w);
+            let picked = plan.as_ref().is_ok_and(|steps| {
+                steps.contains(&Skill::Pick {
+                    object: meant.to_string(),
+                })
+            });
+            assert!(picked, "{said}: {plan:?}");
+        }
+        // Sounding alike is not enough: an unknown thing stays unknown.
+        for c in [
+            "put the red cube in the bowl",
+            "put the red cube in the barrel",
+        ] {
+            let e = RulesPlanner.plan(c, &w);
+            assert!(e.is_err(), "{c}: {e:?}");
+        }
+    }
+
+    #[test]
     fn ambiguity_is_refused_with_the_candidates_and_unknown_things_are_named() {
         let w = default_world();
         let err = RulesPlanner
