@@ -433,6 +433,12 @@ const FILLERS: &[&str] = &[
     "let",
     "us",
     "mind",
+    // Hedges about the speaker's own mind ("let me think", "I guess", "you
+    // know"): never a step, and never a typo of "thing".
+    "think",
+    "guess",
+    "suppose",
+    "know",
     "go",
     "ahead",
     "try",

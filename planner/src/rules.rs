@@ -416,6 +416,19 @@ mod tests {
     }
 
     #[test]
+    fn hedges_about_the_speakers_mind_are_filler() {
+        let w = default_world();
+        let want = pairs(&[("green_cube", "red_bin")]);
+        for c in [
+            "I guess you could put the green cube in the red bin, I think",
+            "you know the green cube? put it in the red bin",
+            "hmm, let me think. the green cube goes in the red bin",
+        ] {
+            assert_eq!(puts(c, &w), want, "{c}");
+        }
+    }
+
+    #[test]
     fn misheard_words_that_sound_like_one_the_robot_knows_are_read_as_it() {
         let w = default_world();
         for (said, meant) in [
