@@ -385,6 +385,12 @@ const UNSAFE: &[&str] = &[
     "shutdown",
     "reboot",
     "firmware",
+    // Motion a wheeled base cannot make: asked for, it is not a drive to
+    // the nearest thing it can reach.
+    "climb",
+    "jump",
+    "fly",
+    "swim",
 ];
 
 /// Politeness and filler, dropped before reading.

@@ -416,6 +416,19 @@ mod tests {
     }
 
     #[test]
+    fn motion_a_wheeled_base_cannot_make_is_refused_whole() {
+        let w = default_world();
+        for c in [
+            "jump over the red bin",
+            "climb up on the table and then go to the dock",
+            "fly to the dock",
+        ] {
+            let e = RulesPlanner.plan(c, &w);
+            assert!(e.is_err(), "{c}: {e:?}");
+        }
+    }
+
+    #[test]
     fn hedges_about_the_speakers_mind_are_filler() {
         let w = default_world();
         let want = pairs(&[("green_cube", "red_bin")]);
