@@ -14,6 +14,10 @@ pub const TIMELINE_PLAN_STEP: &str = "plan_step";
 /// Where each plan step's state lane lives (`StateChange`s, one entity per
 /// step of each plan), shown in the "Plan timeline" view.
 pub const PLAN_TIMELINE: &str = "plan/timeline";
+/// The ground-truth layer, which only the sim writes (walls, furniture,
+/// objects and the robot where they really are), hidden in the default
+/// "Scene" view and shown in "Scene vs truth".
+pub const TRUTH_ROOT: &str = "truth";
 
 /// When set, every node also streams its recording live to this rerun
 /// viewer or server (its gRPC proxy URL, e.g.
@@ -75,29 +79,39 @@ pub fn open_recording_at(
 /// detections and the depth image; below them the plan, each step's state
 /// as a lane over time, the arm's joints over time, and the nodes' logs; the time panel on sim time, following the newest data.
 pub fn default_blueprint() -> rerun::blueprint::Blueprint {
-    use rerun::blueprint::components::PlayState;
+    use rerun::blueprint::components::{PanelState, PlayState};
     use rerun::blueprint::{
-        Blueprint, Horizontal, Spatial2DView, Spatial3DView, StateTimelineView, TextDocumentView,
-        TextLogView, TimePanel, TimeSeriesView, Vertical,
+        Blueprint, BlueprintPanel, Horizontal, SelectionPanel, Spatial2DView, Spatial3DView,
+        StateTimelineView, Tabs, TextDocumentView, TextLogView, TimePanel, TimeSeriesView,
+        Vertical,
     };
     let camera = Vertical::new([
+        // What the command's words resolved to, projected onto the image.
         Spatial2DView::new("Camera")
             .with_origin("world/robot/base_link/camera/image")
+            .with_contents(["+ $origin/**", "+ /world/grounding/**"])
             .into(),
         Spatial2DView::new("Depth")
             .with_origin("world/robot/base_link/camera/depth")
             .into(),
     ]);
-    let top = Horizontal::new([
-        // The depth image has its own view; projected into the scene it
-        // would be a wedge brighter than everything else.
+    // The depth image has its own view; projected into the scene it would
+    // be a wedge brighter than everything else. The ground truth, which
+    // only the sim logs, is a tab away: what perception believed, alone,
+    // then the same with the true world over it.
+    let depth = "- $origin/robot/base_link/camera/depth";
+    let truth = format!("+ /{TRUTH_ROOT}/**");
+    let scenes = Tabs::new([
         Spatial3DView::new("Scene")
             .with_origin("world")
-            .with_contents(["+ $origin/**", "- $origin/robot/base_link/camera/depth"])
+            .with_contents(["+ $origin/**", depth])
             .into(),
-        camera.into(),
-    ])
-    .with_column_shares([3.0, 2.0]);
+        Spatial3DView::new("Scene vs truth")
+            .with_origin("world")
+            .with_contents(["+ $origin/**", depth, truth.as_str()])
+            .into(),
+    ]);
+    let top = Horizontal::new([scenes.into(), camera.into()]).with_column_shares([3.0, 2.0]);
     let bottom = Horizontal::new([
         TextDocumentView::new("Plan")
             .with_origin("plan/steps")
@@ -114,10 +128,15 @@ pub fn default_blueprint() -> rerun::blueprint::Blueprint {
     // On sim time, following the newest data: a live run shows what happens
     // now, and a finished episode opens on how it ended.
     let time = TimePanel::new()
+        .with_state(PanelState::Collapsed)
         .with_timeline(TIMELINE_SIM)
         .with_play_state(PlayState::Following);
-    Blueprint::new(Vertical::new([top.into(), bottom.into()]).with_row_shares([3.0, 1.0]))
+    // The side panels start collapsed, so that at 1280x800 the views have
+    // the room; one click opens each.
+    Blueprint::new(Vertical::new([top.into(), bottom.into()]).with_row_shares([2.2, 1.0]))
         .with_time_panel(time)
+        .with_blueprint_panel(BlueprintPanel::new().with_state(PanelState::Collapsed))
+        .with_selection_panel(SelectionPanel::new().with_state(PanelState::Collapsed))
 }
 
 /// Sets the sim-time timeline for subsequent log calls on this thread.

@@ -73,6 +73,8 @@ pub const STEP_LANE_STATES: [(&str, u32); 6] = [
 pub struct LaneChange {
     pub path: rerun::EntityPath,
     pub state: &'static str,
+    /// Why a step failed: the lane shows `failed: <reason>` from then on.
+    pub reason: Option<String>,
     /// The lane is new: its colours are logged with it.
     pub new: bool,
 }
@@ -105,6 +107,7 @@ impl StepLanes {
                     out.push(LaneChange {
                         path,
                         state: end,
+                        reason: None,
                         new: false,
                     });
                 }
@@ -119,6 +122,10 @@ impl StepLanes {
                 StepState::Failed { .. } => "failed",
                 StepState::Cancelled => "cancelled",
             };
+            let reason = match &step.state {
+                StepState::Failed { reason } => Some(reason.clone()),
+                _ => None,
+            };
             let known = self.lanes.len();
             match self.lanes.get_mut(step.index) {
                 Some((_, last)) if *last == state => {}
@@ -127,6 +134,7 @@ impl StepLanes {
                     out.push(LaneChange {
                         path: path.clone(),
                         state,
+                        reason,
                         new: false,
                     });
                 }
@@ -141,6 +149,7 @@ impl StepLanes {
                     out.push(LaneChange {
                         path,
                         state,
+                        reason,
                         new: true,
                     });
                 }
@@ -158,14 +167,37 @@ pub fn log_lanes(rec: &rerun::RecordingStream, changes: &[LaneChange]) {
         return;
     }
     for c in changes {
-        if c.new {
+        let failed = c.reason.as_deref().map(failed_state);
+        if c.new || failed.is_some() {
+            // A failure's reason is a state of its own on the lane, in the
+            // failure's colour, so that the lane says why where it turns red.
+            let (words, colors): (Vec<String>, Vec<u32>) = STEP_LANE_STATES
+                .iter()
+                .map(|(w, rgba)| (w.to_string(), *rgba))
+                .chain(failed.clone().map(|f| (f, FAILED_RGBA)))
+                .unzip();
             let style = rerun::StateConfiguration::new()
-                .with_values(STEP_LANE_STATES.map(|(w, _)| w))
-                .with_colors(STEP_LANE_STATES.map(|(_, rgba)| rgba));
+                .with_values(words)
+                .with_colors(colors);
             rec::traced("plan/timeline", rec.log_static(c.path.clone(), &style));
         }
-        let change = rerun::StateChange::single(c.state);
+        let change = rerun::StateChange::single(failed.unwrap_or_else(|| c.state.to_string()));
         rec::traced("plan/timeline", rec.log(c.path.clone(), &change));
+    }
+}
+
+/// The colour of a failed step.
+const FAILED_RGBA: u32 = 0xEF53_50FF;
+
+/// A failed step's state on its lane: `failed: <reason>`, cut to fit.
+pub fn failed_state(reason: &str) -> String {
+    const MAX_CHARS: usize = 80;
+    let reason = reason.trim();
+    if reason.chars().count() <= MAX_CHARS {
+        format!("failed: {reason}")
+    } else {
+        let cut: String = reason.chars().take(MAX_CHARS - 1).collect();
+        format!("failed: {cut}…")
     }
 }
 
@@ -237,6 +269,9 @@ mod tests {
         };
         let failed = lanes.changes(&status(1, 1, &[Succeeded, fail.clone()]));
         assert_eq!(failed[0].state, "failed");
+        assert_eq!(failed[0].reason.as_deref(), Some("slipped"));
+        assert_eq!(failed_state("slipped"), "failed: slipped");
+        assert!(failed_state(&"x".repeat(200)).chars().count() <= 88);
         // Attempt 2 of the same command: nothing was left open.
         let again = lanes.changes(&status(1, 2, &[Running]));
         assert_eq!(again.len(), 1);

@@ -969,13 +969,45 @@ fn log_episode(rec: &rerun::RecordingStream, r: &DemoReport) {
             "planner",
             text(r.planner.as_deref().unwrap_or("-")),
         )
+        .with_component::<rerun::components::Text>("model", text(&model_of(r)))
         .with_component::<rerun::components::Text>("scene", text(&r.scene))
+        .with_component::<rerun::components::Scalar>(
+            "sim_time_s",
+            [rerun::components::Scalar::from(r.sim_time_s)],
+        )
+        .with_component::<rerun::components::Scalar>(
+            "wall_time_s",
+            [rerun::components::Scalar::from(r.wall_time_s)],
+        )
         .with_component::<rerun::components::Text>(
             "git_revision",
             text(r.git_revision.as_deref().unwrap_or("unknown")),
         );
     if let Err(e) = rec.send_property("episode", &props) {
         tracing::warn!(error = %e, "cannot record the episode's properties");
+    }
+}
+
+/// The language model a run's planner loaded (weights and adapter file
+/// names, as the set-up's environment names them), or `none` for the rules
+/// planner.
+fn model_of(r: &DemoReport) -> String {
+    let rules_only = r.planner.as_deref().is_some_and(|p| p.starts_with("rules"));
+    if rules_only {
+        return "none".into();
+    }
+    let file = |var: &str| {
+        std::env::var_os(var).map(|p| {
+            Path::new(&p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+    };
+    match (file("ROSETTA_LLM_GGUF"), file("ROSETTA_LLM_ADAPTER")) {
+        (Some(m), Some(a)) => format!("{m} + {a}"),
+        (Some(m), None) => m,
+        _ => "unknown".into(),
     }
 }
 

@@ -11,9 +11,10 @@ use anyhow::Context;
 /// folder: `episode.rrd` (the rerun recording of every node), `report.json`
 /// (demo runs: command, outcome, plan, steps, timings) and `logs/`.
 ///
-///   rosetta episodes                 # newest last: id, date, outcome, command
+///   rosetta episodes                 # newest last: id, outcome, times, planner, command
 ///   rosetta episodes open latest     # the newest one in the rerun viewer
 ///   rosetta episodes open 1795918220 # by id, or a unique prefix of one
+///   rosetta episodes open 17959 latest  # two episodes in one viewer, to compare
 ///   rosetta episodes shot latest     # a headless screenshot of its layout
 #[derive(Debug, Clone, clap::Args)]
 pub struct EpisodesArgs {
@@ -28,10 +29,13 @@ pub struct EpisodesArgs {
 pub enum EpisodesAction {
     /// List the episodes (the default).
     List,
-    /// Open an episode's recording in the rerun viewer.
+    /// Open episodes' recordings in the rerun viewer: one, or several in
+    /// one viewer to compare (each is listed by its command and outcome in
+    /// the viewer's recordings panel; click one to show it).
     Open {
-        /// An episode id, a unique prefix of one, or `latest`.
-        id: String,
+        /// Episode ids, unique prefixes of them, or `latest`.
+        #[arg(required = true)]
+        ids: Vec<String>,
         /// Print the viewer command instead of running it.
         #[arg(long)]
         dry_run: bool,
@@ -60,6 +64,10 @@ pub struct EpisodeRow {
     pub outcome: String,
     pub command: String,
     pub wall_s: Option<f64>,
+    pub sim_s: Option<f64>,
+    /// Which planner made the plan (`hybrid:rules`, `llm:llm`, ...).
+    pub planner: Option<String>,
+    pub attempts: Option<u64>,
     pub has_recording: bool,
 }
 
@@ -85,28 +93,33 @@ fn row(dir: &Path) -> EpisodeRow {
         .unwrap_or_default();
     let has_recording = dir.join("episode.rrd").is_file();
     let report = dir.join("report.json");
-    let (outcome, command, wall_s) = match std::fs::read_to_string(&report) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            ("(no report)".to_string(), String::new(), None)
-        }
-        Err(e) => (format!("(unreadable report: {e})"), String::new(), None),
-        Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
-            Err(e) => (format!("(corrupt report: {e})"), String::new(), None),
-            Ok(v) => (
-                v["outcome"].as_str().unwrap_or("(no outcome)").to_string(),
-                v["command"].as_str().unwrap_or_default().to_string(),
-                v["wall_time_s"].as_f64(),
-            ),
-        },
-    };
-    EpisodeRow {
+    let mut row = EpisodeRow {
         id,
         dir: dir.to_path_buf(),
-        outcome,
-        command,
-        wall_s,
+        outcome: String::new(),
+        command: String::new(),
+        wall_s: None,
+        sim_s: None,
+        planner: None,
+        attempts: None,
         has_recording,
+    };
+    match std::fs::read_to_string(&report) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => row.outcome = "(no report)".into(),
+        Err(e) => row.outcome = format!("(unreadable report: {e})"),
+        Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+            Err(e) => row.outcome = format!("(corrupt report: {e})"),
+            Ok(v) => {
+                row.outcome = v["outcome"].as_str().unwrap_or("(no outcome)").to_string();
+                row.command = v["command"].as_str().unwrap_or_default().to_string();
+                row.wall_s = v["wall_time_s"].as_f64();
+                row.sim_s = v["sim_time_s"].as_f64();
+                row.planner = v["planner"].as_str().map(str::to_string);
+                row.attempts = v["attempts"].as_u64();
+            }
+        },
     }
+    row
 }
 
 /// The episode's merged recording, or why there is none.
@@ -155,13 +168,22 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<u8> {
                     args.episodes.display()
                 );
             }
-            println!("{:<20} {:<12} {:>7}  command", "id", "outcome", "wall s");
+            println!(
+                "{:<20} {:<12} {:>7} {:>7} {:>5}  {:<14} command",
+                "id", "outcome", "wall s", "sim s", "plans", "planner"
+            );
+            let num = |v: Option<f64>| v.map_or("-".to_string(), |w| format!("{w:.1}"));
             for r in &rows {
-                let wall = r.wall_s.map_or("-".to_string(), |w| format!("{w:.1}"));
                 let rec = if r.has_recording { "" } else { " (no .rrd)" };
                 println!(
-                    "{:<20} {:<12} {:>7}  {}{rec}",
-                    r.id, r.outcome, wall, r.command
+                    "{:<20} {:<12} {:>7} {:>7} {:>5}  {:<14} {}{rec}",
+                    r.id,
+                    r.outcome,
+                    num(r.wall_s),
+                    num(r.sim_s),
+                    r.attempts.map_or("-".to_string(), |a| a.to_string()),
+                    r.planner.as_deref().unwrap_or("-"),
+                    r.command
                 );
             }
             Ok(0)
@@ -189,15 +211,18 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<u8> {
             println!("{}", out.display());
             Ok(0)
         }
-        Some(EpisodesAction::Open { id, dry_run }) => {
-            let r = find(&rows, id)?;
-            let rrd = recording_of(r)?;
+        Some(EpisodesAction::Open { ids, dry_run }) => {
+            let rrds = ids
+                .iter()
+                .map(|id| recording_of(find(&rows, id)?))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             if *dry_run {
-                println!("rerun {}", rrd.display());
+                let paths: Vec<String> = rrds.iter().map(|p| p.display().to_string()).collect();
+                println!("rerun {}", paths.join(" "));
                 return Ok(0);
             }
             let status = std::process::Command::new("rerun")
-                .arg(&rrd)
+                .args(&rrds)
                 .status()
                 .context("cannot start the rerun viewer (`rerun` from the set-up's venv: source .local/env.sh)")?;
             Ok(if status.success() { 0 } else { 1 })
@@ -227,7 +252,7 @@ mod tests {
             root.path(),
             "1700000001-11",
             Some(
-                r#"{"command": "put the red cube in the blue bin", "outcome": "succeeded", "wall_time_s": 15.4}"#,
+                r#"{"command": "put the red cube in the blue bin", "outcome": "succeeded", "wall_time_s": 15.4, "sim_time_s": 21.0, "planner": "hybrid:rules", "attempts": 2}"#,
             ),
             true,
         );
@@ -237,6 +262,10 @@ mod tests {
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].outcome, "succeeded");
         assert_eq!(rows[0].wall_s, Some(15.4));
+        assert_eq!(rows[0].sim_s, Some(21.0));
+        assert_eq!(rows[0].planner.as_deref(), Some("hybrid:rules"));
+        assert_eq!(rows[0].attempts, Some(2));
+        assert_eq!(rows[1].planner, None);
         assert!(
             rows[1].outcome.starts_with("(corrupt report"),
             "{:?}",

@@ -9,7 +9,7 @@ use opencv::prelude::*;
 use rosetta_common::grid::{Cell, OccupancyGrid};
 use rosetta_common::rec;
 use rosetta_common::robot::CameraDescription;
-use rosetta_common::{Pose2D, WorldModel};
+use rosetta_common::{ObjectKind, Pose2D, WorldModel};
 
 use crate::detect::Detection;
 
@@ -84,6 +84,7 @@ pub fn log_frame(
     frame: &CameraFrame<'_>,
     dets: &[Detection],
     world: &WorldModel,
+    shown: &mut Vec<String>,
 ) {
     if !rec.is_enabled() {
         return;
@@ -136,23 +137,113 @@ pub fn log_frame(
             .with_labels(labels)
             .with_colors(colors),
     );
-    for o in &world.objects {
-        let size = o.kind.nominal_size_m();
+    log_objects(rec, world, shown);
+}
+
+/// How far above an object's top its label floats, by its rank along the
+/// table (alternating), so that the labels of neighbours seen from the
+/// default eye do not print over each other; a thin line ties each label
+/// to its object.
+const LABEL_HEIGHTS_M: [f64; 3] = [0.06, 0.16, 0.26];
+
+/// The object map as perception believes it: each object a 3-D shape of its
+/// kind and size (a cube solid, a bin open-topped: floor and four walls),
+/// in its colour, under `world/objects/<id>`, and a label with what it is
+/// believed to be (colour, category, confidence) on a pin above it.
+/// `shown` holds the ids drawn last time; an object that left the map (the
+/// tracker forgot it) is cleared from the scene.
+pub fn log_objects(rec: &rerun::RecordingStream, world: &WorldModel, shown: &mut Vec<String>) {
+    for gone in shown
+        .iter()
+        .filter(|id| !world.objects.iter().any(|o| &o.id == *id))
+    {
         log(
             rec,
-            format!("world/objects/{}", o.id),
-            &rerun::Boxes3D::from_centers_and_sizes(
-                [[
-                    o.position_m[0] as f32,
-                    o.position_m[1] as f32,
-                    o.position_m[2] as f32,
-                ]],
-                [[size[0] as f32, size[1] as f32, size[2] as f32]],
-            )
-            .with_labels([o.id.clone()])
-            .with_colors([rgb(o.color.rgb())]),
+            format!("world/objects/{gone}"),
+            &rerun::Clear::recursive(),
         );
     }
+    shown.clear();
+    shown.extend(world.objects.iter().map(|o| o.id.clone()));
+    // Rank along y (left to right as the table faces the robot's start):
+    // neighbours get different label heights.
+    let mut order: Vec<usize> = (0..world.objects.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (pa, pb) = (&world.objects[a].position_m, &world.objects[b].position_m);
+        pa[1].total_cmp(&pb[1]).then(pa[0].total_cmp(&pb[0]))
+    });
+    for (rank, &i) in order.iter().enumerate() {
+        let o = &world.objects[i];
+        let size = o.kind.nominal_size_m();
+        let c = o.position_m;
+        let color = rgb(o.color.rgb());
+        let shape = match o.kind {
+            ObjectKind::Cube => rerun::Boxes3D::from_centers_and_sizes(
+                [[c[0] as f32, c[1] as f32, c[2] as f32]],
+                [size.map(|s| s as f32)],
+            )
+            .with_fill_mode(rerun::FillMode::Solid),
+            ObjectKind::Bin => {
+                let (centers, sizes): (Vec<_>, Vec<_>) =
+                    open_box_parts(c, size, BIN_WALL_M).into_iter().unzip();
+                rerun::Boxes3D::from_centers_and_sizes(centers, sizes)
+                    .with_fill_mode(rerun::FillMode::Solid)
+            }
+        };
+        let entity = format!("world/objects/{}", o.id);
+        log(rec, entity.as_str(), &shape.with_colors([color]));
+        let top = c[2] + size[2] / 2.0;
+        let label_z = top + LABEL_HEIGHTS_M[rank % LABEL_HEIGHTS_M.len()];
+        let pin = [
+            [c[0] as f32, c[1] as f32, top as f32],
+            [c[0] as f32, c[1] as f32, label_z as f32],
+        ];
+        // Short, so that neighbours' labels fit; the id is the entity's name.
+        let text = format!(
+            "{} {} {:.0}%",
+            o.color.name(),
+            o.kind.name(),
+            o.confidence * 100.0
+        );
+        log(
+            rec,
+            format!("{entity}/label"),
+            &rerun::Points3D::new([pin[1]])
+                .with_radii([0.008])
+                .with_colors([color])
+                .with_labels([text]),
+        );
+        log(
+            rec,
+            format!("{entity}/pin"),
+            &rerun::LineStrips3D::new([pin])
+                .with_colors([rerun::Color::from_rgb(200, 200, 200)])
+                .with_radii([0.002]),
+        );
+    }
+}
+
+/// Wall thickness a bin is drawn with.
+const BIN_WALL_M: f64 = 0.02;
+
+/// An open-topped box as five thin boxes (centre, size): the floor and the
+/// four walls.
+pub fn open_box_parts(
+    center_m: [f64; 3],
+    size_m: [f64; 3],
+    wall_m: f64,
+) -> Vec<([f32; 3], [f32; 3])> {
+    let [cx, cy, cz] = center_m;
+    let [sx, sy, sz] = size_m;
+    let w = wall_m.min(sx / 2.0).min(sy / 2.0).min(sz);
+    let f = |v: [f64; 3]| v.map(|x| x as f32);
+    vec![
+        (f([cx, cy, cz - sz / 2.0 + w / 2.0]), f([sx, sy, w])),
+        (f([cx - sx / 2.0 + w / 2.0, cy, cz]), f([w, sy, sz])),
+        (f([cx + sx / 2.0 - w / 2.0, cy, cz]), f([w, sy, sz])),
+        (f([cx, cy - sy / 2.0 + w / 2.0, cz]), f([sx, w, sz])),
+        (f([cx, cy + sy / 2.0 - w / 2.0, cz]), f([sx, w, sz])),
+    ]
 }
 
 /// A frame that the logger owns: what [`FrameLogger`] takes off the
@@ -197,6 +288,7 @@ impl FrameLogger {
         let worker = std::thread::Builder::new()
             .name("frame-logger".into())
             .spawn(move || {
+                let mut shown = Vec::new();
                 for f in rx {
                     let frame = CameraFrame {
                         width_px: f.width_px,
@@ -204,7 +296,15 @@ impl FrameLogger {
                         rgb: &f.rgb,
                         depth_m: &f.depth_m,
                     };
-                    log_frame(&rec, f.stamp_s, &f.pose, &frame, &f.detections, &f.world);
+                    log_frame(
+                        &rec,
+                        f.stamp_s,
+                        &f.pose,
+                        &frame,
+                        &f.detections,
+                        &f.world,
+                        &mut shown,
+                    );
                 }
             });
         match worker {

@@ -20,6 +20,16 @@ use crate::reader::{Clause, Item, NounPhrase, Quantity, ReadError};
 pub struct Reading {
     pub steps: Vec<Skill>,
     pub goals: Vec<Goal>,
+    /// What each referring expression of the command resolved to, in the
+    /// order the words came (what the episode shows at grounding).
+    pub referents: Vec<Referent>,
+}
+
+/// A referring expression's words and the instances they picked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Referent {
+    pub words: String,
+    pub ids: Vec<String>,
 }
 
 /// Why a command cannot be planned.
@@ -89,6 +99,7 @@ struct Ctx<'w> {
     unused_topic: Option<String>,
     /// "clear the table" with nothing after it yet.
     heading: Option<String>,
+    referents: Vec<Referent>,
 }
 
 impl<'w> Ctx<'w> {
@@ -107,6 +118,7 @@ impl<'w> Ctx<'w> {
             went: None,
             unused_topic: None,
             heading: None,
+            referents: vec![],
         }
     }
 
@@ -227,6 +239,13 @@ impl<'w> Ctx<'w> {
             });
         }
         self.remember(&ids);
+        let referent = Referent {
+            words: np.words.clone(),
+            ids: ids.clone(),
+        };
+        if !self.referents.contains(&referent) {
+            self.referents.push(referent);
+        }
         Ok(ids)
     }
 
@@ -775,5 +794,6 @@ pub fn compile_holding(
     Ok(Reading {
         steps: looks,
         goals,
+        referents: ctx.referents,
     })
 }

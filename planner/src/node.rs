@@ -13,6 +13,7 @@ use rosetta_common::status::{StepState, TaskState, TaskStatus};
 use rosetta_common::{topics, WorldModel};
 
 use crate::command_action::{self, GoalTracker, Progress};
+use crate::compile::Referent;
 use crate::pipeline::{Pipeline, Planned, PlannerKind};
 
 /// Turn command text into action plans.
@@ -221,6 +222,17 @@ impl PlannerLoop<'_> {
     /// when the active attempt failed (or its look around is done).
     fn on_status(&mut self, st: &TaskStatus) -> Option<(CommandMessage, u32, Option<String>)> {
         tell_goals(&self.observed, Observed::Status(st.clone()));
+        if matches!(
+            st.task,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Stopped
+        ) {
+            // The task is over: what its words meant is no longer shown.
+            rec::set_sim_time(self.rec, st.stamp_s);
+            rec::traced(
+                GROUNDING_ENTITY,
+                self.rec.log(GROUNDING_ENTITY, &rerun::Clear::recursive()),
+            );
+        }
         let (cmd, attempt) = self.active.as_mut()?;
         match replan_decision(
             st,
@@ -248,6 +260,13 @@ impl PlannerLoop<'_> {
                 *attempt += 1;
                 self.held = held_after(st, self.held.take());
                 tracing::info!(command = %cmd.text, attempt = *attempt, %why, "re-planning after a failure");
+                rec::set_sim_time(self.rec, st.stamp_s);
+                log_text(
+                    self.rec,
+                    "planner",
+                    "WARN",
+                    &format!("re-planning {:?} (attempt {attempt}): {why}", cmd.text),
+                );
                 Some((cmd.clone(), *attempt, Some(why)))
             }
         }
@@ -291,6 +310,8 @@ impl PlannerLoop<'_> {
                     by: "none",
                     model: None,
                     survey: false,
+                    referents: vec![],
+                    ambiguous: None,
                 }
             }
         }
@@ -336,6 +357,13 @@ impl PlannerLoop<'_> {
             replan_reason,
         };
         rec::set_sim_time(self.rec, world.stamp_s);
+        log_grounding(
+            self.rec,
+            &cmd.text,
+            &planned.referents,
+            planned.ambiguous.as_ref(),
+            &world,
+        );
         log_plan(self.rec, &msg);
         match &msg.outcome {
             PlanOutcome::Plan { steps } => tracing::info!(
@@ -584,6 +612,81 @@ pub fn held_after(st: &TaskStatus, before: Option<String>) -> Option<String> {
         }
     }
     held
+}
+
+/// Where the episode shows what the command's words resolved to.
+const GROUNDING_ENTITY: &str = "world/grounding";
+
+/// At the moment of grounding: each referring expression of the command
+/// and the object it resolved to, highlighted in the 3-D scene (a yellow
+/// frame around it, labelled with the words) and, through the camera's
+/// view of the scene, on the image; for a refusal as ambiguous, every
+/// candidate (orange). The words go to the log too.
+fn log_grounding(
+    rec: &rerun::RecordingStream,
+    command: &str,
+    referents: &[Referent],
+    ambiguous: Option<&Referent>,
+    world: &WorldModel,
+) {
+    if !rec.is_enabled() {
+        return;
+    }
+    rec::traced(
+        GROUNDING_ENTITY,
+        rec.log(GROUNDING_ENTITY, &rerun::Clear::recursive()),
+    );
+    let resolved = referents.iter().map(|r| (r, false));
+    let mut lines = Vec::new();
+    for (k, (r, is_candidate)) in resolved.chain(ambiguous.map(|a| (a, true))).enumerate() {
+        let objects: Vec<_> = r.ids.iter().filter_map(|id| world.get(id)).collect();
+        if objects.is_empty() {
+            continue;
+        }
+        let color = if is_candidate {
+            rerun::Color::from_rgb(255, 140, 0)
+        } else {
+            rerun::Color::from_rgb(255, 225, 0)
+        };
+        let label = |id: &str| {
+            if is_candidate {
+                format!("\"{}\"? {id}", r.words)
+            } else {
+                format!("\"{}\" → {id}", r.words)
+            }
+        };
+        let centers: Vec<[f32; 3]> = objects
+            .iter()
+            .map(|o| o.position_m.map(|x| x as f32))
+            .collect();
+        let sizes: Vec<[f32; 3]> = objects
+            .iter()
+            .map(|o| o.kind.nominal_size_m().map(|s| (s + 0.04) as f32))
+            .collect();
+        let labels: Vec<String> = objects.iter().map(|o| label(&o.id)).collect();
+        let path = format!("{GROUNDING_ENTITY}/{k}");
+        rec::traced(
+            &path,
+            rec.log(
+                path.as_str(),
+                &rerun::Boxes3D::from_centers_and_sizes(centers, sizes)
+                    .with_colors([color])
+                    .with_radii([0.006])
+                    .with_labels(labels),
+            ),
+        );
+        let ids = r.ids.join(", ");
+        lines.push(if is_candidate {
+            format!("\"{}\" fits {} things: {ids}", r.words, r.ids.len())
+        } else {
+            format!("\"{}\" → {ids}", r.words)
+        });
+    }
+    if !lines.is_empty() {
+        let text = format!("grounded {command:?}: {}", lines.join("; "));
+        tracing::info!("{text}");
+        log_text(rec, "planner", "INFO", &text);
+    }
 }
 
 fn log_plan(rec: &rerun::RecordingStream, msg: &PlanMessage) {

@@ -18,7 +18,7 @@ use rosetta_common::plan::PlanOutcome;
 use rosetta_common::robot::RobotDescription;
 use rosetta_common::{Skill, ValidPlan, WorldModel};
 
-use crate::compile::PlanError;
+use crate::compile::{PlanError, Referent};
 use crate::grammar::Decoded;
 use crate::llm::{LlmOutput, LlmPlanner};
 use crate::rules::{self, RulesPlanner};
@@ -65,6 +65,12 @@ pub struct Planned {
     pub model: Option<LlmOutput>,
     /// The plan only looks around (see [`rosetta_common::PlanMessage::survey`]).
     pub survey: bool,
+    /// What the command's referring expressions resolved to (a plan), for
+    /// the episode to show at grounding.
+    pub referents: Vec<Referent>,
+    /// A refusal because words fit several things: those words and every
+    /// candidate.
+    pub ambiguous: Option<Referent>,
 }
 
 impl Planned {
@@ -90,6 +96,8 @@ impl Planned {
                 by,
                 model,
                 survey: false,
+                referents: vec![],
+                ambiguous: None,
             },
             Err(e) => Self::refused(format!("the plan is not safe to run: {e}"), by, model),
         }
@@ -102,6 +110,8 @@ impl Planned {
             by,
             model,
             survey: false,
+            referents: vec![],
+            ambiguous: None,
         }
     }
 }
@@ -184,13 +194,29 @@ impl Pipeline {
             by: rules::NAME,
             model: None,
             survey: true,
+            referents: vec![],
+            ambiguous: None,
         }
     }
 
     fn from_rules(r: Result<rules::Reading, PlanError>) -> Planned {
         match r {
-            Ok(reading) => Planned::plan(reading.steps, reading.goals, rules::NAME, None),
-            Err(e) => Planned::refused(e.to_string(), rules::NAME, None),
+            Ok(reading) => Planned {
+                referents: reading.referents,
+                ..Planned::plan(reading.steps, reading.goals, rules::NAME, None)
+            },
+            Err(e) => Planned {
+                ambiguous: match &e {
+                    PlanError::Ambiguous {
+                        phrase, candidates, ..
+                    } => Some(Referent {
+                        words: phrase.clone(),
+                        ids: candidates.clone(),
+                    }),
+                    _ => None,
+                },
+                ..Planned::refused(e.to_string(), rules::NAME, None)
+            },
         }
     }
 
@@ -219,7 +245,11 @@ impl Pipeline {
                 }
                 Decoded::Plan(steps) => {
                     let goals = goals_of(steps);
-                    Planned::plan(steps.clone(), goals, "llm", Some(out))
+                    let referents = referents_of(steps, world);
+                    Planned {
+                        referents,
+                        ..Planned::plan(steps.clone(), goals, "llm", Some(out))
+                    }
                 }
                 Decoded::Refused => {
                     // The model only says "refuse"; the reader can often say why.
@@ -252,6 +282,32 @@ impl Pipeline {
         }
         p
     }
+}
+
+/// What a plan that came without its referring expressions (the model's)
+/// acts on: each object once, in order, under what the world model
+/// believes it is ("red cube").
+pub fn referents_of(steps: &[Skill], world: &WorldModel) -> Vec<Referent> {
+    let mut out: Vec<Referent> = Vec::new();
+    for s in steps {
+        let ids: &[&String] = match s {
+            Skill::Pick { object } | Skill::LookFor { object } => &[object],
+            Skill::Place { object, target } => &[object, target],
+            _ => &[],
+        };
+        for &id in ids {
+            if out.iter().any(|r| r.ids.contains(id)) {
+                continue;
+            }
+            if let Some(o) = world.get(id) {
+                out.push(Referent {
+                    words: format!("{} {}", o.color.name(), o.kind.name()),
+                    ids: vec![id.clone()],
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Whether every thing a plan acts on is named by the command's words: its

@@ -14,6 +14,16 @@ impl Aabb {
         }
     }
 
+    /// The box's centre.
+    pub fn center(&self) -> [f64; 3] {
+        std::array::from_fn(|i| (self.min[i] + self.max[i]) / 2.0)
+    }
+
+    /// Half the box's extent along each axis.
+    pub fn half_size(&self) -> [f64; 3] {
+        std::array::from_fn(|i| (self.max[i] - self.min[i]) / 2.0)
+    }
+
     pub fn corners(&self) -> [[f64; 3]; 8] {
         let (a, b) = (self.min, self.max);
         [

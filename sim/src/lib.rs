@@ -8,6 +8,7 @@ pub mod gazebo;
 pub mod geometry;
 pub mod node;
 pub mod pace;
+pub mod rec;
 pub mod render;
 pub mod scene;
 pub mod world;

@@ -185,6 +185,7 @@ fn sim_loop(
     let mut step: u64 = 0;
     let mut first_motion_s: Option<f64> = None;
     let decel = args.estop_decel_m_s2;
+    let mut truth_rec = crate::rec::TruthLogger::open();
     while !stop.load(Ordering::Relaxed) {
         while let Some(Some(m)) = estop.next().now_or_never() {
             world.set_estop(m.data.then_some((decel, 3.0 * decel)));
@@ -230,6 +231,7 @@ fn sim_loop(
 
         world.step(PHYSICS_DT_S);
         step += 1;
+        truth_rec.log(&world);
         let stamp = ros::secs_to_stamp(world.time_s);
         let clock = r2r::rosgraph_msgs::msg::Clock {
             clock: stamp.clone(),
@@ -277,6 +279,7 @@ fn sim_loop(
             std::thread::sleep(wait);
         }
     }
+    truth_rec.flush();
     tracing::info!(
         sim_time_s = world.time_s,
         wall_s = wall_start.elapsed().as_secs_f64(),

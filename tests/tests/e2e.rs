@@ -79,9 +79,30 @@ fn red_cube_goes_into_the_blue_bin() {
         // The robot's body from the URDF, its arm moved by the joints.
         "/world/robot/base_link/visual_0",
         "/world/robot/base_link/arm_upper_link/arm_forearm_link/arm_wrist_link/gripper_finger_link",
+        // What "the red cube" resolved to, highlighted at grounding.
+        "/world/grounding/0",
+        // The sim's ground-truth layer, under its own root.
+        "/truth/base_link",
+        "/truth/objects/red_cube",
+        "/truth/walls",
     ] {
         assert_entity(&text, entity, "missing from the recording");
     }
+    // The arm's links move through the pick (a transform per change), and
+    // the true cube is recorded as it is carried, not only where it began.
+    for (entity, at_least) in [
+        ("/world/robot/base_link/arm_upper_link", 3),
+        (
+            "/world/robot/base_link/arm_upper_link/arm_forearm_link/arm_wrist_link/gripper_finger_link",
+            3,
+        ),
+        ("/truth/objects/red_cube", 3),
+    ] {
+        let rows = entity_rows(&text, entity);
+        assert!(rows >= at_least, "{entity}: {rows} rows:\n{text}");
+    }
+    // A still cube is recorded once.
+    assert_eq!(entity_rows(&text, "/truth/objects/green_cube"), 1, "{text}");
     // The arm's joints, one time series per joint.
     let joints = text
         .lines()
@@ -121,6 +142,27 @@ fn red_cube_goes_into_the_blue_bin() {
         "one lane per step of each plan:\n{text}"
     );
     assert_entity(&text, "/__properties/episode", "missing from the recording");
+    // The episode's properties, as the viewer lists them beside its name.
+    let verbose = std::process::Command::new("rerun")
+        .args(["rrd", "print", "-v"])
+        .arg(rrd)
+        .output()
+        .expect("rerun CLI");
+    let verbose = String::from_utf8_lossy(&verbose.stdout);
+    for property in [
+        "command",
+        "outcome",
+        "planner",
+        "model",
+        "sim_time_s",
+        "wall_time_s",
+        "git_revision",
+    ] {
+        assert!(
+            verbose.contains(&format!("/__properties/episode@{property}")),
+            "no {property} among the episode's properties"
+        );
+    }
     assert!(report.git_revision.is_some(), "{report:#}");
 
     // The episode renders in the viewer, headless, to a screenshot that
@@ -455,6 +497,14 @@ fn a_demo_streams_live_to_a_running_viewer() {
 
 /// `entity` has a line in `rerun rrd stats` output `text`; otherwise the
 /// test fails with `why` and the whole output.
+/// How many rows `rerun rrd stats` counts for an entity (0 when absent).
+fn entity_rows(text: &str, entity: &str) -> usize {
+    text.lines()
+        .find_map(|l| l.trim_start().strip_prefix(&format!("{entity}: ")))
+        .and_then(|n| n.trim().replace(['\u{a0}', ' ', ','], "").parse().ok())
+        .unwrap_or(0)
+}
+
 fn assert_entity(text: &str, entity: &str, why: &str) {
     assert!(
         text.lines()

@@ -80,4 +80,25 @@ fn the_red_cube_with_two_in_view_is_refused_with_both_candidates() {
     }
     let pose = truth(&report).robot_pose;
     assert_eq!((pose.x_m, pose.y_m), (0.0, 0.0), "the robot moved");
+    // The episode shows every candidate where it stands, highlighted at the
+    // moment of the refusal; the planner's log says the same.
+    let rrd = report.rrd_path.as_deref().expect("an .rrd was written");
+    let stats = std::process::Command::new("rerun")
+        .args(["rrd", "stats"])
+        .arg(rrd)
+        .output()
+        .expect("rerun CLI");
+    let stats = String::from_utf8_lossy(&stats.stdout);
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.trim_start().starts_with("/world/grounding/0:")),
+        "no candidates highlighted:\n{stats}"
+    );
+    let log = std::fs::read_to_string(report.episode_dir.join("logs/planner.log")).unwrap();
+    assert!(
+        log.contains("fits 2 things: red_cube, red_cube_2")
+            || log.contains("fits 2 things: red_cube_2, red_cube"),
+        "{log}"
+    );
 }
