@@ -278,9 +278,21 @@ impl PlanGrammar {
     }
 
     /// Text that every valid continuation of `st` starts with: the decoder can
-    /// feed it without asking the model (e.g. `igate_to ` after `nav`, or the
+    /// feed it without asking the model (e.g. `igate_to` after `nav`, or the
     /// newline after a complete line that no other line extends).
+    ///
+    /// A space that would end the forced text is left out: byte-level BPE
+    /// tokenizers (the model's) attach a space to the word after it
+    /// (` red`, ` blue`), which is how the adapter saw every plan in training.
+    /// Forcing the space alone would ask the model for a space-less `red`, a
+    /// token it never learnt to choose there.
     pub fn forced(&self, st: &DecodeState) -> String {
+        let mut text = self.shared_continuation(st);
+        text.truncate(text.trim_end_matches(' ').len());
+        text
+    }
+
+    fn shared_continuation(&self, st: &DecodeState) -> String {
         if st.finished {
             return String::new();
         }
@@ -582,7 +594,14 @@ mod tests {
     fn forced_text_is_what_every_continuation_shares() {
         let g = PlanGrammar::from_world(&world(), 8);
         let st = feed(&g, "nav").unwrap();
-        assert_eq!(g.forced(&st), "igate_to ");
+        assert_eq!(
+            g.forced(&st),
+            "igate_to",
+            "the space goes with the id's token"
+        );
+        let st = feed(&g, "navigate_to").unwrap();
+        assert_eq!(g.forced(&st), "", "which id is the model's choice");
+        assert!(g.advance(&st, " red").is_some());
         let st = feed(&g, "navigate_to red_cube\np").unwrap();
         // Only `pick red_cube` is possible here (nothing is held).
         assert_eq!(g.forced(&st), "ick red_cube\n");
@@ -598,7 +617,7 @@ mod tests {
         // Feeding the forced text always stays in the language.
         let st = feed(&g, "wa").unwrap();
         let f = g.forced(&st);
-        assert_eq!(f, "it ");
+        assert_eq!(f, "it");
         assert!(g.advance(&st, &f).is_some());
     }
 

@@ -380,6 +380,31 @@ struct TurnStart<'a> {
     world_from_cache: bool,
 }
 
+/// The text and token ids fed since the last newline of the answer.
+#[derive(Default)]
+struct LineTokens {
+    text: String,
+    ids: Vec<u32>,
+}
+
+impl LineTokens {
+    fn push(&mut self, text: &str, ids: &[u32]) {
+        match text.rfind('\n') {
+            // A token that ends one line and starts another cannot be split
+            // into the new line's ids: start that line with no ids, which
+            // tokenizes what is forced next on its own.
+            Some(i) => {
+                self.text = text[i + 1..].to_string();
+                self.ids.clear();
+            }
+            None => {
+                self.text.push_str(text);
+                self.ids.extend_from_slice(ids);
+            }
+        }
+    }
+}
+
 /// What [`LlmPlanner::decode`] wrote, and its counts and timings.
 #[derive(Default)]
 struct Decoding {
@@ -656,6 +681,7 @@ impl LlmPlanner {
     ) -> Result<Decoding, LlmError> {
         let mut st = DecodeState::default();
         let mut d = Decoding::default();
+        let mut line = LineTokens::default();
         // Every token adds at least one byte, so the grammar's longest text
         // bounds the loop (a model that never says `done` still stops at the
         // step limit); the check guards a tokenizer that breaks that rule.
@@ -672,6 +698,7 @@ impl LlmPlanner {
                 d.first_token_s
                     .get_or_insert_with(|| t0.elapsed().as_secs_f64());
                 d.raw.push_str(&self.vocab[id as usize]);
+                line.push(&self.vocab[id as usize], &[id]);
                 st = next;
                 d.generated += 1;
                 vec![id]
@@ -680,7 +707,8 @@ impl LlmPlanner {
                     .advance(&st, &forced)
                     .ok_or(LlmError::TooLong(d.generated))?;
                 d.raw.push_str(&forced);
-                let ids = self.encode(&forced)?;
+                let ids = self.encode_in_line(&line, &forced)?;
+                line.push(&forced, &ids);
                 d.forced += ids.len();
                 ids
             };
@@ -694,6 +722,23 @@ impl LlmPlanner {
             d.passes += 1;
         }
         Ok(d)
+    }
+
+    /// The tokens of `text` as the tokenizer would split it after the rest
+    /// of its line: training saw each answer tokenized whole, so forced text
+    /// is fed in the pieces the model learnt (`nav` + `igate`, not a fresh
+    /// split of `igate`). Where the line's tokens so far are not a prefix of
+    /// that split, `text` is tokenized alone.
+    fn encode_in_line(&self, line: &LineTokens, text: &str) -> Result<Vec<u32>, LlmError> {
+        if !line.ids.is_empty() {
+            let whole = self.encode(&format!("{}{text}", line.text))?;
+            if let Some(rest) = whole.strip_prefix(line.ids.as_slice()) {
+                if !rest.is_empty() {
+                    return Ok(rest.to_vec());
+                }
+            }
+        }
+        self.encode(text)
     }
 
     /// The best-scored token that keeps the output in the language, with the
