@@ -139,6 +139,26 @@ pub fn default_blueprint() -> rerun::blueprint::Blueprint {
         .with_selection_panel(SelectionPanel::new().with_state(PanelState::Collapsed))
 }
 
+/// Writes [`default_blueprint`] as a blueprint file (`.rbl`) that the viewer
+/// applies to any rosetta recording opened with it: for a part of an episode
+/// (`rerun rrd split` keeps the data, not the layout).
+pub fn save_default_blueprint(
+    path: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let stream = rerun::RecordingStreamBuilder::new(APPLICATION_ID)
+        .blueprint()
+        .save(path)?;
+    default_blueprint().send(
+        &stream,
+        rerun::blueprint::BlueprintActivation {
+            make_active: true,
+            make_default: true,
+        },
+    )?;
+    stream.flush_blocking()?;
+    Ok(())
+}
+
 /// Sets the sim-time timeline for subsequent log calls on this thread.
 pub fn set_sim_time(rec: &RecordingStream, sim_time_s: f64) {
     if sim_time_s.is_finite() {

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use rosetta_common::status::{StepState, StepStatus};
+use rosetta_common::Skill;
 
 /// List recorded episodes, or open one in the rerun viewer.
 ///
@@ -16,6 +18,7 @@ use anyhow::Context;
 ///   rosetta episodes open 1795918220 # by id, or a unique prefix of one
 ///   rosetta episodes open 17959 latest  # two episodes in one viewer, to compare
 ///   rosetta episodes shot latest     # a headless screenshot of its layout
+///   rosetta episodes shot latest --at start,grasp,end   # three moments of it
 #[derive(Debug, Clone, clap::Args)]
 pub struct EpisodesArgs {
     /// Folder of recorded episodes.
@@ -40,12 +43,22 @@ pub enum EpisodesAction {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Render a screenshot of an episode in the viewer, headless (Mesa's
-    /// software Vulkan, which the set-up installs), to look at its layout.
+    /// Render screenshots of an episode in the viewer's default layout,
+    /// headless (Mesa's software Vulkan, which the set-up installs).
+    ///
+    /// Each moment is rendered from the recording cut at that sim time
+    /// (`rerun rrd split`), so the view shows the episode as it stood then.
     Shot {
         /// An episode id, a unique prefix of one, or `latest`.
         id: String,
-        /// The PNG to write (default: `screenshot.png` in the episode's folder).
+        /// Which moments, comma-separated: `start` (the first step has begun),
+        /// `grasp` (just after the first pick ends), `end` (the whole
+        /// episode), or a sim time in seconds (`12.5`).
+        #[arg(long, value_delimiter = ',', default_value = "end")]
+        at: Vec<String>,
+        /// The PNG to write, for one moment (default: `screenshot.png` in
+        /// the episode's folder). With several moments, the folder that gets
+        /// `shot-<moment>.png` for each (default: the episode's folder).
         #[arg(long)]
         out: Option<PathBuf>,
         /// The viewer's window size, WIDTHxHEIGHT.
@@ -136,6 +149,156 @@ fn recording_of(r: &EpisodeRow) -> anyhow::Result<PathBuf> {
     Ok(rrd)
 }
 
+/// The steps of the episode's report, if it has one (`rosetta up` runs
+/// have none).
+fn read_steps(r: &EpisodeRow) -> anyhow::Result<Option<Vec<StepStatus>>> {
+    #[derive(serde::Deserialize)]
+    struct Steps {
+        steps: Vec<StepStatus>,
+    }
+    let path = r.dir.join("report.json");
+    match std::fs::read_to_string(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Ok(text) => serde_json::from_str::<Steps>(&text)
+            .map(|s| Some(s.steps))
+            .with_context(|| format!("{} is not a demo report", path.display())),
+    }
+}
+
+/// Seconds after a step's moment at which a shot shows it done (the lane
+/// changed, the arm lifted): the cut keeps only data before its time.
+const SHOT_SETTLE_S: f64 = 0.5;
+
+/// The sim time at which to cut the recording for `moment`, or `None` for
+/// the whole episode (`end`).
+fn moment_s(steps: Option<&[StepStatus]>, moment: &str) -> anyhow::Result<Option<f64>> {
+    if moment == "end" {
+        return Ok(None);
+    }
+    if let Ok(t) = moment.parse::<f64>() {
+        anyhow::ensure!(
+            t.is_finite() && t > 0.0,
+            "a moment in seconds must be a positive sim time, not {moment}"
+        );
+        return Ok(Some(t));
+    }
+    let steps = steps.with_context(|| {
+        format!("the moment {moment:?} needs the episode's report.json (a demo run); give a sim time in seconds instead")
+    })?;
+    let t = match moment {
+        "start" => steps.first().and_then(|s| s.started_s),
+        "grasp" => steps
+            .iter()
+            .find(|s| matches!(s.skill, Skill::Pick { .. }) && s.state == StepState::Succeeded)
+            .and_then(|s| s.finished_s),
+        other => anyhow::bail!(
+            "unknown moment {other:?}: use start, grasp, end or a sim time in seconds"
+        ),
+    };
+    let t = t.with_context(|| {
+        format!("the episode has no {moment:?} moment (no step started, or no pick succeeded)")
+    })?;
+    Ok(Some(t + SHOT_SETTLE_S))
+}
+
+/// `rrd` with its chunks compacted, written to `out`.
+fn compacted(rrd: &Path, out: &Path) -> anyhow::Result<PathBuf> {
+    let run = std::process::Command::new("rerun")
+        .args(["rrd", "optimize", "-o"])
+        .arg(out)
+        .arg(rrd)
+        .output()
+        .context("cannot start `rerun rrd optimize` (`rerun` from the set-up's venv: source .local/env.sh)")?;
+    anyhow::ensure!(
+        run.status.success(),
+        "rerun could not compact {}: {}",
+        out.display(),
+        String::from_utf8_lossy(&run.stderr).trim()
+    );
+    Ok(out.to_path_buf())
+}
+
+/// The part of `rrd` before sim time `t_s`, written into `dir`.
+fn cut_at(rrd: &Path, t_s: f64, dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let out = std::process::Command::new("rerun")
+        .args([
+            "rrd",
+            "split",
+            "--timeline",
+            rosetta_common::rec::TIMELINE_SIM,
+        ])
+        // A duration timeline's cut is given in whole nanoseconds.
+        .arg("--time")
+        .arg(format!("{}", (t_s * 1e9).round() as i64))
+        .arg("--output-dir")
+        .arg(dir)
+        .arg(rrd)
+        .output()
+        .context(
+            "cannot start `rerun rrd split` (`rerun` from the set-up's venv: source .local/env.sh)",
+        )?;
+    anyhow::ensure!(
+        out.status.success(),
+        "rerun could not cut {} at {t_s} s: {}",
+        rrd.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rrd"))
+        .collect();
+    parts.sort();
+    parts
+        .into_iter()
+        .next()
+        .with_context(|| format!("rerun wrote no part of {} before {t_s} s", rrd.display()))
+}
+
+/// The recording and layout `inputs` merged into one file, `out`.
+fn joined(inputs: &[PathBuf], out: &Path) -> anyhow::Result<PathBuf> {
+    let run = std::process::Command::new("rerun")
+        .args(["rrd", "merge", "-o"])
+        .arg(out)
+        .args(inputs)
+        .output()
+        .context(
+            "cannot start `rerun rrd merge` (`rerun` from the set-up's venv: source .local/env.sh)",
+        )?;
+    anyhow::ensure!(
+        run.status.success(),
+        "rerun could not join the recording and its layout into {}: {}",
+        out.display(),
+        String::from_utf8_lossy(&run.stderr).trim()
+    );
+    Ok(out.to_path_buf())
+}
+
+/// Renders the recording `rrd` in the viewer into `png`.
+fn screenshot(rrd: &Path, png: &Path, size: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("rerun")
+        .env("RERUN_ANALYTICS", "0")
+        .env("WGPU_BACKEND", "vulkan")
+        .args(["--headless", "--window-size", size, "--screenshot-to"])
+        .arg(png)
+        .arg(rrd)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .context(
+            "cannot start the rerun viewer (`rerun` from the set-up's venv: source .local/env.sh)",
+        )?;
+    if !status.success() || !png.is_file() {
+        anyhow::bail!(
+            "the viewer did not render {} ({status}); it needs Vulkan (Debian mesa-vulkan-drivers, which scripts/setup.sh installs)",
+            png.display()
+        );
+    }
+    Ok(())
+}
+
 /// The episode `id` names: `latest`, an exact id, or a unique prefix.
 pub fn find<'a>(rows: &'a [EpisodeRow], id: &str) -> anyhow::Result<&'a EpisodeRow> {
     if id == "latest" {
@@ -188,27 +351,49 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Some(EpisodesAction::Shot { id, out, size }) => {
+        Some(EpisodesAction::Shot { id, at, out, size }) => {
             let r = find(&rows, id)?;
             let rrd = recording_of(r)?;
-            let out = out.clone().unwrap_or_else(|| r.dir.join("screenshot.png"));
-            let status = std::process::Command::new("rerun")
-                .env("RERUN_ANALYTICS", "0")
-                .env("WGPU_BACKEND", "vulkan")
-                .args(["--headless", "--window-size", size, "--screenshot-to"])
-                .arg(&out)
-                .arg(&rrd)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .context("cannot start the rerun viewer (`rerun` from the set-up's venv: source .local/env.sh)")?;
-            if !status.success() || !out.is_file() {
-                anyhow::bail!(
-                    "the viewer did not render {} ({status}); it needs Vulkan (Debian mesa-vulkan-drivers, which scripts/setup.sh installs)",
-                    out.display()
-                );
+            let steps = read_steps(r)?;
+            let cuts = at
+                .iter()
+                .map(|m| Ok((m.as_str(), moment_s(steps.as_deref(), m)?)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let scratch = tempfile::tempdir().context("cannot make a scratch folder")?;
+            let layout = scratch.path().join("layout.rbl");
+            rosetta_common::rec::save_default_blueprint(&layout)
+                .map_err(|e| anyhow::anyhow!("cannot write the default layout: {e}"))?;
+            // Older episodes hold many small chunks, which the viewer is
+            // still loading when the headless screenshot is taken: compact
+            // them first (a no-op for episodes `demo` already compacted).
+            let compact = compacted(&rrd, &scratch.path().join("episode.rrd"))?;
+            for (moment, cut_s) in cuts {
+                let png = match (out, at.len()) {
+                    (Some(o), 1) => o.clone(),
+                    (None, 1) if moment == "end" => r.dir.join("screenshot.png"),
+                    (o, _) => o
+                        .clone()
+                        .unwrap_or_else(|| r.dir.clone())
+                        .join(format!("shot-{moment}.png")),
+                };
+                match cut_s {
+                    None => screenshot(&compact, &png, size)?,
+                    Some(t) => {
+                        let dir = scratch.path().join(moment);
+                        let part = cut_at(&compact, t, &dir)?;
+                        // One file that starts with the layout: the viewer
+                        // takes its screenshot a few frames after start, and
+                        // a layout that arrives later (the episode's own,
+                        // somewhere in the part) is not applied by then.
+                        let shot = joined(&[layout.clone(), part], &dir.join("shot.rrd"))?;
+                        screenshot(&shot, &png, size)?;
+                    }
+                }
+                match cut_s {
+                    Some(t) => println!("{} ({moment}, sim time {t:.1} s)", png.display()),
+                    None => println!("{} ({moment})", png.display()),
+                }
             }
-            println!("{}", out.display());
             Ok(0)
         }
         Some(EpisodesAction::Open { ids, dry_run }) => {
@@ -280,5 +465,33 @@ mod tests {
         assert!(e.contains("could be any of"), "{e}");
         assert!(find(&rows, "99").is_err());
         assert!(scan(&root.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn shot_moments_come_from_the_steps_times() {
+        let steps: Vec<StepStatus> = serde_json::from_str(
+            r#"[
+                  {"index": 0, "skill": {"skill": "navigate_to", "target": "red_cube"},
+                   "state": "succeeded", "started_s": 2.0, "finished_s": 6.0},
+                  {"index": 1, "skill": {"skill": "pick", "object": "red_cube"},
+                   "state": "succeeded", "started_s": 6.0, "finished_s": 9.5}
+               ]"#,
+        )
+        .unwrap();
+        let r = Some(steps.as_slice());
+        assert_eq!(moment_s(r, "end").unwrap(), None);
+        assert_eq!(moment_s(r, "start").unwrap(), Some(2.0 + SHOT_SETTLE_S));
+        assert_eq!(moment_s(r, "grasp").unwrap(), Some(9.5 + SHOT_SETTLE_S));
+        assert_eq!(moment_s(r, "7.25").unwrap(), Some(7.25));
+        assert_eq!(moment_s(None, "3").unwrap(), Some(3.0));
+        for bad in ["-1", "NaN", "lift"] {
+            assert!(moment_s(r, bad).is_err(), "{bad}");
+        }
+        let e = moment_s(None, "grasp").unwrap_err().to_string();
+        assert!(e.contains("report.json"), "{e}");
+        let e = moment_s(Some(&steps[..1]), "grasp")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no pick succeeded"), "{e}");
     }
 }

@@ -64,6 +64,12 @@ fn red_cube_goes_into_the_blue_bin() {
         String::from_utf8_lossy(&stats.stderr)
     );
     let text = String::from_utf8_lossy(&stats.stdout);
+    let print = std::process::Command::new("rerun")
+        .args(["rrd", "print"])
+        .arg(rrd)
+        .output()
+        .expect("rerun CLI");
+    let printed = String::from_utf8_lossy(&print.stdout);
     for entity in [
         "/world/robot/base_link/camera/image",
         "/world/robot/base_link/camera/depth",
@@ -98,11 +104,15 @@ fn red_cube_goes_into_the_blue_bin() {
         ),
         ("/truth/objects/red_cube", 3),
     ] {
-        let rows = entity_rows(&text, entity);
-        assert!(rows >= at_least, "{entity}: {rows} rows:\n{text}");
+        let rows = entity_rows(&printed, entity);
+        assert!(rows >= at_least, "{entity}: {rows} rows:\n{printed}");
     }
     // A still cube is recorded once.
-    assert_eq!(entity_rows(&text, "/truth/objects/green_cube"), 1, "{text}");
+    assert_eq!(
+        entity_rows(&printed, "/truth/objects/green_cube"),
+        1,
+        "{printed}"
+    );
     // The arm's joints, one time series per joint.
     let joints = text
         .lines()
@@ -113,12 +123,6 @@ fn red_cube_goes_into_the_blue_bin() {
         "{joints} joint series in the recording:\n{text}"
     );
     // The default viewer layout travels with the episode, as a blueprint store.
-    let print = std::process::Command::new("rerun")
-        .args(["rrd", "print"])
-        .arg(rrd)
-        .output()
-        .expect("rerun CLI");
-    let printed = String::from_utf8_lossy(&print.stdout);
     assert!(
         printed.contains("Blueprint") && printed.contains("ViewBlueprint"),
         "no blueprint in the episode"
@@ -165,14 +169,15 @@ fn red_cube_goes_into_the_blue_bin() {
     }
     assert!(report.git_revision.is_some(), "{report:#}");
 
-    // The episode renders in the viewer, headless, to a screenshot that
-    // shows its layout (look at it: the PNG lands in the episode folder).
+    // The episode renders in the viewer, headless, to screenshots of its
+    // layout at the start, at the grasp and at the end (look at them: the
+    // PNGs land in the episode folder).
     let episodes = dir.path().join("episodes");
     let shot = std::process::Command::new(rosetta_tests::rosetta_bin())
         .arg("episodes")
         .arg("--episodes")
         .arg(&episodes)
-        .args(["shot", "latest", "--size", "800x450"])
+        .args(["shot", "latest", "--at", "start,grasp,end", "--size", "800x450"])
         .output()
         .expect("rosetta episodes shot");
     assert!(
@@ -180,14 +185,28 @@ fn red_cube_goes_into_the_blue_bin() {
         "{}",
         String::from_utf8_lossy(&shot.stderr)
     );
-    let png_path = String::from_utf8_lossy(&shot.stdout).trim().to_string();
-    let png = std::fs::read(&png_path).expect("the screenshot");
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
-    let width = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
-    assert!(width >= 800, "{width} px wide");
-    // A blank frame compresses to almost nothing; the layout with the
-    // scene, the camera image and text does not.
-    assert!(png.len() > 50_000, "{} bytes: blank?", png.len());
+    let stdout = String::from_utf8_lossy(&shot.stdout);
+    let pngs: Vec<Vec<u8>> = stdout
+        .lines()
+        .map(|line| {
+            let path = line.split(" (").next().unwrap_or_default();
+            std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        })
+        .collect();
+    assert_eq!(pngs.len(), 3, "{stdout}");
+    for (png, moment) in pngs.iter().zip(["start", "grasp", "end"]) {
+        assert!(stdout.contains(&format!("shot-{moment}.png")), "{stdout}");
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{moment}: not a PNG");
+        let width = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+        assert!(width >= 800, "{moment}: {width} px wide");
+        // A blank frame compresses to almost nothing; the layout with the
+        // scene, the camera image and text does not.
+        assert!(png.len() > 50_000, "{moment}: {} bytes: blank?", png.len());
+    }
+    assert!(
+        pngs[0] != pngs[1] && pngs[1] != pngs[2],
+        "the moments render the same picture"
+    );
 }
 
 /// Closed loop: the sim lets the first grasp slip; the skill runner reports the
@@ -495,16 +514,22 @@ fn a_demo_streams_live_to_a_running_viewer() {
     }
 }
 
-/// `entity` has a line in `rerun rrd stats` output `text`; otherwise the
-/// test fails with `why` and the whole output.
-/// How many rows `rerun rrd stats` counts for an entity (0 when absent).
+/// How many rows an entity has in `rerun rrd print` output `text`: the sum
+/// over its chunks (`Chunk(..) with N rows (..) - /entity - data columns`),
+/// whatever the chunking (the episode is compacted).
 fn entity_rows(text: &str, entity: &str) -> usize {
+    let tail = format!(" - {entity} - ");
     text.lines()
-        .find_map(|l| l.trim_start().strip_prefix(&format!("{entity}: ")))
-        .and_then(|n| n.trim().replace(['\u{a0}', ' ', ','], "").parse().ok())
-        .unwrap_or(0)
+        .filter(|l| l.contains(&tail))
+        .filter_map(|l| {
+            let n = l.split(" with ").nth(1)?.split(" rows").next()?;
+            n.trim().replace(['\u{a0}', ' ', ','], "").parse::<usize>().ok()
+        })
+        .sum()
 }
 
+/// `entity` has a line in `rerun rrd stats` output `text`; otherwise the
+/// test fails with `why` and the whole output.
 fn assert_entity(text: &str, entity: &str, why: &str) {
     assert!(
         text.lines()
