@@ -79,11 +79,25 @@ pub fn open_recording_at(
 /// detections and the depth image; below them the plan, each step's state
 /// as a lane over time, the arm's joints over time, and the nodes' logs; the time panel on sim time, following the newest data.
 pub fn default_blueprint() -> rerun::blueprint::Blueprint {
+    default_layout().0
+}
+
+/// Where the 3-D views' eye starts, in the map frame (the views' origin is
+/// `world`): behind the robot's start and to its right, above the table, so
+/// that the robot, the table with its objects and the bins beside it fill
+/// the view; the eye follows the robot's base from there. Without it the
+/// viewer frames the whole map, and the robot is a speck in it.
+pub const EYE_POSITION_M: [f32; 3] = [-0.5, -1.7, 1.7];
+/// What the eye looks at first: between the start pose and the table.
+pub const EYE_LOOK_TARGET_M: [f32; 3] = [0.9, 0.0, 0.4];
+
+/// The layout and the blueprint paths of its 3-D views.
+fn default_layout() -> (rerun::blueprint::Blueprint, Vec<rerun::EntityPath>) {
     use rerun::blueprint::components::{PanelState, PlayState};
     use rerun::blueprint::{
-        Blueprint, BlueprintPanel, Horizontal, SelectionPanel, Spatial2DView, Spatial3DView,
-        StateTimelineView, Tabs, TextDocumentView, TextLogView, TimePanel, TimeSeriesView,
-        Vertical,
+        Blueprint, BlueprintPanel, ContainerLike, Horizontal, SelectionPanel, Spatial2DView,
+        Spatial3DView, StateTimelineView, Tabs, TextDocumentView, TextLogView, TimePanel,
+        TimeSeriesView, Vertical,
     };
     let camera = Vertical::new([
         // What the command's words resolved to, projected onto the image.
@@ -101,7 +115,7 @@ pub fn default_blueprint() -> rerun::blueprint::Blueprint {
     // then the same with the true world over it.
     let depth = "- $origin/robot/base_link/camera/depth";
     let truth = format!("+ /{TRUTH_ROOT}/**");
-    let scenes = Tabs::new([
+    let scene_views: [ContainerLike; 2] = [
         Spatial3DView::new("Scene")
             .with_origin("world")
             .with_contents(["+ $origin/**", depth])
@@ -110,7 +124,15 @@ pub fn default_blueprint() -> rerun::blueprint::Blueprint {
             .with_origin("world")
             .with_contents(["+ $origin/**", depth, truth.as_str()])
             .into(),
-    ]);
+    ];
+    let eyes = scene_views
+        .iter()
+        .filter_map(|v| match v {
+            ContainerLike::View(v) => Some(v.blueprint_path()),
+            _ => None,
+        })
+        .collect();
+    let scenes = Tabs::new(scene_views);
     let top = Horizontal::new([scenes.into(), camera.into()]).with_column_shares([3.0, 2.0]);
     let bottom = Horizontal::new([
         TextDocumentView::new("Plan")
@@ -133,29 +155,85 @@ pub fn default_blueprint() -> rerun::blueprint::Blueprint {
         .with_play_state(PlayState::Following);
     // The side panels start collapsed, so that at 1280x800 the views have
     // the room; one click opens each.
-    Blueprint::new(Vertical::new([top.into(), bottom.into()]).with_row_shares([2.2, 1.0]))
-        .with_time_panel(time)
-        .with_blueprint_panel(BlueprintPanel::new().with_state(PanelState::Collapsed))
-        .with_selection_panel(SelectionPanel::new().with_state(PanelState::Collapsed))
+    let blueprint =
+        Blueprint::new(Vertical::new([top.into(), bottom.into()]).with_row_shares([2.2, 1.0]))
+            .with_time_panel(time)
+            .with_blueprint_panel(BlueprintPanel::new().with_state(PanelState::Collapsed))
+            .with_selection_panel(SelectionPanel::new().with_state(PanelState::Collapsed));
+    (blueprint, eyes)
 }
 
-/// Writes [`default_blueprint`] as a blueprint file (`.rbl`) that the viewer
-/// applies to any rosetta recording opened with it: for a part of an episode
-/// (`rerun rrd split` keeps the data, not the layout).
-pub fn save_default_blueprint(
-    path: &std::path::Path,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let stream = rerun::RecordingStreamBuilder::new(APPLICATION_ID)
+/// Why the layout could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error(transparent)]
+    Stream(#[from] rerun::RecordingStreamError),
+    #[error("the recording could not be flushed: {0}")]
+    Flush(String),
+    #[error("the blueprint gave no activation command")]
+    NoActivation,
+}
+
+/// Sends the default layout to `rec`, its 3-D views' eyes set
+/// ([`EYE_POSITION_M`], following the robot). The Rust blueprint API has no
+/// eye property for a 3-D view, so the eyes go into the blueprint's own
+/// store, at each view's path, before the command that activates it.
+pub fn send_default_blueprint(
+    rec: &RecordingStream,
+    activation: rerun::blueprint::BlueprintActivation,
+) -> Result<(), LayoutError> {
+    use rerun::external::re_log_types::LogMsg;
+    use rerun::external::re_sdk_types::blueprint::archetypes::EyeControls3D;
+    use rerun::external::re_sdk_types::blueprint::components::Eye3DKind;
+
+    let (blueprint, eyes) = default_layout();
+    let (capture, captured) = rerun::RecordingStreamBuilder::new(APPLICATION_ID)
         .blueprint()
-        .save(path)?;
-    default_blueprint().send(
-        &stream,
-        rerun::blueprint::BlueprintActivation {
-            make_active: true,
-            make_default: true,
-        },
-    )?;
-    stream.flush_blocking()?;
+        .memory()?;
+    blueprint.send(&capture, activation)?;
+    capture
+        .flush_blocking()
+        .map_err(|e| LayoutError::Flush(e.to_string()))?;
+    let msgs = captured.take();
+    let command = msgs
+        .iter()
+        .find_map(|m| match m {
+            LogMsg::BlueprintActivationCommand(c) => Some(c.clone()),
+            _ => None,
+        })
+        .ok_or(LayoutError::NoActivation)?;
+    let store = command.blueprint_id.clone();
+    let mut out: Vec<LogMsg> = msgs
+        .into_iter()
+        .filter(|m| m.store_id() == &store && !matches!(m, LogMsg::BlueprintActivationCommand(_)))
+        .collect();
+
+    let (eye_stream, eye_msgs) = rerun::RecordingStreamBuilder::new(APPLICATION_ID)
+        .recording_id(store.recording_id().clone())
+        .blueprint()
+        .memory()?;
+    eye_stream.set_time_sequence("blueprint", 0);
+    for view in eyes {
+        eye_stream.log(
+            format!("{view}/EyeControls3D"),
+            &EyeControls3D::new()
+                .with_kind(Eye3DKind::Orbital)
+                .with_position(EYE_POSITION_M)
+                .with_look_target(EYE_LOOK_TARGET_M)
+                .with_eye_up([0.0, 0.0, 1.0])
+                .with_tracking_entity("/world/robot/base_link"),
+        )?;
+    }
+    eye_stream
+        .flush_blocking()
+        .map_err(|e| LayoutError::Flush(e.to_string()))?;
+    out.extend(
+        eye_msgs
+            .take()
+            .into_iter()
+            .filter(|m| m.store_id() == &store && matches!(m, LogMsg::ArrowMsg(..))),
+    );
+    rec.send_blueprint(out, command);
     Ok(())
 }
 

@@ -297,9 +297,10 @@ impl Episode {
         }
         let recording_id = format!("rosetta-{run_id}");
         let rec = rosetta_common::rec::open_recording_at(&parts, &recording_id, "launch", live);
-        if let Err(e) = rosetta_common::rec::default_blueprint()
-            .send(&rec, rerun::blueprint::BlueprintActivation::default())
-        {
+        if let Err(e) = rosetta_common::rec::send_default_blueprint(
+            &rec,
+            rerun::blueprint::BlueprintActivation::default(),
+        ) {
             eprintln!("rosetta: cannot record the viewer layout: {e}");
         }
         let envs = vec![

@@ -64,6 +64,10 @@ pub enum EpisodesAction {
         /// The viewer's window size, WIDTHxHEIGHT.
         #[arg(long, default_value = "1280x720")]
         size: String,
+        /// Seconds the viewer gets to load the recording and apply its
+        /// layout before each screenshot (its start-up notices fade too).
+        #[arg(long, default_value_t = 6.0)]
+        settle_s: f64,
     },
 }
 
@@ -257,46 +261,112 @@ fn cut_at(rrd: &Path, t_s: f64, dir: &Path) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("rerun wrote no part of {} before {t_s} s", rrd.display()))
 }
 
-/// The recording and layout `inputs` merged into one file, `out`.
-fn joined(inputs: &[PathBuf], out: &Path) -> anyhow::Result<PathBuf> {
+/// `rrd` rewritten to `out` with its layout (blueprint store) before its
+/// data (`rerun rrd merge` writes blueprints first).
+fn layout_first(rrd: &Path, out: &Path) -> anyhow::Result<PathBuf> {
     let run = std::process::Command::new("rerun")
         .args(["rrd", "merge", "-o"])
         .arg(out)
-        .args(inputs)
+        .arg(rrd)
         .output()
         .context(
             "cannot start `rerun rrd merge` (`rerun` from the set-up's venv: source .local/env.sh)",
         )?;
     anyhow::ensure!(
         run.status.success(),
-        "rerun could not join the recording and its layout into {}: {}",
+        "rerun could not rewrite the recording into {}: {}",
         out.display(),
         String::from_utf8_lossy(&run.stderr).trim()
     );
     Ok(out.to_path_buf())
 }
 
-/// Renders the recording `rrd` in the viewer into `png`.
-fn screenshot(rrd: &Path, png: &Path, size: &str) -> anyhow::Result<()> {
-    let status = std::process::Command::new("rerun")
-        .env("RERUN_ANALYTICS", "0")
-        .env("WGPU_BACKEND", "vulkan")
-        .args(["--headless", "--window-size", size, "--screenshot-to"])
-        .arg(png)
-        .arg(rrd)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .context(
-            "cannot start the rerun viewer (`rerun` from the set-up's venv: source .local/env.sh)",
-        )?;
-    if !status.success() || !png.is_file() {
-        anyhow::bail!(
-            "the viewer did not render {} ({status}); it needs Vulkan (Debian mesa-vulkan-drivers, which scripts/setup.sh installs)",
+/// Asks the viewer listening at `URL` (argv[1]) for a screenshot into
+/// `PATH` (argv[2]), through rerun's viewer-control service (the Python
+/// SDK of the set-up's venv is its client).
+const SCREENSHOT_CLIENT: &str = "import sys
+from rerun.experimental import ViewerClient
+ViewerClient.connect(sys.argv[1]).save_screenshot(sys.argv[2])
+";
+
+/// Renders the recording `rrd` in the viewer into `png`: a headless viewer
+/// opens it and, once it has loaded and its start-up notices have faded
+/// (`settle_s`), is asked for the screenshot. (The viewer's own
+/// `--screenshot-to` fires ten frames after start, before a recording has
+/// loaded or its layout is applied.)
+fn screenshot(rrd: &Path, png: &Path, size: &str, settle_s: f64) -> anyhow::Result<()> {
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .context("no free local port for the viewer")?
+        .port();
+    let mut viewer = ViewerProcess(
+        std::process::Command::new("rerun")
+            .env("RERUN_ANALYTICS", "0")
+            .env("WGPU_BACKEND", "vulkan")
+            .args(["--headless", "--hide-welcome-screen", "--window-size", size])
+            .arg("--port")
+            .arg(port.to_string())
+            .arg(rrd)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context(
+                "cannot start the rerun viewer (`rerun` from the set-up's venv: source .local/env.sh)",
+            )?,
+    );
+    let vulkan = "it needs Vulkan (Debian mesa-vulkan-drivers, which scripts/setup.sh installs)";
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = viewer.0.try_wait()? {
+            anyhow::bail!("the viewer stopped ({status}) before it rendered; {vulkan}");
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < until,
+            "the viewer did not start listening within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs_f64(settle_s.max(0.0)));
+    let _ = std::fs::remove_file(png);
+    let png_abs = std::path::absolute(png).unwrap_or_else(|_| png.to_path_buf());
+    let asked = std::process::Command::new("python3")
+        .args(["-c", SCREENSHOT_CLIENT])
+        .arg(format!("rerun+http://127.0.0.1:{port}/proxy"))
+        .arg(&png_abs)
+        .output()
+        .context("cannot run python3 (the set-up's venv: source .local/env.sh)")?;
+    anyhow::ensure!(
+        asked.status.success(),
+        "the viewer was not asked for a screenshot: {}",
+        String::from_utf8_lossy(&asked.stderr).trim()
+    );
+    // The viewer writes the file on its next frame.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if png_abs.metadata().is_ok_and(|m| m.len() > 0) {
+            // Complete once a PNG's closing chunk is in.
+            let bytes = std::fs::read(&png_abs)?;
+            if bytes.ends_with(&[0xAE, 0x42, 0x60, 0x82]) {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < until,
+            "the viewer did not write {} within 30 s; {vulkan}",
             png.display()
         );
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    Ok(())
+}
+
+/// A viewer process that is stopped when it goes out of scope, on every path.
+struct ViewerProcess(std::process::Child);
+
+impl Drop for ViewerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The episode `id` names: `latest`, an exact id, or a unique prefix.
@@ -351,7 +421,13 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Some(EpisodesAction::Shot { id, at, out, size }) => {
+        Some(EpisodesAction::Shot {
+            id,
+            at,
+            out,
+            size,
+            settle_s,
+        }) => {
             let r = find(&rows, id)?;
             let rrd = recording_of(r)?;
             let steps = read_steps(r)?;
@@ -360,9 +436,6 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<u8> {
                 .map(|m| Ok((m.as_str(), moment_s(steps.as_deref(), m)?)))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let scratch = tempfile::tempdir().context("cannot make a scratch folder")?;
-            let layout = scratch.path().join("layout.rbl");
-            rosetta_common::rec::save_default_blueprint(&layout)
-                .map_err(|e| anyhow::anyhow!("cannot write the default layout: {e}"))?;
             // Older episodes hold many small chunks, which the viewer is
             // still loading when the headless screenshot is taken: compact
             // them first (a no-op for episodes `demo` already compacted).
@@ -377,16 +450,15 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<u8> {
                         .join(format!("shot-{moment}.png")),
                 };
                 match cut_s {
-                    None => screenshot(&compact, &png, size)?,
+                    None => screenshot(&compact, &png, size, *settle_s)?,
                     Some(t) => {
                         let dir = scratch.path().join(moment);
                         let part = cut_at(&compact, t, &dir)?;
-                        // One file that starts with the layout: the viewer
-                        // takes its screenshot a few frames after start, and
-                        // a layout that arrives later (the episode's own,
-                        // somewhere in the part) is not applied by then.
-                        let shot = joined(&[layout.clone(), part], &dir.join("shot.rrd"))?;
-                        screenshot(&shot, &png, size)?;
+                        // The cut keeps the episode's layout but writes it
+                        // after the data, where the viewer does not apply
+                        // it; merging puts it first again, as in the episode.
+                        let shot = layout_first(&part, &dir.join("shot.rrd"))?;
+                        screenshot(&shot, &png, size, *settle_s)?;
                     }
                 }
                 match cut_s {

@@ -177,7 +177,14 @@ fn red_cube_goes_into_the_blue_bin() {
         .arg("episodes")
         .arg("--episodes")
         .arg(&episodes)
-        .args(["shot", "latest", "--at", "start,grasp,end", "--size", "800x450"])
+        .args([
+            "shot",
+            "latest",
+            "--at",
+            "start,grasp,end",
+            "--size",
+            "800x450",
+        ])
         .output()
         .expect("rosetta episodes shot");
     assert!(
@@ -523,7 +530,10 @@ fn entity_rows(text: &str, entity: &str) -> usize {
         .filter(|l| l.contains(&tail))
         .filter_map(|l| {
             let n = l.split(" with ").nth(1)?.split(" rows").next()?;
-            n.trim().replace(['\u{a0}', ' ', ','], "").parse::<usize>().ok()
+            n.trim()
+                .replace(['\u{a0}', ' ', ','], "")
+                .parse::<usize>()
+                .ok()
         })
         .sum()
 }
