@@ -236,10 +236,16 @@ impl Pipeline {
         }
         match model.plan(text, world) {
             Ok(out) => match &out.decoded {
-                Decoded::Plan(steps) if reader_error.is_some() && !named_by(steps, text) => {
+                Decoded::Plan(steps)
+                    if reader_error.is_some()
+                        && (!named_by(steps, text)
+                            || !answers_unknown(steps, reader_error.as_ref())) =>
+                {
                     // In the hybrid, the model reads what the reader could
-                    // not; a plan about things the words never name is a
-                    // guess, and a guess is refused.
+                    // not; a plan about things the words never name, or one
+                    // that leaves out the thing the reader did not know
+                    // ("move the sofa to the dock" is no drive to the dock),
+                    // is a guess, and a guess is refused.
                     let why = reader_error.map(|e| e.to_string()).unwrap_or_default();
                     Planned::refused(why, "llm", Some(out))
                 }
@@ -316,8 +322,10 @@ pub fn referents_of(steps: &[Skill], world: &WorldModel) -> Vec<Referent> {
 pub fn named_by(steps: &[Skill], text: &str) -> bool {
     let words = crate::reader::normalise(text);
     let said = |w: &str| words.iter().any(|x| x == w);
+    // A kind is said in the singular or the plural ("cube", "cubes").
+    let kind_said = |k: &str| words.iter().any(|x| x.strip_suffix('s').unwrap_or(x) == k);
     let named = |id: &str| match rosetta_common::world::parse_object_id(id) {
-        Some((color, _)) => said(color.name()),
+        Some((color, kind)) => said(color.name()) && kind_said(kind.name()),
         None => said(id),
     };
     steps.iter().all(|s| match s {
@@ -325,6 +333,33 @@ pub fn named_by(steps: &[Skill], text: &str) -> bool {
         Skill::Pick { object } | Skill::LookFor { object } => named(object),
         Skill::Place { object, target } => named(object) && named(target),
         Skill::Say { .. } | Skill::Wait { .. } | Skill::Stop | Skill::LookAround => true,
+    })
+}
+
+/// Where the reader could not resolve a phrase, whether the plan acts on
+/// something that phrase speaks of (its colour or kind is among the
+/// phrase's words): the model then read the phrase, rather than dropping it.
+fn answers_unknown(steps: &[Skill], reader_error: Option<&PlanError>) -> bool {
+    let Some(PlanError::Read(crate::reader::ReadError::UnknownObject(phrase))) = reader_error
+    else {
+        return true;
+    };
+    let words = crate::reader::normalise(phrase);
+    let in_phrase = |w: &str| {
+        words
+            .iter()
+            .any(|x| x == w || x.strip_suffix('s') == Some(w))
+    };
+    steps.iter().any(|s| {
+        let ids: &[&String] = match s {
+            Skill::Pick { object } | Skill::LookFor { object } => &[object],
+            Skill::Place { object, target } => &[object, target],
+            _ => &[],
+        };
+        ids.iter().any(|id| {
+            rosetta_common::world::parse_object_id(id)
+                .is_some_and(|(c, k)| in_phrase(c.name()) || in_phrase(k.name()))
+        })
     })
 }
 
@@ -401,6 +436,40 @@ mod tests {
         );
     }
 
+    /// The model's plan for a phrase the reader could not resolve must act
+    /// on what the phrase speaks of, not drop it.
+    #[test]
+    fn a_plan_for_an_unresolved_phrase_must_act_on_it() {
+        use crate::reader::ReadError;
+        let unknown = |p: &str| PlanError::Read(ReadError::UnknownObject(p.into()));
+        let to_dock = vec![Skill::NavigateTo {
+            target: "dock".into(),
+        }];
+        assert!(!answers_unknown(&to_dock, Some(&unknown("the sofa"))));
+        let put = vec![
+            Skill::NavigateTo {
+                target: "red_cube".into(),
+            },
+            Skill::Pick {
+                object: "red_cube".into(),
+            },
+            Skill::NavigateTo {
+                target: "blue_bin".into(),
+            },
+            Skill::Place {
+                object: "red_cube".into(),
+                target: "blue_bin".into(),
+            },
+        ];
+        assert!(answers_unknown(
+            &put,
+            Some(&unknown("the red cuban the blue bin"))
+        ));
+        assert!(!answers_unknown(&put, Some(&unknown("the green sofa"))));
+        // Other refusals put no such condition.
+        assert!(answers_unknown(&to_dock, None));
+    }
+
     #[test]
     fn a_plan_is_named_by_the_words_only_when_they_name_each_thing_it_touches() {
         let steps = vec![
@@ -419,6 +488,12 @@ mod tests {
             "fetch me the navy brick and roll over to the table"
         ));
         assert!(!named_by(&steps, "knock all the cubes off the table"));
+        // The colour alone is not the thing: a blue ball is no blue cube.
+        assert!(!named_by(
+            &steps,
+            "fetch me the blue ball and roll over to the table"
+        ));
+        assert!(named_by(&steps, "the blue cubes, then the table"));
         assert!(!named_by(&steps[2..], "open the front door"));
     }
 

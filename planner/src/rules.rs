@@ -42,10 +42,20 @@ impl RulesPlanner {
     }
 }
 
-/// Whether a refusal is about the words (the reader could not read them),
-/// rather than about this world (an unknown or ambiguous object).
+/// Whether a refusal may be about the words (the reader could not read
+/// them), rather than about this world (an ambiguous object, one not seen
+/// yet): an action it does not know, or a phrase it could not resolve,
+/// which is an unknown thing or a sentence the reader split wrong ("the red
+/// Cuban the blue bin"). The hybrid gives these to the model, and keeps the
+/// model's plan only where the words name each thing it touches by colour
+/// and kind and the plan acts on the phrase (`pipeline::by_model`);
+/// otherwise the reader's refusal stands. Words read but left with nothing
+/// to do stay refused: a plan for the rest would drop what they meant.
 pub fn is_reading_error(e: &PlanError) -> bool {
-    matches!(e, PlanError::Read(ReadError::UnknownAction(_)))
+    matches!(
+        e,
+        PlanError::Read(ReadError::UnknownAction(_) | ReadError::UnknownObject(_))
+    )
 }
 
 #[cfg(test)]
