@@ -45,6 +45,12 @@ pub enum PlanError {
     },
     #[error("\"{phrase}\": {why}")]
     NotFound { phrase: String, why: String },
+    /// A plainly named object ("the yellow cube") that perception has not
+    /// reported, while others of its kind are known: it may stand where the
+    /// camera has not looked yet. The node looks around once and plans
+    /// again; then it is refused as not found.
+    #[error("\"{phrase}\": {why}")]
+    NotSeen { phrase: String, why: String },
     #[error("I can't pick up {0}: only cubes can be grasped")]
     NotGraspable(String),
     #[error("I can't put anything into {0}: it is not a container")]
@@ -434,9 +440,10 @@ impl<'w> Ctx<'w> {
     }
 
     /// The one object `expr` refers to. A plainly named object not seen yet
-    /// is looked for first ("find the yellow bin", "put it in the red bin"),
-    /// but only while no object of its kind has been seen: once some are,
-    /// one not among them is not there.
+    /// is looked for first ("find the yellow bin", "put it in the red bin")
+    /// while no object of its kind has been seen; once some are, one not
+    /// among them is [`PlanError::NotSeen`]: the camera sees part of the
+    /// room, so the node looks around once before it says it is not there.
     fn ground_one(&mut self, expr: &Expression, phrase: String) -> Result<Vec<String>, PlanError> {
         let world = self.world;
         let why = match ground(expr, world, &Pose2D::default()) {
@@ -461,7 +468,7 @@ impl<'w> Ctx<'w> {
                     .filter(|o| o.kind == k)
                     .map(|o| o.id.as_str())
                     .collect();
-                return Err(PlanError::NotFound {
+                return Err(PlanError::NotSeen {
                     phrase,
                     why: format!("{why} (I know {})", known.join(", ")),
                 });

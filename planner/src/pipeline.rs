@@ -171,14 +171,14 @@ impl Pipeline {
         let planned = match (self.kind, &self.llm, held) {
             (PlannerKind::Rules, _, _) | (_, None, _) | (PlannerKind::Hybrid, _, Some(_)) => {
                 match self.rules.read_holding(text, world, held) {
-                    Err(PlanError::Unexplored { .. }) if may_survey => Self::survey(),
+                    Err(e) if may_survey && wants_survey(&e) => Self::survey(),
                     other => Self::from_rules(other),
                 }
             }
             (PlannerKind::Llm, Some(m), _) => self.by_model(m, text, world, None),
             (PlannerKind::Hybrid, Some(m), None) => match self.rules.read(text, world) {
                 Err(e) if rules::is_reading_error(&e) => self.by_model(m, text, world, Some(e)),
-                Err(PlanError::Unexplored { .. }) if may_survey => Self::survey(),
+                Err(e) if may_survey && wants_survey(&e) => Self::survey(),
                 other => Self::from_rules(other),
             },
         };
@@ -288,6 +288,13 @@ impl Pipeline {
         }
         p
     }
+}
+
+/// Whether a refusal is about what the robot has not looked at yet (a kind
+/// of thing not seen, or a named thing not among those seen), which one look
+/// around may answer.
+fn wants_survey(e: &PlanError) -> bool {
+    matches!(e, PlanError::Unexplored { .. } | PlanError::NotSeen { .. })
 }
 
 /// What a plan that came without its referring expressions (the model's)
@@ -547,6 +554,65 @@ mod tests {
             vec![Goal::InContainer {
                 object: "red_cube".into(),
                 container: "blue_bin".into()
+            }]
+        );
+    }
+
+    /// A named thing not among those of its kind seen so far may stand
+    /// where the camera has not looked: one look around, then a plan, or a
+    /// refusal that names what is known.
+    #[test]
+    fn a_named_thing_not_seen_among_others_of_its_kind_is_looked_for_once() {
+        use rosetta_common::{Color, ObjectKind, ObservedObject};
+        let o = |id: &str, kind, color, p| ObservedObject {
+            id: id.into(),
+            kind,
+            color,
+            position_m: p,
+            last_seen_s: 1.0,
+            observations: 3,
+            position_sigma_m: 0.0,
+            confidence: 1.0,
+        };
+        let mut world = WorldModel {
+            objects: vec![
+                o("red_cube", ObjectKind::Cube, Color::Red, [1.4, -0.3, 0.425]),
+                o(
+                    "green_bin",
+                    ObjectKind::Bin,
+                    Color::Green,
+                    [0.0, 1.6, 0.125],
+                ),
+            ],
+            ..Default::default()
+        };
+        let p = Pipeline::new(PlannerKind::Rules, None).unwrap();
+        let cmd = "put the red cube in the red bin";
+        let first = p.plan_attempt(cmd, &world, None, true);
+        assert!(first.survey);
+        assert_eq!(first.steps(), Some(&[Skill::LookAround][..]));
+        let again = p.plan_attempt(cmd, &world, None, false);
+        match &again.outcome {
+            PlanOutcome::Rejected { reason } => {
+                assert!(
+                    reason.contains("red bin") && reason.contains("green_bin"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        world.objects.push(o(
+            "red_bin",
+            ObjectKind::Bin,
+            Color::Red,
+            [0.0, -1.6, 0.125],
+        ));
+        let planned = p.plan_attempt(cmd, &world, None, false);
+        assert_eq!(
+            planned.goals,
+            vec![Goal::InContainer {
+                object: "red_cube".into(),
+                container: "red_bin".into()
             }]
         );
     }
