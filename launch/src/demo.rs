@@ -164,7 +164,7 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<u8> {
         );
     }
     // The embedded sim's odometry starts at the scene's start pose.
-    let start = rosetta_sim::Scene::load(&args.sim.scene)?.robot_start;
+    let start = args.sim.load_scene()?.robot_start;
     let mut specs = stack_specs(&args.sim, args.planner.name(), args.detector, 2, &start);
     if args.record_sensors {
         specs.push(recorder_spec(&episode_dir, None));
@@ -367,8 +367,9 @@ pub fn stack_specs(
             "perception",
             s(&[
                 "perception",
-                "--initial-pose",
-                &initial_pose,
+                // One word with its value: a pose that starts with a minus
+                // sign (x < 0) would read as a flag.
+                &format!("--initial-pose={initial_pose}"),
                 "--detector",
                 match detector {
                     rosetta_perception::DetectorKind::Classical => "classical",

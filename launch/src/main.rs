@@ -63,6 +63,43 @@ enum Cmd {
     /// Write the Gazebo files of a scene: the world SDF and the ros_gz_bridge
     /// configuration (both generated from what the embedded sim uses).
     GazeboFiles(GazeboFilesArgs),
+    /// Scenes: write a generated one as a scene file.
+    #[command(subcommand)]
+    Scene(SceneCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum SceneCmd {
+    /// Write the scene that `--scene random --seed N` runs, as a scene file
+    /// (TOML) to read, edit and run with `--scene FILE`: a table with 2 to 6
+    /// cubes of random colours (colours may repeat), 1 to 3 bins on the
+    /// floor, a dock, and a start pose near the map origin.
+    Generate {
+        /// The generator's seed: the same seed, the same scene.
+        #[arg(long)]
+        seed: u64,
+        /// Where to write it (default: standard output).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+}
+
+fn scene_cmd(c: &SceneCmd) -> anyhow::Result<()> {
+    use anyhow::Context;
+    match c {
+        SceneCmd::Generate { seed, out } => {
+            let text = rosetta_sim::Scene::random(*seed).to_toml()?;
+            match out {
+                Some(path) => {
+                    std::fs::write(path, &text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("wrote {}", path.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,6 +162,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Control(a) => rosetta_control::node::run(a).await.map(|_| 0),
             Cmd::Executive(a) => rosetta_control::executive::run(a).await.map(|_| 0),
             Cmd::GazeboFiles(a) => gazebo_files(&a).map(|_| 0),
+            Cmd::Scene(c) => scene_cmd(&c).map(|_| 0),
             Cmd::Record(a) => sensors::record(a).await.map(|_| 0),
             Cmd::Replay(a) => sensors::replay(a).await.map(|_| 0),
             Cmd::Schema => serde_json::to_string_pretty(&rosetta_common::plan::plan_json_schema())

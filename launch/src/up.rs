@@ -89,7 +89,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<u8> {
     // profile's localiser owns `map → odom`, and the map starts at odometry's origin.
     let start = match &profile {
         Some(_) => rosetta_common::Pose2D::default(),
-        None => rosetta_sim::Scene::load(&args.sim.scene)?.robot_start,
+        None => args.sim.load_scene()?.robot_start,
     };
     let mut specs = stack_specs(&args.sim, args.planner.name(), args.detector, 1, &start);
     if let Some(p) = &profile {

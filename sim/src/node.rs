@@ -24,10 +24,13 @@ use crate::world::World;
 /// Run the embedded simulator as a ROS 2 node.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
-    /// Scene file (TOML), or `default` for the built-in room with table, cubes and bins.
+    /// Scene file (TOML), `default` for the built-in room with table, cubes
+    /// and bins, or `random` for one generated from `--seed` (`random:N`
+    /// names the generator's seed apart from the noise's).
     #[arg(long, default_value = "default")]
     pub scene: String,
-    /// Seed of the sensor noise. The same seed and scene give the same run.
+    /// Seed of the sensor noise, and of the scene with `--scene random`. The
+    /// same seed and scene give the same run.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Target real-time factor: sim seconds per wall second. The sim runs as
@@ -61,6 +64,16 @@ pub struct SimArgs {
     /// whose drivers call it something else.
     #[arg(long, default_value = "odom")]
     pub odom_frame: String,
+}
+
+impl SimArgs {
+    /// The scene these arguments name (`random` is generated from `seed`).
+    pub fn load_scene(&self) -> Result<Scene, crate::scene::SceneError> {
+        if self.scene == "random" {
+            return Ok(Scene::random(self.seed));
+        }
+        Scene::load(&self.scene)
+    }
 }
 
 const PHYSICS_DT_S: f64 = 0.01;
@@ -98,7 +111,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
             args.estop_decel_m_s2
         );
     }
-    let scene = Scene::load(&args.scene)?;
+    let scene = args.load_scene()?;
     let robot = RobotDescription::default();
     tracing::info!(scene = %scene.name, seed = args.seed, rtf = args.rtf, "starting the embedded sim");
     let mut world = World::new(scene, robot);
