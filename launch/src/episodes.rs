@@ -206,49 +206,55 @@ fn moment_s(steps: Option<&[StepStatus]>, moment: &str) -> anyhow::Result<Option
     Ok(Some(t + SHOT_SETTLE_S))
 }
 
-/// `rrd` with its chunks compacted, written to `out`.
-fn compacted(rrd: &Path, out: &Path) -> anyhow::Result<PathBuf> {
+/// Runs `rerun rrd <args>`; `what` says what failed ("compact x.rrd").
+fn rerun_rrd(args: &[&std::ffi::OsStr], what: &str) -> anyhow::Result<()> {
     let run = std::process::Command::new("rerun")
-        .args(["rrd", "optimize", "-o"])
-        .arg(out)
-        .arg(rrd)
+        .arg("rrd")
+        .args(args)
         .output()
-        .context("cannot start `rerun rrd optimize` (`rerun` from the set-up's venv: source .local/env.sh)")?;
+        .context(
+            "cannot start `rerun rrd` (`rerun` from the set-up's venv: source .local/env.sh)",
+        )?;
     anyhow::ensure!(
         run.status.success(),
-        "rerun could not compact {}: {}",
-        out.display(),
+        "rerun could not {what}: {}",
         String::from_utf8_lossy(&run.stderr).trim()
     );
+    Ok(())
+}
+
+/// `rrd` with its chunks compacted, written to `out`.
+fn compacted(rrd: &Path, out: &Path) -> anyhow::Result<PathBuf> {
+    rerun_rrd(
+        &[
+            "optimize".as_ref(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            rrd.as_os_str(),
+        ],
+        &format!("compact {}", rrd.display()),
+    )?;
     Ok(out.to_path_buf())
 }
 
 /// The part of `rrd` before sim time `t_s`, written into `dir`.
 fn cut_at(rrd: &Path, t_s: f64, dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let out = std::process::Command::new("rerun")
-        .args([
-            "rrd",
-            "split",
-            "--timeline",
-            rosetta_common::rec::TIMELINE_SIM,
-        ])
-        // A duration timeline's cut is given in whole nanoseconds.
-        .arg("--time")
-        .arg(format!("{}", (t_s * 1e9).round() as i64))
-        .arg("--output-dir")
-        .arg(dir)
-        .arg(rrd)
-        .output()
-        .context(
-            "cannot start `rerun rrd split` (`rerun` from the set-up's venv: source .local/env.sh)",
-        )?;
-    anyhow::ensure!(
-        out.status.success(),
-        "rerun could not cut {} at {t_s} s: {}",
-        rrd.display(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    // A duration timeline's cut is given in whole nanoseconds.
+    let t_ns = format!("{}", (t_s * 1e9).round() as i64);
+    rerun_rrd(
+        &[
+            "split".as_ref(),
+            "--timeline".as_ref(),
+            rosetta_common::rec::TIMELINE_SIM.as_ref(),
+            "--time".as_ref(),
+            t_ns.as_ref(),
+            "--output-dir".as_ref(),
+            dir.as_os_str(),
+            rrd.as_os_str(),
+        ],
+        &format!("cut {} at {t_s} s", rrd.display()),
+    )?;
     let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -264,20 +270,15 @@ fn cut_at(rrd: &Path, t_s: f64, dir: &Path) -> anyhow::Result<PathBuf> {
 /// `rrd` rewritten to `out` with its layout (blueprint store) before its
 /// data (`rerun rrd merge` writes blueprints first).
 fn layout_first(rrd: &Path, out: &Path) -> anyhow::Result<PathBuf> {
-    let run = std::process::Command::new("rerun")
-        .args(["rrd", "merge", "-o"])
-        .arg(out)
-        .arg(rrd)
-        .output()
-        .context(
-            "cannot start `rerun rrd merge` (`rerun` from the set-up's venv: source .local/env.sh)",
-        )?;
-    anyhow::ensure!(
-        run.status.success(),
-        "rerun could not rewrite the recording into {}: {}",
-        out.display(),
-        String::from_utf8_lossy(&run.stderr).trim()
-    );
+    rerun_rrd(
+        &[
+            "merge".as_ref(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            rrd.as_os_str(),
+        ],
+        &format!("rewrite {} into {}", rrd.display(), out.display()),
+    )?;
     Ok(out.to_path_buf())
 }
 

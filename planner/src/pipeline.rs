@@ -504,19 +504,28 @@ mod tests {
         assert!(!named_by(&steps[2..], "open the front door"));
     }
 
-    #[test]
-    fn a_command_about_a_kind_not_seen_yet_is_a_look_around_then_a_plan() {
-        use rosetta_common::{Color, ObjectKind, ObservedObject};
-        let o = |id: &str, kind, color, p| ObservedObject {
+    /// An object as perception reports it, seen well.
+    fn o(
+        id: &str,
+        kind: rosetta_common::ObjectKind,
+        color: rosetta_common::Color,
+        position_m: [f64; 3],
+    ) -> rosetta_common::ObservedObject {
+        rosetta_common::ObservedObject {
             id: id.into(),
             kind,
             color,
-            position_m: p,
+            position_m,
             last_seen_s: 1.0,
             observations: 3,
             position_sigma_m: 0.0,
             confidence: 1.0,
-        };
+        }
+    }
+
+    #[test]
+    fn a_command_about_a_kind_not_seen_yet_is_a_look_around_then_a_plan() {
+        use rosetta_common::{Color, ObjectKind};
         let cubes = vec![o(
             "red_cube",
             ObjectKind::Cube,
@@ -563,17 +572,7 @@ mod tests {
     /// refusal that names what is known.
     #[test]
     fn a_named_thing_not_seen_among_others_of_its_kind_is_looked_for_once() {
-        use rosetta_common::{Color, ObjectKind, ObservedObject};
-        let o = |id: &str, kind, color, p| ObservedObject {
-            id: id.into(),
-            kind,
-            color,
-            position_m: p,
-            last_seen_s: 1.0,
-            observations: 3,
-            position_sigma_m: 0.0,
-            confidence: 1.0,
-        };
+        use rosetta_common::{Color, ObjectKind};
         let mut world = WorldModel {
             objects: vec![
                 o("red_cube", ObjectKind::Cube, Color::Red, [1.4, -0.3, 0.425]),
