@@ -82,22 +82,14 @@ const TIE_M: f64 = 0.02;
 const NEXT_TO_RATIO: f64 = 1.25;
 
 fn color_word(w: &str) -> Option<Color> {
-    match w {
-        "red" | "crimson" | "scarlet" => Some(Color::Red),
-        "green" | "lime" => Some(Color::Green),
-        "blue" | "navy" => Some(Color::Blue),
-        "yellow" | "golden" => Some(Color::Yellow),
-        _ => None,
-    }
+    Color::from_word(w)
 }
 
 /// `Some(None)`: a noun for any kind of object.
 fn kind_word(w: &str) -> Option<Option<ObjectKind>> {
     match w {
-        "cube" | "cubes" | "block" | "blocks" => Some(Some(ObjectKind::Cube)),
-        "bin" | "bins" | "container" | "basket" | "bucket" => Some(Some(ObjectKind::Bin)),
-        "box" | "object" | "thing" | "one" | "item" => Some(None),
-        _ => None,
+        "object" | "objects" | "thing" | "things" | "one" | "ones" | "item" | "items" => Some(None),
+        _ => ObjectKind::from_word(w).map(Some),
     }
 }
 
@@ -325,11 +317,20 @@ fn best_by(
 /// Resolves `expr` in `world`, as seen from `viewer`.
 pub fn ground(expr: &Expression, world: &WorldModel, viewer: &Pose2D) -> Grounding {
     let noun = expr.what.noun();
-    let candidates: Vec<&ObservedObject> = world
+    let mut candidates: Vec<&ObservedObject> = world
         .objects
         .iter()
         .filter(|o| expr.what.matches(o))
         .collect();
+    if candidates.is_empty() && expr.what.kind == Some(ObjectKind::Box) {
+        // People call containers boxes too: "the blue box" where no box is
+        // known but a blue bin is.
+        let bin = Description {
+            kind: Some(ObjectKind::Bin),
+            ..expr.what
+        };
+        candidates = world.objects.iter().filter(|o| bin.matches(o)).collect();
+    }
     if candidates.is_empty() {
         return Grounding::NotFound(format!("I know of no {noun}"));
     }
@@ -637,13 +638,14 @@ mod tests {
         assert_eq!(found("the red cube"), "red_cube");
         assert_eq!(found("The crimson BLOCK"), "red_cube");
         assert_eq!(found("the blue container"), "blue_bin");
-        assert_eq!(ambiguous("the red box"), ["red_bin", "red_cube"]);
+        assert_eq!(ambiguous("the red thing"), ["red_bin", "red_cube"]);
+        // No box is known: a box is what people call a bin too.
+        assert_eq!(found("the blue box"), "blue_bin");
+        assert_eq!(not_found("the pink mug"), "I know of no pink mug");
         assert_eq!(ambiguous("the cube").len(), 4);
         assert_eq!(not_found("the green bin"), "I know of no green bin");
-        let err = Expression::parse("the purple cube")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("purple"), "{err}");
+        let err = Expression::parse("the mauve cube").unwrap_err().to_string();
+        assert!(err.contains("mauve"), "{err}");
         assert!(Expression::parse("").is_err());
         assert!(Expression::parse("left of the red cube").is_err());
     }
@@ -689,7 +691,7 @@ mod tests {
         assert_eq!(found("the second block from the right"), "green_cube");
         assert!(not_found("the third bin from the left").contains("only 2"));
         // Both bins are as big as each other.
-        assert_eq!(ambiguous("the biggest box"), ["blue_bin", "red_bin"]);
+        assert_eq!(ambiguous("the biggest thing"), ["blue_bin", "red_bin"]);
         assert_eq!(found("the biggest red thing"), "red_bin");
         assert_eq!(found("the smallest blue object"), "blue_cube");
         // From the origin, the bins are equally far; from nearer the blue one, not.

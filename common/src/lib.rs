@@ -27,7 +27,7 @@ pub mod urdf;
 pub mod world;
 
 pub use plan::{PlanMessage, PlanOutcome, Skill, ValidPlan};
-pub use world::{Color, ObjectKind, ObservedObject, Place, WorldModel};
+pub use world::{Color, ObjectKind, ObservedObject, Place, Shape, WorldModel};
 
 /// Wraps an angle to (-pi, pi].
 pub fn wrap_angle_rad(a: f64) -> f64 {

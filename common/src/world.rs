@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A colour name from the basic colour terms (Berlin and Kay's eleven). An
+/// object's colour is measured as RGB and named with [`Color::from_rgb`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Color {
@@ -10,58 +12,240 @@ pub enum Color {
     Green,
     Blue,
     Yellow,
+    Orange,
+    Purple,
+    Pink,
+    Brown,
+    Black,
+    White,
+    Grey,
 }
 
 impl Color {
-    pub const ALL: [Color; 4] = [Color::Red, Color::Green, Color::Blue, Color::Yellow];
+    /// Every colour name, the first four being [`Color::PRIMARY`].
+    pub const ALL: [Color; 11] = [
+        Color::Red,
+        Color::Green,
+        Color::Blue,
+        Color::Yellow,
+        Color::Orange,
+        Color::Purple,
+        Color::Pink,
+        Color::Brown,
+        Color::Black,
+        Color::White,
+        Color::Grey,
+    ];
+    /// The four colours of the original cube world: the learned detector's
+    /// classes and the planner corpus's colours are these.
+    pub const PRIMARY: [Color; 4] = [Color::Red, Color::Green, Color::Blue, Color::Yellow];
+
     pub fn name(self) -> &'static str {
         match self {
             Color::Red => "red",
             Color::Green => "green",
             Color::Blue => "blue",
             Color::Yellow => "yellow",
+            Color::Orange => "orange",
+            Color::Purple => "purple",
+            Color::Pink => "pink",
+            Color::Brown => "brown",
+            Color::Black => "black",
+            Color::White => "white",
+            Color::Grey => "grey",
         }
     }
-    /// The nominal sRGB colour the sim paints objects of this colour with.
+
+    /// The colour a word names: the term itself, its other spelling ("gray")
+    /// and a few common near-synonyms ("crimson", "violet").
+    pub fn from_word(w: &str) -> Option<Color> {
+        Some(match w {
+            "red" | "crimson" | "scarlet" => Color::Red,
+            "green" | "lime" => Color::Green,
+            "blue" | "navy" => Color::Blue,
+            "yellow" | "golden" => Color::Yellow,
+            "orange" => Color::Orange,
+            "purple" | "violet" | "magenta" => Color::Purple,
+            "pink" => Color::Pink,
+            "brown" => Color::Brown,
+            "black" => Color::Black,
+            "white" => Color::White,
+            "grey" | "gray" | "silver" => Color::Grey,
+            _ => return None,
+        })
+    }
+
+    /// The nominal sRGB colour the sim paints objects of this colour with,
+    /// and the prototype [`Color::from_rgb`] names colours by.
     pub fn rgb(self) -> [u8; 3] {
         match self {
             Color::Red => [200, 30, 30],
             Color::Green => [30, 170, 50],
             Color::Blue => [30, 60, 200],
             Color::Yellow => [220, 200, 30],
+            Color::Orange => [235, 120, 20],
+            Color::Purple => [120, 40, 160],
+            Color::Pink => [240, 130, 180],
+            Color::Brown => [115, 70, 35],
+            Color::Black => [25, 25, 28],
+            Color::White => [240, 240, 235],
+            Color::Grey => [128, 128, 128],
         }
+    }
+
+    /// The name of a measured colour: the nearest prototype in CIELAB, each
+    /// prototype taken under light from half to 1.1 times the nominal (so a
+    /// shaded face of a blue box is still blue, not purple).
+    pub fn from_rgb(rgb: [u8; 3]) -> Color {
+        let lab = srgb_to_lab(rgb);
+        let mut best = (f64::INFINITY, Color::Grey);
+        for c in Color::ALL {
+            for step in 0..=12 {
+                let k = 0.5 + 0.05 * f64::from(step);
+                let lit = c
+                    .rgb()
+                    .map(|v| (f64::from(v) * k).round().clamp(0.0, 255.0) as u8);
+                let p = srgb_to_lab(lit);
+                let d = (lab[0] - p[0]).powi(2) + (lab[1] - p[1]).powi(2) + (lab[2] - p[2]).powi(2);
+                if d < best.0 {
+                    best = (d, c);
+                }
+            }
+        }
+        best.1
     }
 }
 
+/// sRGB (8 bit) to CIELAB under D65.
+pub fn srgb_to_lab(rgb: [u8; 3]) -> [f64; 3] {
+    let lin = rgb.map(|c| {
+        let c = f64::from(c) / 255.0;
+        if c <= 0.04045 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    });
+    let x = (0.4124 * lin[0] + 0.3576 * lin[1] + 0.1805 * lin[2]) / 0.95047;
+    let y = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2];
+    let z = (0.0193 * lin[0] + 0.1192 * lin[1] + 0.9505 * lin[2]) / 1.08883;
+    let f = |t: f64| {
+        if t > 0.008856 {
+            t.cbrt()
+        } else {
+            7.787 * t + 16.0 / 116.0
+        }
+    };
+    let (fx, fy, fz) = (f(x), f(y), f(z));
+    [116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)]
+}
+
+/// The shape class of an object: what the sim draws and perception measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Shape {
+    Box,
+    Cylinder,
+    Sphere,
+}
+
+/// An object's category: what a person calls it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectKind {
+    /// A graspable block with equal sides.
     Cube,
+    /// An open-topped container.
     Bin,
+    /// A graspable block with unequal sides.
+    Box,
+    /// A graspable sphere.
+    Ball,
+    /// A graspable upright cylinder, slimmer than a mug (a can, a bottle).
+    Cylinder,
+    /// A graspable short, wide cylinder.
+    Mug,
 }
 
 impl ObjectKind {
+    pub const ALL: [ObjectKind; 6] = [
+        ObjectKind::Cube,
+        ObjectKind::Bin,
+        ObjectKind::Box,
+        ObjectKind::Ball,
+        ObjectKind::Cylinder,
+        ObjectKind::Mug,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             ObjectKind::Cube => "cube",
             ObjectKind::Bin => "bin",
+            ObjectKind::Box => "box",
+            ObjectKind::Ball => "ball",
+            ObjectKind::Cylinder => "cylinder",
+            ObjectKind::Mug => "mug",
         }
     }
+
+    /// The plural a person says ("boxes").
+    pub fn plural(self) -> &'static str {
+        match self {
+            ObjectKind::Cube => "cubes",
+            ObjectKind::Bin => "bins",
+            ObjectKind::Box => "boxes",
+            ObjectKind::Ball => "balls",
+            ObjectKind::Cylinder => "cylinders",
+            ObjectKind::Mug => "mugs",
+        }
+    }
+
+    /// The category a noun names, singular or plural, with common synonyms
+    /// ("block", "sphere", "can", "cup", "basket").
+    pub fn from_word(w: &str) -> Option<ObjectKind> {
+        Some(match w {
+            "cube" | "cubes" | "block" | "blocks" => ObjectKind::Cube,
+            "bin" | "bins" | "container" | "containers" | "basket" | "baskets" | "bucket"
+            | "buckets" => ObjectKind::Bin,
+            "box" | "boxes" | "carton" | "cartons" => ObjectKind::Box,
+            "ball" | "balls" | "sphere" | "spheres" | "orb" => ObjectKind::Ball,
+            "cylinder" | "cylinders" | "can" | "cans" | "tin" | "tins" | "bottle" | "bottles"
+            | "tube" => ObjectKind::Cylinder,
+            "mug" | "mugs" | "cup" | "cups" => ObjectKind::Mug,
+            _ => return None,
+        })
+    }
+
+    /// Its shape class.
+    pub fn shape(self) -> Shape {
+        match self {
+            ObjectKind::Cube | ObjectKind::Bin | ObjectKind::Box => Shape::Box,
+            ObjectKind::Ball => Shape::Sphere,
+            ObjectKind::Cylinder | ObjectKind::Mug => Shape::Cylinder,
+        }
+    }
+
     /// Whether things can be placed into it.
     pub fn is_container(self) -> bool {
         matches!(self, ObjectKind::Bin)
     }
-    /// Nominal size (x, y, z) of objects of this kind in the default world, used
-    /// to place an object's centre below its observed top surface.
+
+    /// Nominal size (x, y, z) of objects of this kind, used to place an
+    /// object's centre below its observed top surface.
     pub fn nominal_size_m(self) -> [f64; 3] {
         match self {
             ObjectKind::Cube => [0.05, 0.05, 0.05],
             ObjectKind::Bin => [0.3, 0.3, 0.25],
+            ObjectKind::Box => [0.08, 0.05, 0.05],
+            ObjectKind::Ball => [0.055, 0.055, 0.055],
+            ObjectKind::Cylinder => [0.05, 0.05, 0.09],
+            ObjectKind::Mug => [0.07, 0.07, 0.075],
         }
     }
+
     /// Whether the arm can pick it up.
     pub fn is_graspable(self) -> bool {
-        matches!(self, ObjectKind::Cube)
+        !self.is_container()
     }
 }
 
@@ -87,9 +271,7 @@ pub fn instance_id(color: Color, kind: ObjectKind, n: usize) -> String {
 pub fn parse_object_id(id: &str) -> Option<(Color, ObjectKind)> {
     let (c, k) = id.split_once('_')?;
     let color = Color::ALL.into_iter().find(|x| x.name() == c)?;
-    let kind = [ObjectKind::Cube, ObjectKind::Bin]
-        .into_iter()
-        .find(|x| x.name() == k)?;
+    let kind = ObjectKind::ALL.into_iter().find(|x| x.name() == k)?;
     Some((color, kind))
 }
 
@@ -164,11 +346,7 @@ pub fn parse_places(text: &str) -> Result<Vec<Place>, PlacesError> {
         if !ok {
             return Err(PlacesError::BadId(p.id.clone()));
         }
-        let clashes = Color::ALL.iter().any(|c| {
-            [ObjectKind::Cube, ObjectKind::Bin]
-                .iter()
-                .any(|k| object_id(*c, *k) == p.id)
-        });
+        let clashes = parse_object_id(&p.id).is_some();
         if seen.contains(&p.id.as_str()) || clashes {
             return Err(PlacesError::Duplicate(p.id.clone()));
         }
@@ -200,6 +378,37 @@ impl WorldModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn measured_colours_are_named_by_the_nearest_basic_term() {
+        for c in Color::ALL {
+            assert_eq!(Color::from_rgb(c.rgb()), c, "{c:?}'s own prototype");
+            // Shaded as the sim's side faces are (60 % to 100 % light).
+            for k in [0.65, 0.8, 0.97] {
+                let shaded = c.rgb().map(|v| (f64::from(v) * k).round() as u8);
+                let got = Color::from_rgb(shaded);
+                assert_eq!(got, c, "{c:?} at {k} light");
+            }
+        }
+        assert_eq!(Color::from_rgb([120, 120, 125]), Color::Grey);
+        assert_eq!(Color::from_rgb([250, 160, 60]), Color::Orange);
+        assert_eq!(Color::from_word("gray"), Some(Color::Grey));
+    }
+
+    #[test]
+    fn categories_read_their_words_and_know_their_shape() {
+        for k in ObjectKind::ALL {
+            assert_eq!(ObjectKind::from_word(k.name()), Some(k));
+            assert_eq!(ObjectKind::from_word(k.plural()), Some(k));
+            assert_eq!(
+                parse_object_id(&object_id(Color::Pink, k)),
+                Some((Color::Pink, k))
+            );
+        }
+        assert_eq!(ObjectKind::from_word("cup"), Some(ObjectKind::Mug));
+        assert_eq!(ObjectKind::Ball.shape(), Shape::Sphere);
+        assert!(ObjectKind::Mug.is_graspable() && !ObjectKind::Bin.is_graspable());
+    }
 
     #[test]
     fn the_default_places_parse() {

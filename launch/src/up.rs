@@ -35,9 +35,12 @@ pub struct UpArgs {
     /// words they cannot read), `llm` (the model alone) or `rules` (no model).
     #[arg(long, value_enum, default_value_t = rosetta_planner::pipeline::PlannerKind::Hybrid)]
     pub planner: rosetta_planner::pipeline::PlannerKind,
-    /// Perception's detector: `classical` (OpenCV colour segmentation) or
-    /// `learned` (the network trained on rendered frames, built-in weights).
-    #[arg(long, value_enum, default_value_t = rosetta_perception::DetectorKind::Classical)]
+    /// Perception's detector: `geometric` (any object that stands out of the
+    /// floor or a table in depth, named by colour, shape and category),
+    /// `classical` (OpenCV colour segmentation of red, green, blue and yellow
+    /// cubes and bins) or `learned` (a network trained on rendered frames of
+    /// those, built-in weights).
+    #[arg(long, value_enum, default_value_t = rosetta_perception::DetectorKind::Geometric)]
     pub detector: rosetta_perception::DetectorKind,
     /// Folder of recorded episodes; this run gets a subfolder with the .rrd and logs.
     #[arg(long, default_value = "episodes")]

@@ -53,6 +53,8 @@ fn hue_ranges(c: Color) -> &'static [(f64, f64)] {
         Color::Yellow => &[(20.0, 35.0)],
         Color::Green => &[(45.0, 85.0)],
         Color::Blue => &[(100.0, 130.0)],
+        // Not segmented by hue: the geometric detector names every colour.
+        _ => &[],
     }
 }
 
@@ -218,7 +220,7 @@ pub fn detect(
     let kernel = imgproc::get_structuring_element_def(imgproc::MORPH_RECT, core::Size::new(3, 3))?;
 
     let mut out = Vec::new();
-    for color in Color::ALL {
+    for color in Color::PRIMARY {
         let mut mask = Mat::default();
         for (i, (lo, hi)) in hue_ranges(color).iter().enumerate() {
             let mut m = Mat::default();

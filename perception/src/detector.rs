@@ -8,6 +8,7 @@ use rosetta_common::robot::CameraDescription;
 
 use crate::detect::{detect, Detection, PerceptionError};
 use crate::learned::LearnedDetector;
+use crate::segment::detect_objects;
 
 /// The learned detector's weights, as `train-detector` wrote them (committed,
 /// about 45 kB), built into the binary so that it runs from anywhere.
@@ -16,6 +17,9 @@ pub const BUILT_IN_WEIGHTS: &[u8] = include_bytes!("../models/detector.safetenso
 /// Which detector perception runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DetectorKind {
+    /// Class-agnostic: whatever stands out of the support surfaces in depth,
+    /// named by colour (any of the eleven basic terms), shape and category.
+    Geometric,
     /// HSV colour segmentation, connected components and depth (OpenCV).
     Classical,
     /// A small convolutional network (candle), trained on rendered frames.
@@ -25,6 +29,7 @@ pub enum DetectorKind {
 /// A detector, ready to run.
 #[derive(Debug)]
 pub enum Detector {
+    Geometric,
     Classical,
     Learned(Box<LearnedDetector>),
 }
@@ -33,6 +38,7 @@ impl Detector {
     /// The detector of this kind; the learned one loads `weights`, or the built-in ones.
     pub fn new(kind: DetectorKind, weights: Option<&Path>) -> Result<Self, PerceptionError> {
         Ok(match kind {
+            DetectorKind::Geometric => Detector::Geometric,
             DetectorKind::Classical => Detector::Classical,
             DetectorKind::Learned => Detector::Learned(Box::new(match weights {
                 Some(path) => LearnedDetector::load(path)?,
@@ -43,6 +49,7 @@ impl Detector {
 
     pub fn name(&self) -> &'static str {
         match self {
+            Detector::Geometric => "geometric",
             Detector::Classical => "classical",
             Detector::Learned(_) => "learned",
         }
@@ -57,6 +64,7 @@ impl Detector {
         odom_from_optical: &Isometry3<f64>,
     ) -> Result<Vec<Detection>, PerceptionError> {
         match self {
+            Detector::Geometric => detect_objects(rgb, depth_m, cam, odom_from_optical),
             Detector::Classical => detect(rgb, depth_m, cam, odom_from_optical),
             Detector::Learned(net) => net.detect(rgb, depth_m, cam, odom_from_optical),
         }

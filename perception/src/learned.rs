@@ -22,7 +22,7 @@ use crate::detect::{
 };
 
 /// Output classes: 0 is "no object", then each colour's cube and bin.
-pub const CLASSES: usize = 1 + 2 * Color::ALL.len();
+pub const CLASSES: usize = 1 + 2 * Color::PRIMARY.len();
 /// Input channels: red, green, blue (0..1) and inverse depth `1 / (1 + d)`.
 pub const CHANNELS: usize = 4;
 /// The network sees the frame at 1/`SCALE` of its resolution...
@@ -32,14 +32,14 @@ pub const CELL: u32 = 2 * SCALE;
 
 /// The class of an object of this colour and kind.
 pub fn class_of(color: Color, kind: ObjectKind) -> usize {
-    let c = Color::ALL.iter().position(|c| *c == color).unwrap_or(0);
+    let c = Color::PRIMARY.iter().position(|c| *c == color).unwrap_or(0);
     1 + 2 * c + usize::from(kind == ObjectKind::Bin)
 }
 
 /// The colour and kind of a class; `None` for class 0.
 pub fn class_info(class: usize) -> Option<(Color, ObjectKind)> {
     let k = class.checked_sub(1)?;
-    let color = *Color::ALL.get(k / 2)?;
+    let color = *Color::PRIMARY.get(k / 2)?;
     let kind = if k % 2 == 0 {
         ObjectKind::Cube
     } else {
@@ -220,7 +220,7 @@ impl LearnedDetector {
         let plane = (ow * oh) as usize;
         let p = |class: usize, cell: usize| probs[class * plane + cell];
         let mut out = Vec::new();
-        for color in Color::ALL {
+        for color in Color::PRIMARY {
             let (cube, bin) = (
                 class_of(color, ObjectKind::Cube),
                 class_of(color, ObjectKind::Bin),
@@ -314,14 +314,14 @@ mod tests {
 
     #[test]
     fn classes_round_trip() {
-        for color in Color::ALL {
+        for color in Color::PRIMARY {
             for kind in [ObjectKind::Cube, ObjectKind::Bin] {
                 assert_eq!(class_info(class_of(color, kind)), Some((color, kind)));
             }
         }
         assert_eq!(class_info(0), None);
         assert_eq!(class_info(CLASSES), None);
-        let all: std::collections::BTreeSet<usize> = Color::ALL
+        let all: std::collections::BTreeSet<usize> = Color::PRIMARY
             .iter()
             .flat_map(|c| {
                 [

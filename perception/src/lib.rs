@@ -11,6 +11,7 @@ pub mod detector;
 pub mod learned;
 pub mod node;
 pub mod rec;
+pub mod segment;
 pub mod tracker;
 
 pub use detect::{detect, Detection, PerceptionError};

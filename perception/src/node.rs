@@ -42,9 +42,11 @@ pub struct PerceptionArgs {
     /// /map (odom frame, 0.05 m cells), centred on where odometry starts.
     #[arg(long, default_value_t = 20.0)]
     pub map_size_m: f64,
-    /// Which detector finds the objects: `classical` (OpenCV colour
-    /// segmentation) or `learned` (the network that `train-detector` trains).
-    #[arg(long, value_enum, default_value_t = DetectorKind::Classical)]
+    /// Which detector finds the objects: `geometric` (class-agnostic, from
+    /// depth: anything standing on the floor or a table, any colour),
+    /// `classical` (OpenCV colour segmentation of the four primary colours)
+    /// or `learned` (the network that `train-detector` trains).
+    #[arg(long, value_enum, default_value_t = DetectorKind::Geometric)]
     pub detector: DetectorKind,
     /// The learned detector's weights (safetensors). Default: the ones built
     /// into the binary (perception/models/detector.safetensors).

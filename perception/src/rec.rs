@@ -9,7 +9,7 @@ use opencv::prelude::*;
 use rosetta_common::grid::{Cell, OccupancyGrid};
 use rosetta_common::rec;
 use rosetta_common::robot::CameraDescription;
-use rosetta_common::{ObjectKind, Pose2D, WorldModel};
+use rosetta_common::{Pose2D, Shape, WorldModel};
 
 use crate::detect::Detection;
 
@@ -177,21 +177,39 @@ pub fn log_objects(rec: &rerun::RecordingStream, world: &WorldModel, shown: &mut
         let size = o.kind.nominal_size_m();
         let c = o.position_m;
         let color = rgb(o.color.rgb());
-        let shape = match o.kind {
-            ObjectKind::Cube => rerun::Boxes3D::from_centers_and_sizes(
-                [[c[0] as f32, c[1] as f32, c[2] as f32]],
-                [size.map(|s| s as f32)],
-            )
-            .with_fill_mode(rerun::FillMode::Solid),
-            ObjectKind::Bin => {
-                let (centers, sizes): (Vec<_>, Vec<_>) =
-                    open_box_parts(c, size, BIN_WALL_M).into_iter().unzip();
-                rerun::Boxes3D::from_centers_and_sizes(centers, sizes)
-                    .with_fill_mode(rerun::FillMode::Solid)
-            }
-        };
         let entity = format!("world/objects/{}", o.id);
-        log(rec, entity.as_str(), &shape.with_colors([color]));
+        let centre = [c[0] as f32, c[1] as f32, c[2] as f32];
+        let half = size.map(|s| s as f32 / 2.0);
+        if o.kind.is_container() {
+            let (centers, sizes): (Vec<_>, Vec<_>) =
+                open_box_parts(c, size, BIN_WALL_M).into_iter().unzip();
+            let shape = rerun::Boxes3D::from_centers_and_sizes(centers, sizes)
+                .with_fill_mode(rerun::FillMode::Solid);
+            log(rec, entity.as_str(), &shape.with_colors([color]));
+        } else {
+            match o.kind.shape() {
+                Shape::Box => {
+                    let shape = rerun::Boxes3D::from_centers_and_half_sizes([centre], [half])
+                        .with_fill_mode(rerun::FillMode::Solid);
+                    log(rec, entity.as_str(), &shape.with_colors([color]));
+                }
+                Shape::Sphere => {
+                    let r = half[0].min(half[1]).min(half[2]);
+                    let shape = rerun::Ellipsoids3D::from_centers_and_radii([centre], [r])
+                        .with_fill_mode(rerun::FillMode::Solid);
+                    log(rec, entity.as_str(), &shape.with_colors([color]));
+                }
+                Shape::Cylinder => {
+                    let shape = rerun::Cylinders3D::from_lengths_and_radii(
+                        [2.0 * half[2]],
+                        [half[0].min(half[1])],
+                    )
+                    .with_centers([centre])
+                    .with_fill_mode(rerun::FillMode::Solid);
+                    log(rec, entity.as_str(), &shape.with_colors([color]));
+                }
+            }
+        }
         let top = c[2] + size[2] / 2.0;
         let label_z = top + LABEL_HEIGHTS_M[rank % LABEL_HEIGHTS_M.len()];
         let pin = [

@@ -95,11 +95,13 @@ pub enum Decoded {
     Refused,
 }
 
-/// Every object id the stack can name (each colour of each kind).
+/// The object ids the model may name before they are seen (to look for
+/// them): each primary colour of cube and bin, what its corpus speaks of.
+/// Objects of other kinds and colours are named once perception has seen them.
 pub fn nameable_objects() -> Vec<(String, ObjectKind)> {
     let mut v = Vec::new();
     for kind in [ObjectKind::Cube, ObjectKind::Bin] {
-        for color in Color::ALL {
+        for color in Color::PRIMARY {
             v.push((object_id(color, kind), kind));
         }
     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use rosetta_common::goal::Goal;
 use rosetta_common::plan::PlanOutcome;
 use rosetta_common::robot::RobotDescription;
-use rosetta_common::{Skill, ValidPlan, WorldModel};
+use rosetta_common::{ObjectKind, Skill, ValidPlan, WorldModel};
 
 use crate::compile::{PlanError, Referent};
 use crate::grammar::Decoded;
@@ -329,10 +329,10 @@ pub fn referents_of(steps: &[Skill], world: &WorldModel) -> Vec<Referent> {
 pub fn named_by(steps: &[Skill], text: &str) -> bool {
     let words = crate::reader::normalise(text);
     let said = |w: &str| words.iter().any(|x| x == w);
-    // A kind is said in the singular or the plural ("cube", "cubes").
-    let kind_said = |k: &str| words.iter().any(|x| x.strip_suffix('s').unwrap_or(x) == k);
+    // A kind is said in the singular or the plural ("cube", "boxes").
+    let kind_said = |k: ObjectKind| words.iter().any(|x| ObjectKind::from_word(x) == Some(k));
     let named = |id: &str| match rosetta_common::world::parse_object_id(id) {
-        Some((color, kind)) => said(color.name()) && kind_said(kind.name()),
+        Some((color, kind)) => said(color.name()) && kind_said(kind),
         None => said(id),
     };
     steps.iter().all(|s| match s {

@@ -131,14 +131,27 @@ const COLOURS: &[(&str, &str)] = &[
     ("lemon", "yellow"),
     ("canary", "yellow"),
     ("amber", "yellow"),
+    ("orange", "orange"),
+    ("tangerine", "orange"),
+    ("purple", "purple"),
+    ("violet", "purple"),
+    ("magenta", "purple"),
+    ("lilac", "purple"),
+    ("pink", "pink"),
+    ("rose", "pink"),
+    ("brown", "brown"),
+    ("chocolate", "brown"),
+    ("black", "black"),
+    ("white", "white"),
+    ("grey", "grey"),
+    ("gray", "grey"),
+    ("silver", "grey"),
 ];
 
-/// Colour words no object of this world has: known, so that "the purple
-/// cube" is an unknown object rather than a typo of something else.
-const OTHER_COLOURS: &[&str] = &[
-    "purple", "violet", "orange", "pink", "white", "black", "grey", "gray", "brown", "silver",
-    "cyan", "magenta", "teal",
-];
+/// Colour words outside the basic terms that perception names: known, so
+/// that "the cyan cube" is an unknown object rather than a typo of
+/// something else.
+const OTHER_COLOURS: &[&str] = &["cyan", "teal", "turquoise", "beige", "maroon", "olive"];
 
 /// Nouns, singular and plural, with the canonical word the grounder reads.
 const NOUNS: &[(&str, &str)] = &[
@@ -163,6 +176,24 @@ const NOUNS: &[(&str, &str)] = &[
     ("crate", "bin"),
     ("box", "box"),
     ("boxes", "boxes"),
+    ("carton", "box"),
+    ("cartons", "boxes"),
+    ("ball", "ball"),
+    ("balls", "balls"),
+    ("sphere", "ball"),
+    ("spheres", "balls"),
+    ("cylinder", "cylinder"),
+    ("cylinders", "cylinders"),
+    ("can", "cylinder"),
+    ("cans", "cylinders"),
+    ("tin", "cylinder"),
+    ("tins", "cylinders"),
+    ("bottle", "cylinder"),
+    ("bottles", "cylinders"),
+    ("mug", "mug"),
+    ("mugs", "mugs"),
+    ("cup", "mug"),
+    ("cups", "mugs"),
     ("one", "one"),
     ("ones", "ones"),
     ("thing", "thing"),
@@ -174,7 +205,16 @@ const NOUNS: &[(&str, &str)] = &[
 ];
 
 const PLURALS: &[&str] = &[
-    "cubes", "bins", "boxes", "ones", "things", "objects", "items",
+    "cubes",
+    "bins",
+    "boxes",
+    "balls",
+    "cylinders",
+    "mugs",
+    "ones",
+    "things",
+    "objects",
+    "items",
 ];
 
 /// Verb forms to their canonical verb.
@@ -1781,11 +1821,7 @@ fn items(words: &[&str], unknown: &dyn Fn() -> ReadError) -> Result<Vec<Item>, R
 }
 
 fn kind_of_noun(w: &str) -> Option<ObjectKind> {
-    match w {
-        "cube" | "cubes" => Some(ObjectKind::Cube),
-        "bin" | "bins" => Some(ObjectKind::Bin),
-        _ => None,
-    }
+    ObjectKind::from_word(w)
 }
 
 fn item(words: &[&str]) -> Option<Item> {
@@ -1829,6 +1865,9 @@ fn item(words: &[&str]) -> Option<Item> {
             "cubes" => "cube",
             "bins" => "bin",
             "boxes" => "box",
+            "balls" => "ball",
+            "cylinders" => "cylinder",
+            "mugs" => "mug",
             "ones" => "one",
             "things" => "thing",
             "objects" => "object",

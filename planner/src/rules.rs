@@ -76,9 +76,10 @@ mod tests {
                     id: id.to_string(),
                     kind: *kind,
                     color: *color,
-                    position_m: match kind {
-                        ObjectKind::Cube => [1.0, 0.0, 0.4],
-                        ObjectKind::Bin => [0.0, 1.6, 0.125],
+                    position_m: if kind.is_container() {
+                        [0.0, 1.6, 0.125]
+                    } else {
+                        [1.0, 0.0, 0.4]
                     },
                     last_seen_s: 1.0,
                     observations: 3,

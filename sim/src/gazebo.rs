@@ -7,7 +7,7 @@
 //! committed files are current and that the running sim's ROS graph matches
 //! [`BRIDGED`] plus [`SIM_ONLY`].
 
-use rosetta_common::{topics, ObjectKind};
+use rosetta_common::{topics, Shape};
 
 use crate::geometry::Aabb;
 use crate::scene::Scene;
@@ -211,6 +211,26 @@ fn box_shape(name: &str, pose: [f64; 3], s: [f64; 3], rgb: [u8; 3], collides: bo
     )
 }
 
+/// One link's collision and visual of `shape` inscribed in a box of size `s`.
+fn shape_xml(shape: Shape, s: [f64; 3], rgb: [u8; 3]) -> String {
+    let geometry = match shape {
+        Shape::Box => return box_shape("box", [0.0; 3], s, rgb, true),
+        Shape::Sphere => format!(
+            "<geometry><sphere><radius>{}</radius></sphere></geometry>",
+            s[0].min(s[1]).min(s[2]) / 2.0
+        ),
+        Shape::Cylinder => format!(
+            "<geometry><cylinder><radius>{}</radius><length>{}</length></cylinder></geometry>",
+            s[0].min(s[1]) / 2.0,
+            s[2]
+        ),
+    };
+    format!(
+        "<collision name=\"shape_collision\">{geometry}</collision><visual name=\"shape_visual\">{geometry}{}</visual>",
+        material(rgb)
+    )
+}
+
 /// A static model made of boxes, given in the world frame.
 fn static_model(name: &str, parts: &[(Aabb, [u8; 3], bool)], note: &str) -> String {
     let mut shapes = String::new();
@@ -229,7 +249,9 @@ fn static_model(name: &str, parts: &[(Aabb, [u8; 3], bool)], note: &str) -> Stri
 }
 
 /// A cube the arm can pick: a dynamic model with its mass.
-fn cube_model(o: &ObjectState) -> String {
+/// A graspable object: its category's shape in its size, with a mass of 50 g
+/// and the inertia of a solid box of that size (close enough for grasping).
+fn object_model(o: &ObjectState) -> String {
     let s = o.size_m;
     let mass_kg = 0.05;
     let i = |a: f64, b: f64| mass_kg * (a * a + b * b) / 12.0;
@@ -242,7 +264,7 @@ fn cube_model(o: &ObjectState) -> String {
         i(s[1], s[2]),
         i(s[0], s[2]),
         i(s[0], s[1]),
-        box_shape("box", [0.0; 3], s, o.color.rgb(), true),
+        shape_xml(o.kind.shape(), s, o.rgb()),
     )
 }
 
@@ -294,15 +316,14 @@ pub fn world_sdf(scene: &Scene) -> String {
         s.push_str(&static_model(&f.id, &[(b.aabb, b.rgb, b.obstacle)], &note));
     }
     for o in &world.objects {
-        match o.kind {
-            ObjectKind::Cube => s.push_str(&cube_model(o)),
-            ObjectKind::Bin => {
-                let parts: Vec<_> = bin_parts(o)
-                    .into_iter()
-                    .map(|a| (a, o.color.rgb(), true))
-                    .collect();
-                s.push_str(&static_model(&o.id, &parts, "an open-topped bin"));
-            }
+        if o.kind.is_container() {
+            let parts: Vec<_> = bin_parts(o)
+                .into_iter()
+                .map(|a| (a, o.rgb(), true))
+                .collect();
+            s.push_str(&static_model(&o.id, &parts, "an open-topped bin"));
+        } else {
+            s.push_str(&object_model(o));
         }
     }
     s.push_str("  </world>\n</sdf>\n");

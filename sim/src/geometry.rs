@@ -1,4 +1,7 @@
-//! Axis-aligned boxes and ray tests: the whole sim world is made of them.
+//! Axis-aligned boxes and ray tests, and the spheres and upright cylinders
+//! inscribed in such boxes: the whole sim world is made of them.
+
+use rosetta_common::Shape;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Aabb {
@@ -80,6 +83,84 @@ impl Aabb {
     pub fn contains_xy(&self, x: f64, y: f64) -> bool {
         x >= self.min[0] && x <= self.max[0] && y >= self.min[1] && y <= self.max[1]
     }
+
+    /// Where a ray starting outside first meets the `shape` inscribed in the
+    /// box (the box itself; the sphere of its smallest half-size; the
+    /// upright cylinder of its smaller horizontal half-size and full
+    /// height): the distance along `dir` and the outward unit normal there.
+    pub fn shape_hit(
+        &self,
+        shape: Shape,
+        origin: [f64; 3],
+        dir: [f64; 3],
+    ) -> Option<(f64, [f64; 3])> {
+        let inv = dir.map(|d| 1.0 / d);
+        let (t_box, axis, sign) = self.ray_hit(origin, inv)?;
+        let c = self.center();
+        let h = self.half_size();
+        match shape {
+            Shape::Box => {
+                let mut n = [0.0; 3];
+                n[axis] = sign;
+                Some((t_box, n))
+            }
+            Shape::Sphere => {
+                let r = h[0].min(h[1]).min(h[2]);
+                let oc = [origin[0] - c[0], origin[1] - c[1], origin[2] - c[2]];
+                let a = dot(dir, dir);
+                let b = dot(oc, dir);
+                let disc = b * b - a * (dot(oc, oc) - r * r);
+                if disc < 0.0 {
+                    return None;
+                }
+                let t = (-b - disc.sqrt()) / a;
+                (t > 1e-6).then(|| {
+                    let p = [
+                        origin[0] + t * dir[0],
+                        origin[1] + t * dir[1],
+                        origin[2] + t * dir[2],
+                    ];
+                    (t, [(p[0] - c[0]) / r, (p[1] - c[1]) / r, (p[2] - c[2]) / r])
+                })
+            }
+            Shape::Cylinder => {
+                let r = h[0].min(h[1]);
+                let (z0, z1) = (self.min[2], self.max[2]);
+                let mut best: Option<(f64, [f64; 3])> = None;
+                // The side.
+                let (ox, oy) = (origin[0] - c[0], origin[1] - c[1]);
+                let a = dir[0] * dir[0] + dir[1] * dir[1];
+                if a > 1e-12 {
+                    let b = ox * dir[0] + oy * dir[1];
+                    let disc = b * b - a * (ox * ox + oy * oy - r * r);
+                    if disc >= 0.0 {
+                        let t = (-b - disc.sqrt()) / a;
+                        let z = origin[2] + t * dir[2];
+                        if t > 1e-6 && z >= z0 && z <= z1 {
+                            let (x, y) = (ox + t * dir[0], oy + t * dir[1]);
+                            best = Some((t, [x / r, y / r, 0.0]));
+                        }
+                    }
+                }
+                // The caps.
+                for (z, nz) in [(z1, 1.0), (z0, -1.0)] {
+                    if dir[2].abs() < 1e-12 {
+                        continue;
+                    }
+                    let t = (z - origin[2]) / dir[2];
+                    let (x, y) = (ox + t * dir[0], oy + t * dir[1]);
+                    if t > 1e-6 && x * x + y * y <= r * r && best.is_none_or(|(bt, _)| t < bt) {
+                        best = Some((t, [0.0, 0.0, nz]));
+                    }
+                }
+                best
+            }
+        }
+    }
+}
+
+fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
 
 #[cfg(test)]
@@ -97,5 +178,33 @@ mod tests {
         assert!(b.ray_hit([0.0, 2.0, 0.5], inv).is_none());
         assert!(b.overlaps_disc(1.3, 0.0, 0.25));
         assert!(!b.overlaps_disc(1.2, 0.0, 0.25));
+    }
+
+    #[test]
+    fn spheres_and_cylinders_are_hit_on_their_surface() {
+        let b = Aabb::from_center_size([2.0, 0.0, 0.5], [1.0, 1.0, 1.0]);
+        let (t, n) = b
+            .shape_hit(Shape::Sphere, [0.0, 0.0, 0.5], [1.0, 0.0, 0.0])
+            .unwrap();
+        assert!((t - 1.5).abs() < 1e-9 && (n[0] + 1.0).abs() < 1e-9);
+        // Past the sphere's side, though inside the box.
+        assert!(b
+            .shape_hit(Shape::Sphere, [0.0, 0.45, 0.95], [1.0, 0.0, 0.0])
+            .is_none());
+        assert!(b
+            .shape_hit(Shape::Box, [0.0, 0.45, 0.95], [1.0, 0.0, 0.0])
+            .is_some());
+        // A cylinder: the side from the front, the cap from above.
+        let (t, n) = b
+            .shape_hit(Shape::Cylinder, [0.0, 0.0, 0.9], [1.0, 0.0, 0.0])
+            .unwrap();
+        assert!((t - 1.5).abs() < 1e-9 && n[2] == 0.0);
+        let (t, n) = b
+            .shape_hit(Shape::Cylinder, [2.1, 0.1, 3.0], [0.0, 0.0, -1.0])
+            .unwrap();
+        assert!((t - 2.0).abs() < 1e-9 && n == [0.0, 0.0, 1.0]);
+        assert!(b
+            .shape_hit(Shape::Cylinder, [2.45, 0.45, 3.0], [0.0, 0.0, -1.0])
+            .is_none());
     }
 }

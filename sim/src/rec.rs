@@ -9,7 +9,7 @@
 //! start pose, inverted), so the true world lies over the believed one.
 
 use rosetta_common::rec;
-use rosetta_common::{ObjectKind, Pose2D};
+use rosetta_common::{Pose2D, Shape};
 
 use crate::world::{bin_parts, World};
 
@@ -156,21 +156,43 @@ pub fn log_truth(rec: &rerun::RecordingStream, world: &World, last: &mut Vec<([f
             continue;
         }
         let path = format!("{TRUTH_ROOT}/objects/{}", o.id);
-        let color = rgb(o.color.rgb(), 255);
-        let boxes = match o.kind {
-            ObjectKind::Cube => rerun::Boxes3D::from_centers_and_half_sizes(
-                [f32x3(o.position_m)],
-                [f32x3(o.size_m.map(|s| s / 2.0))],
-            ),
-            ObjectKind::Bin => {
-                let (c, h): (Vec<_>, Vec<_>) = bin_parts(o)
-                    .iter()
-                    .map(|p| (f32x3(p.center()), f32x3(p.half_size())))
-                    .unzip();
-                rerun::Boxes3D::from_centers_and_half_sizes(c, h)
+        let color = rgb(o.rgb(), 255);
+        let half = f32x3(o.size_m.map(|s| s / 2.0));
+        let center = f32x3(o.position_m);
+        if o.kind.is_container() {
+            let (c, h): (Vec<_>, Vec<_>) = bin_parts(o)
+                .iter()
+                .map(|p| (f32x3(p.center()), f32x3(p.half_size())))
+                .unzip();
+            let boxes = rerun::Boxes3D::from_centers_and_half_sizes(c, h)
+                .with_colors([color])
+                .with_fill_mode(rerun::FillMode::MajorWireframe);
+            rec::traced(&path, rec.log(path.as_str(), &boxes));
+            continue;
+        }
+        match o.kind.shape() {
+            Shape::Sphere => {
+                let r = half[0].min(half[1]).min(half[2]);
+                let ball = rerun::Ellipsoids3D::from_centers_and_radii([center], [r])
+                    .with_colors([color])
+                    .with_fill_mode(rerun::FillMode::MajorWireframe);
+                rec::traced(&path, rec.log(path.as_str(), &ball));
+                continue;
             }
-        };
-        let boxes = boxes
+            Shape::Cylinder => {
+                let can = rerun::Cylinders3D::from_lengths_and_radii(
+                    [2.0 * half[2]],
+                    [half[0].min(half[1])],
+                )
+                .with_centers([center])
+                .with_colors([color])
+                .with_fill_mode(rerun::FillMode::MajorWireframe);
+                rec::traced(&path, rec.log(path.as_str(), &can));
+                continue;
+            }
+            Shape::Box => {}
+        }
+        let boxes = rerun::Boxes3D::from_centers_and_half_sizes([center], [half])
             .with_colors([color])
             .with_fill_mode(rerun::FillMode::MajorWireframe);
         rec::traced(&path, rec.log(path.as_str(), &boxes));

@@ -100,13 +100,9 @@ fn render(world: &World, cam: &CameraDescription, mut labels: Option<&mut [u16]>
         for v in v0..v1 {
             for u in u0..u1 {
                 let i = v * w + u;
-                let d = dirs[i];
-                let inv = [1.0 / d[0], 1.0 / d[1], 1.0 / d[2]];
-                if let Some((t, axis, sign)) = b.aabb.ray_hit(o, inv) {
+                if let Some((t, n)) = b.aabb.shape_hit(b.shape, o, dirs[i]) {
                     if (t as f32) < depth[i] && t < cam.max_range_m {
                         depth[i] = t as f32;
-                        let mut n = [0.0; 3];
-                        n[axis] = sign;
                         rgb[i * 3..i * 3 + 3].copy_from_slice(&shade(b.rgb, n));
                         if let Some(l) = labels.as_deref_mut() {
                             l[i] = b.object.map_or(NO_OBJECT, |k| k as u16);

@@ -3,7 +3,7 @@
 use rosetta_common::robot::{ArmJoints, RobotDescription};
 use rosetta_common::status::{GroundTruth, GroundTruthObject};
 use rosetta_common::trajectory::{sample, TrajectoryPoint};
-use rosetta_common::{wrap_angle_rad, Color, ObjectKind, Pose2D};
+use rosetta_common::{wrap_angle_rad, Color, ObjectKind, Pose2D, Shape};
 
 use crate::geometry::Aabb;
 use crate::scene::Scene;
@@ -24,11 +24,18 @@ pub struct ObjectState {
     pub size_m: [f64; 3],
     pub held: bool,
     pub in_container: Option<String>,
+    /// Its paint, where the scene gives one; else its colour's prototype.
+    pub rgb: Option<[u8; 3]>,
 }
 
 impl ObjectState {
     pub fn aabb(&self) -> Aabb {
         Aabb::from_center_size(self.position_m, self.size_m)
+    }
+
+    /// The colour it is painted.
+    pub fn rgb(&self) -> [u8; 3] {
+        self.rgb.unwrap_or(self.color.rgb())
     }
 }
 
@@ -36,6 +43,8 @@ impl ObjectState {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VisualBox {
     pub aabb: Aabb,
+    /// What is drawn: the box, or the sphere or upright cylinder inscribed in it.
+    pub shape: Shape,
     pub rgb: [u8; 3],
     pub obstacle: bool,
     /// Index in [`World::objects`] of the object this box belongs to; `None`
@@ -93,6 +102,7 @@ impl World {
                 size_m: o.size_m,
                 held: false,
                 in_container: None,
+                rgb: o.rgb,
             })
             .collect();
         let stow = robot.arm.stow();
@@ -268,23 +278,24 @@ impl World {
     pub fn visual_boxes(&self) -> Vec<VisualBox> {
         let mut v = self.statics.clone();
         for (i, o) in self.objects.iter().enumerate() {
-            match o.kind {
-                ObjectKind::Cube => v.push(VisualBox {
+            if o.kind.is_container() {
+                for part in bin_parts(o) {
+                    v.push(VisualBox {
+                        aabb: part,
+                        shape: Shape::Box,
+                        rgb: o.rgb(),
+                        obstacle: true,
+                        object: Some(i),
+                    });
+                }
+            } else {
+                v.push(VisualBox {
                     aabb: o.aabb(),
-                    rgb: o.color.rgb(),
+                    shape: o.kind.shape(),
+                    rgb: o.rgb(),
                     obstacle: false,
                     object: Some(i),
-                }),
-                ObjectKind::Bin => {
-                    for part in bin_parts(o) {
-                        v.push(VisualBox {
-                            aabb: part,
-                            rgb: o.color.rgb(),
-                            obstacle: true,
-                            object: Some(i),
-                        });
-                    }
-                }
+                });
             }
         }
         v
@@ -428,7 +439,7 @@ impl World {
         let half_h = self.objects[i].size_m[2] / 2.0;
         let mut rest_z = half_h; // the floor
         let mut container = None;
-        for b in self.objects.iter().filter(|b| b.kind == ObjectKind::Bin) {
+        for b in self.objects.iter().filter(|b| b.kind.is_container()) {
             let outer = b.aabb();
             if !outer.contains_xy(x, y) {
                 continue;
@@ -529,6 +540,7 @@ fn static_boxes(scene: &Scene) -> Vec<VisualBox> {
     );
     let wall = |c: [f64; 3], s: [f64; 3]| VisualBox {
         aabb: Aabb::from_center_size(c, s),
+        shape: Shape::Box,
         rgb: r.wall_rgb,
         obstacle: true,
         object: None,
@@ -542,6 +554,7 @@ fn static_boxes(scene: &Scene) -> Vec<VisualBox> {
     for f in &scene.furniture {
         v.push(VisualBox {
             aabb: Aabb::from_center_size(f.center_m, f.size_m),
+            shape: Shape::Box,
             rgb: f.rgb,
             obstacle: f.obstacle,
             object: None,

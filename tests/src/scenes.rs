@@ -6,7 +6,7 @@
 use nalgebra::{Isometry3, Point3};
 use rand::Rng;
 use rosetta_common::robot::{CameraDescription, RobotDescription};
-use rosetta_common::{ObjectKind, Pose2D};
+use rosetta_common::Pose2D;
 use rosetta_perception::detect::Detection;
 use rosetta_sim::render::{render_camera, RgbdFrame};
 use rosetta_sim::scene::{Furniture, Scene};
@@ -83,11 +83,12 @@ pub fn random_scene(base: &Scene, variety: Variety, rng: &mut impl Rng) -> Scene
     };
     for o in &mut scene.objects {
         for _ in 0..100 {
-            let p = match o.kind {
-                ObjectKind::Cube => on_table(rng),
-                ObjectKind::Bin => [rng.gen_range(-2.2..0.8), rng.gen_range(-2.2..2.2)],
+            let p = if o.kind.is_container() {
+                [rng.gen_range(-2.2..0.8), rng.gen_range(-2.2..2.2)]
+            } else {
+                on_table(rng)
             };
-            let gap = if o.kind == ObjectKind::Bin { 0.6 } else { 0.09 };
+            let gap = if o.kind.is_container() { 0.6 } else { 0.09 };
             if free(p, &placed, gap) {
                 o.position_m[0] = p[0];
                 o.position_m[1] = p[1];

@@ -47,6 +47,14 @@ fn color_words(c: Color) -> &'static [&'static str] {
         Color::Green => &["green", "green", "green", "emerald", "lime", "olive-green"],
         Color::Blue => &["blue", "blue", "blue", "navy", "azure", "sky-blue"],
         Color::Yellow => &["yellow", "yellow", "yellow", "golden", "lemon", "amber"],
+        // Not in the corpus's worlds (they hold the primary colours only).
+        Color::Orange => &["orange"],
+        Color::Purple => &["purple"],
+        Color::Pink => &["pink"],
+        Color::Brown => &["brown"],
+        Color::Black => &["black"],
+        Color::White => &["white"],
+        Color::Grey => &["grey"],
     }
 }
 
@@ -70,6 +78,11 @@ fn kind_words(k: ObjectKind) -> &'static [&'static str] {
             "trash can",
             "receptacle",
         ],
+        // Not in the corpus's worlds (they hold cubes and bins only).
+        ObjectKind::Box => &["box"],
+        ObjectKind::Ball => &["ball"],
+        ObjectKind::Cylinder => &["cylinder"],
+        ObjectKind::Mug => &["mug"],
     }
 }
 
