@@ -37,6 +37,11 @@ const ABOVE_SUPPORT_M: f64 = 0.008;
 /// depth) are one object.
 const LINK_M: f64 = 0.012;
 const LINK_PER_M: f64 = 0.01;
+/// The most a pixel's footprint widens the link reach (grazing surfaces).
+const MAX_FOOTPRINT_M: f64 = 0.04;
+/// Thinner than this across (horizontally) is a sliver of a surface seen
+/// edge-on, not an object.
+const MIN_OBJECT_M: f64 = 0.012;
 /// Fewer pixels than this are noise.
 const MIN_PIXELS: usize = 25;
 /// Larger than this horizontally or vertically is structure (walls, the
@@ -223,7 +228,10 @@ pub fn detect_objects(
             members.push(i);
             let (u, v) = (i % w, i / w);
             let Some(p) = cloud.points[i] else { continue };
-            let reach = LINK_M + LINK_PER_M * f64::from(depth_m[i]);
+            // Along a surface seen at a grazing angle neighbouring pixels lie
+            // far apart: reach over a few of this pixel's footprints there.
+            let footprint_m = cloud.area_m2[i].sqrt().min(MAX_FOOTPRINT_M);
+            let reach = (LINK_M + LINK_PER_M * f64::from(depth_m[i])).max(2.5 * footprint_m);
             let mut visit = |j: usize| {
                 if region[j] == u32::MAX && lvl[j] == lvl[i] {
                     if let Some(q) = cloud.points[j] {
@@ -293,16 +301,19 @@ fn measure(
         low
     };
     let height = top - bottom;
-    // The footprint: the rectangle of least area over the points' x, y.
+    // The footprint: the rectangle of least area over the points' x, y
+    // (from at most 600 of them).
+    let stride = pts.len().div_ceil(600).max(1);
+    let sample: Vec<[f64; 3]> = pts.iter().step_by(stride).copied().collect();
     let (mut best_area, mut best) = (f64::INFINITY, (0.0, [0.0; 2], [0.0; 2]));
-    let mut a = Vec::with_capacity(pts.len());
-    let mut b = Vec::with_capacity(pts.len());
+    let mut a = Vec::with_capacity(sample.len());
+    let mut b = Vec::with_capacity(sample.len());
     for step in 0..30 {
         let th = f64::from(step) * std::f64::consts::FRAC_PI_2 / 30.0;
         let (s, c) = th.sin_cos();
         a.clear();
         b.clear();
-        for p in &pts {
+        for p in &sample {
             a.push(c * p[0] + s * p[1]);
             b.push(-s * p[0] + c * p[1]);
         }
@@ -317,7 +328,9 @@ fn measure(
     let (th, ra, rb) = best;
     let sides = [ra[1] - ra[0], rb[1] - rb[0]];
     let widest = sides[0].max(sides[1]);
-    if widest > MAX_OBJECT_M || !(0.015..=MAX_OBJECT_M).contains(&height) {
+    let thinnest = sides[0].min(sides[1]);
+    if widest > MAX_OBJECT_M || thinnest < MIN_OBJECT_M || !(0.015..=MAX_OBJECT_M).contains(&height)
+    {
         return None;
     }
     let container = widest >= MIN_CONTAINER_WIDTH_M;

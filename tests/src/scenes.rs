@@ -6,7 +6,7 @@
 use nalgebra::{Isometry3, Point3};
 use rand::Rng;
 use rosetta_common::robot::{CameraDescription, RobotDescription};
-use rosetta_common::Pose2D;
+use rosetta_common::{Color, ObjectKind, Pose2D};
 use rosetta_perception::detect::Detection;
 use rosetta_sim::render::{render_camera, RgbdFrame};
 use rosetta_sim::scene::{Furniture, Scene};
@@ -169,6 +169,30 @@ pub fn random_view(
     (world, frame, map_from_optical)
 }
 
+/// A generated scene ([`Scene::random`], any categories and colours) with
+/// the robot 0.8–2.5 m from its table, facing it within ±0.3 rad, its
+/// camera's frame, and where the camera is in `map`.
+pub fn generated_view(
+    robot: &RobotDescription,
+    rng: &mut impl Rng,
+) -> (World, RgbdFrame, Isometry3<f64>) {
+    let scene = Scene::random(rng.gen());
+    let table = scene
+        .furniture
+        .iter()
+        .find(|f| f.id == "table")
+        .map_or([1.6, 0.0], |f| [f.center_m[0], f.center_m[1]]);
+    let mut world = World::new(scene, robot.clone());
+    let r = rng.gen_range(0.8..2.5);
+    let a = rng.gen_range(2.0..4.3f64);
+    let (x, y) = (table[0] + r * a.cos(), table[1] + r * a.sin());
+    let facing = (table[1] - y).atan2(table[0] - x);
+    world.pose = Pose2D::new(x, y, facing + rng.gen_range(-0.3..0.3));
+    let frame = render_camera(&world, &robot.camera);
+    let map_from_optical = world.pose.to_isometry() * robot.camera.base_from_optical();
+    (world, frame, map_from_optical)
+}
+
 /// The world's objects split into those [`visible`] in the frame and the rest.
 pub fn split_visible<'a>(
     world: &'a World,
@@ -282,6 +306,19 @@ pub struct Tally {
     pub ignored: usize,
     pub errors_m: Vec<f64>,
     pub detect_s: Vec<f64>,
+    /// Strict (category and colour right) true positives, false positives
+    /// and misses, per category and per colour name.
+    pub by_kind: std::collections::BTreeMap<ObjectKind, [usize; 3]>,
+    pub by_color: std::collections::BTreeMap<Color, [usize; 3]>,
+    /// Class-agnostic: a detection within 10 cm of a visible object is
+    /// found, whatever it is called; of those, how many have the colour
+    /// name, the category and the shape class right.
+    pub found: usize,
+    pub found_fp: usize,
+    pub found_missed: usize,
+    pub color_right: usize,
+    pub kind_right: usize,
+    pub shape_right: usize,
 }
 
 impl Tally {
@@ -308,16 +345,41 @@ impl Tally {
         let (mut truths, mut others) = (as_truth(seen.to_vec()), as_truth(unseen.to_vec()));
         self.visible += truths.len();
         for d in dets {
-            match best_match(d, &mut truths) {
-                Some(err) => {
+            match best_match(d, &mut truths, true) {
+                Some((err, _)) => {
                     self.tp += 1;
                     self.errors_m.push(err);
+                    self.by_kind.entry(d.kind).or_default()[0] += 1;
+                    self.by_color.entry(d.color).or_default()[0] += 1;
                 }
-                None if best_match(d, &mut others).is_some() => self.ignored += 1,
-                None => self.fp += 1,
+                None if best_match(d, &mut others, true).is_some() => self.ignored += 1,
+                None => {
+                    self.fp += 1;
+                    self.by_kind.entry(d.kind).or_default()[1] += 1;
+                    self.by_color.entry(d.color).or_default()[1] += 1;
+                }
             }
         }
-        self.fn_ += truths.iter().filter(|t| !t.matched).count();
+        for t in truths.iter().filter(|t| !t.matched) {
+            self.fn_ += 1;
+            self.by_kind.entry(t.object.kind).or_default()[2] += 1;
+            self.by_color.entry(t.object.color).or_default()[2] += 1;
+        }
+        // Whatever it is called.
+        let (mut truths, mut others) = (as_truth(seen.to_vec()), as_truth(unseen.to_vec()));
+        for d in dets {
+            match best_match(d, &mut truths, false) {
+                Some((_, o)) => {
+                    self.found += 1;
+                    self.color_right += usize::from(o.color == d.color);
+                    self.kind_right += usize::from(o.kind == d.kind);
+                    self.shape_right += usize::from(o.kind.shape() == d.kind.shape());
+                }
+                None if best_match(d, &mut others, false).is_some() => {}
+                None => self.found_fp += 1,
+            }
+        }
+        self.found_missed += truths.iter().filter(|t| !t.matched).count();
     }
 
     pub fn print(&mut self, label: &str) {
@@ -360,6 +422,30 @@ impl Tally {
             1.0 / q(&self.detect_s, 0.5),
             q(&self.detect_s, 0.95) * 1e3
         );
+        let found = self.found;
+        println!(
+            "  class-agnostic: precision {:.3}, recall {:.3}; of {found} found: colour name {:.1}%, category {:.1}%, shape class {:.1}%",
+            ratio(found, found + self.found_fp),
+            ratio(found, found + self.found_missed),
+            100.0 * ratio(self.color_right, found),
+            100.0 * ratio(self.kind_right, found),
+            100.0 * ratio(self.shape_right, found)
+        );
+        let line = |name: &str, [tp, fp, fn_]: [usize; 3]| {
+            println!(
+                "    {name:<9} precision {:.3} recall {:.3} ({tp} right, {fp} wrong, {fn_} missed)",
+                ratio(tp, tp + fp),
+                ratio(tp, tp + fn_)
+            );
+        };
+        println!("  per category (category and colour both right):");
+        for (k, v) in &self.by_kind {
+            line(k.name(), *v);
+        }
+        println!("  per colour name:");
+        for (c, v) in &self.by_color {
+            line(c.name(), *v);
+        }
     }
 }
 
@@ -372,9 +458,14 @@ fn as_truth(v: Vec<&ObjectState>) -> Vec<Truth<'_>> {
         .collect()
 }
 
-/// The nearest unmatched visible object of the detection's class and colour
-/// within 10 cm: marks it matched and returns the error.
-fn best_match(d: &Detection, truths: &mut [Truth]) -> Option<f64> {
+/// The nearest unmatched visible object (of the detection's class and
+/// colour, if `strict`) within 10 cm: marks it matched and returns the
+/// error and the object.
+fn best_match<'a>(
+    d: &Detection,
+    truths: &mut [Truth<'a>],
+    strict: bool,
+) -> Option<(f64, &'a ObjectState)> {
     let dist = |o: &ObjectState| {
         let p = o.position_m;
         ((p[0] - d.position_m[0]).powi(2)
@@ -384,10 +475,12 @@ fn best_match(d: &Detection, truths: &mut [Truth]) -> Option<f64> {
     };
     let best = truths
         .iter_mut()
-        .filter(|t| !t.matched && t.object.kind == d.kind && t.object.color == d.color)
+        .filter(|t| {
+            !t.matched && (!strict || (t.object.kind == d.kind && t.object.color == d.color))
+        })
         .map(|t| (dist(t.object), t))
         .filter(|(e, _)| *e < 0.10)
         .min_by(|a, b| a.0.total_cmp(&b.0))?;
     best.1.matched = true;
-    Some(best.0)
+    Some((best.0, best.1.object))
 }

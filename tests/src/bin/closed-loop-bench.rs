@@ -7,9 +7,18 @@
 //! nothing moved. Prints task success, "succeeded" reports whose goal does
 //! not hold, refusals, and per category. Figures are printed, never asserted.
 //!
+//! With `--random-scenes N`, it runs N generated scenes instead
+//! (`--scene random --seed S`, seeds from `--first-seed`), each with a
+//! command written from the scene: "put the <thing> in the <container>",
+//! where the thing is described by colour and a word for its category, and
+//! by its side where another of its colour and kind stands beside it; when
+//! the description fits two things (on purpose, in some scenes), the right
+//! answer is a refusal that moves nothing.
+//!
 //! ```text
 //! source .local/env.sh
 //! ./target/debug/closed-loop-bench --suite heldout --limit 40
+//! ./target/debug/closed-loop-bench --random-scenes 50 --each
 //! ```
 
 use std::collections::BTreeMap;
@@ -53,6 +62,13 @@ struct Args {
     /// Keep the episodes here (default: a temporary folder).
     #[arg(long)]
     episodes: Option<PathBuf>,
+    /// Run this many generated scenes (`--scene random --seed S`) with a
+    /// command written from each, instead of suite commands.
+    #[arg(long)]
+    random_scenes: Option<u64>,
+    /// The first generated scene's seed; the next ones follow.
+    #[arg(long, default_value_t = 1)]
+    first_seed: u64,
 }
 
 /// Where a tolerance on "at a place" and "unmoved" applies (metres).
@@ -149,6 +165,9 @@ fn judge(case: &Case, report: &DemoReport, start: &GroundTruth) -> Result<(), St
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(n) = args.random_scenes {
+        return random_scenes(&args, n);
+    }
     let suite = match args.suite.as_str() {
         "commands" => Suite::committed(),
         _ => Suite::heldout(),
@@ -305,4 +324,258 @@ impl Summary {
             println!("  {f}");
         }
     }
+}
+
+/// What a generated scene's command must come to.
+enum Expect {
+    /// This thing in this container, nothing else moved.
+    Put { thing: String, container: String },
+    /// Refused (the description fits several things), nothing moved.
+    Refuse,
+}
+
+/// Words a person might use for a category.
+fn kind_words(kind: rosetta_common::ObjectKind) -> &'static [&'static str] {
+    use rosetta_common::ObjectKind::*;
+    match kind {
+        Cube => &["cube", "block"],
+        Box => &["box", "box"],
+        Ball => &["ball", "sphere"],
+        Cylinder => &["can", "cylinder"],
+        Mug => &["mug", "cup"],
+        Bin => &["bin", "basket", "container"],
+    }
+}
+
+/// A command written from a generated scene, and what it must come to.
+fn scene_command(scene: &rosetta_sim::Scene, seed: u64) -> (String, Expect) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let things: Vec<_> = scene
+        .objects
+        .iter()
+        .filter(|o| o.kind.is_graspable())
+        .collect();
+    let bins: Vec<_> = scene
+        .objects
+        .iter()
+        .filter(|o| o.kind.is_container())
+        .collect();
+    let thing = things[rng.gen_range(0..things.len())];
+    let twins: Vec<_> = things
+        .iter()
+        .filter(|o| o.color == thing.color && o.kind == thing.kind)
+        .collect();
+    let words = kind_words(thing.kind);
+    let mut what = format!(
+        "the {} {}",
+        thing.color.name(),
+        words[rng.gen_range(0..words.len())]
+    );
+    let mut refuse = false;
+    if twins.len() > 1 {
+        if rng.gen_bool(0.3) {
+            refuse = true; // "the red cube" with two: which one?
+        } else {
+            // The things stand along the table's near edge; the robot starts
+            // facing it, so its left is +y.
+            let leftmost = twins.iter().all(|o| o.position_m[1] <= thing.position_m[1]);
+            let rightmost = twins.iter().all(|o| o.position_m[1] >= thing.position_m[1]);
+            if leftmost {
+                what.push_str(" on the left");
+            } else if rightmost {
+                what.push_str(" on the right");
+            } else {
+                refuse = true;
+            }
+        }
+    }
+    let unique_bins: Vec<_> = bins
+        .iter()
+        .filter(|b| bins.iter().filter(|x| x.color == b.color).count() == 1)
+        .collect();
+    let (container, cwords) = match unique_bins.as_slice() {
+        [] => (bins[0], format!("the {} bin", bins[0].color.name())),
+        some => {
+            let b = some[rng.gen_range(0..some.len())];
+            let w = kind_words(b.kind);
+            (
+                *b,
+                format!("the {} {}", b.color.name(), w[rng.gen_range(0..w.len())]),
+            )
+        }
+    };
+    refuse |= unique_bins.is_empty();
+    let command = format!("put {what} in {cwords}");
+    let expect = if refuse {
+        Expect::Refuse
+    } else {
+        Expect::Put {
+            thing: thing.id.clone(),
+            container: container.id.clone(),
+        }
+    };
+    (command, expect)
+}
+
+/// Whether the ground truth shows what a generated scene's command asked.
+fn judge_scene(expect: &Expect, report: &DemoReport, start: &GroundTruth) -> Result<(), String> {
+    let Some(truth) = &report.ground_truth else {
+        return Err("no ground truth in the report".into());
+    };
+    if truth.collisions > 0 {
+        return Err(format!("{} collision steps", truth.collisions));
+    }
+    let moved = |id: &str| {
+        let a = truth.objects.iter().find(|o| o.id == id);
+        let b = start.objects.iter().find(|o| o.id == id);
+        match (a, b) {
+            (Some(a), Some(b)) => {
+                (0..3).any(|k| (a.position_m[k] - b.position_m[k]).abs() > UNMOVED_M)
+            }
+            _ => true,
+        }
+    };
+    let touched = match expect {
+        Expect::Refuse => {
+            if report.outcome != DemoOutcome::Refused {
+                return Err(format!(
+                    "not refused: {} ({})",
+                    report.outcome, report.message
+                ));
+            }
+            None
+        }
+        Expect::Put { thing, container } => {
+            let o = truth
+                .objects
+                .iter()
+                .find(|o| &o.id == thing)
+                .ok_or_else(|| format!("no {thing} in the truth"))?;
+            if o.in_container.as_deref() != Some(container.as_str()) {
+                return Err(format!(
+                    "{thing} is not in {container} (at {:.2?}, in {:?}; outcome {}: {})",
+                    o.position_m, o.in_container, report.outcome, report.message
+                ));
+            }
+            Some(thing.as_str())
+        }
+    };
+    match truth
+        .objects
+        .iter()
+        .find(|o| Some(o.id.as_str()) != touched && moved(&o.id))
+    {
+        Some(o) => Err(format!("{} moved, though the command did not ask", o.id)),
+        None => Ok(()),
+    }
+}
+
+/// `--random-scenes N`: generated scenes, a command written from each.
+fn random_scenes(args: &Args, n: u64) -> anyhow::Result<()> {
+    let rosetta = match std::env::var_os("ROSETTA_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()?.with_file_name("rosetta"),
+    };
+    let tmp = tempfile::tempdir()?;
+    let episodes = args
+        .episodes
+        .clone()
+        .unwrap_or_else(|| tmp.path().join("episodes"));
+    println!(
+        "closed loop: {n} generated scenes (seeds {}..{}) through `rosetta demo --planner {}`",
+        args.first_seed,
+        args.first_seed + n,
+        args.planner
+    );
+    let robot = rosetta_common::robot::RobotDescription::default();
+    let (mut ok, mut refusals, mut refused_right, mut false_success) = (0, 0, 0, 0);
+    let mut per_kind: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut wall = Vec::new();
+    for seed in args.first_seed..args.first_seed + n {
+        let scene = rosetta_sim::Scene::random(seed);
+        let (command, expect) = scene_command(&scene, seed);
+        let start = rosetta_sim::World::new(scene.clone(), robot.clone()).ground_truth();
+        let report_path = tmp.path().join(format!("report-{seed}.json"));
+        let t0 = Instant::now();
+        let out = std::process::Command::new(&rosetta)
+            .env("ROS_DOMAIN_ID", args.domain_id.to_string())
+            .env("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+            .env("ROSETTA_QUIET_NODES", "1")
+            .args(["demo", &command, "--planner", &args.planner])
+            .args(["--scene", "random", "--seed", &seed.to_string()])
+            .args(["--timeout-s", &args.timeout_s.to_string()])
+            .arg("--report")
+            .arg(&report_path)
+            .arg("--episodes")
+            .arg(&episodes)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .context("running rosetta demo")?;
+        wall.push(t0.elapsed().as_secs_f64());
+        let report = read_report(&report_path, &out);
+        let verdict = report
+            .as_ref()
+            .map_err(String::clone)
+            .and_then(|r| judge_scene(&expect, r, &start));
+        let claimed = report
+            .as_ref()
+            .is_ok_and(|r| r.outcome == DemoOutcome::Succeeded);
+        let kind = match &expect {
+            Expect::Refuse => {
+                refusals += 1;
+                "(must refuse)".to_string()
+            }
+            Expect::Put { thing, .. } => scene
+                .objects
+                .iter()
+                .find(|o| &o.id == thing)
+                .map_or("?", |o| o.kind.name())
+                .to_string(),
+        };
+        let e = per_kind.entry(kind).or_default();
+        e.1 += 1;
+        match &verdict {
+            Ok(()) => {
+                ok += 1;
+                e.0 += 1;
+                refused_right += usize::from(matches!(expect, Expect::Refuse));
+            }
+            Err(why) => {
+                false_success += usize::from(claimed && !matches!(expect, Expect::Refuse));
+                failures.push(format!("seed {seed} {command:?}: {why}"));
+            }
+        }
+        if args.each {
+            println!(
+                "{} seed {seed:3} {:5.1} s {command:?}{}",
+                if verdict.is_ok() { "ok  " } else { "FAIL" },
+                wall.last().copied().unwrap_or_default(),
+                verdict
+                    .as_ref()
+                    .err()
+                    .map_or(String::new(), |w| format!(": {w}"))
+            );
+        }
+    }
+    let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
+    let total = n as usize;
+    println!(
+        "\ntask success on ground truth: {:.1}% ({ok}/{total})",
+        pct(ok, total)
+    );
+    println!("\"succeeded\" reports whose goal does not hold: {false_success}");
+    println!("ambiguous commands refused with nothing moved: {refused_right}/{refusals}");
+    wall.sort_by(f64::total_cmp);
+    if let Some(m) = wall.get(wall.len() / 2) {
+        println!("wall time per scene, p50: {m:.1} s");
+    }
+    for (k, (a, b)) in &per_kind {
+        println!("  {k:<14} {a}/{b}");
+    }
+    for f in &failures {
+        println!("  {f}");
+    }
+    Ok(())
 }

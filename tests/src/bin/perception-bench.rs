@@ -1,5 +1,5 @@
-//! `perception-bench`: both detectors (classical and learned) on frames the
-//! sim renders, scored against the sim's ground truth.
+//! `perception-bench`: the three detectors (geometric, classical and
+//! learned) on frames the sim renders, scored against the sim's ground truth.
 //!
 //! ```text
 //! source .local/env.sh
@@ -13,7 +13,11 @@
 //! (±0.3 rad). With `--variety full`, the room and the table are repainted,
 //! distractors take other colours and shapes, and small boxes stand among the
 //! cubes and hide parts of them (the learned detector's training
-//! distribution, with other seeds). An object counts as
+//! distribution, with other seeds). With `--variety generated`, each frame
+//! is a generated scene (`Scene::random`): things of five categories in
+//! any of the eleven colour names on a table at a random place, bins of any
+//! colour (the classical and learned detectors know the primary colours'
+//! cubes and bins only, and score accordingly). An object counts as
 //! visible when it lies wholly in the image, within 3 m of the camera, with
 //! nothing in front of its centre; a detection is a true positive when its
 //! class and colour match a visible object within 10 cm. Each frame is
@@ -37,7 +41,7 @@ use rosetta_control::path::{plan_path, Costmap};
 use rosetta_perception::{Detector, DetectorKind};
 use rosetta_sim::scene::Scene;
 use rosetta_tests::closed_loop::{cluttered_room, footprint_fits, place, true_grid, ClosedLoop};
-use rosetta_tests::scenes::{random_view, relight, split_visible, Tally, Variety};
+use rosetta_tests::scenes::{generated_view, random_view, relight, split_visible, Tally, Variety};
 
 /// Which scenes to score on.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -46,6 +50,8 @@ enum VarietyArg {
     Bench,
     /// Also: room and table repainted, distractors of other shapes, occluders.
     Full,
+    /// Generated scenes: any category and colour (`Scene::random`).
+    Generated,
 }
 
 /// Score both detectors on randomised rendered frames, and the occupancy grid.
@@ -86,10 +92,11 @@ fn main() -> anyhow::Result<()> {
     let base = Scene::default_scene()?;
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let variety = match args.variety {
-        VarietyArg::Bench => Variety::BENCH,
+        VarietyArg::Bench | VarietyArg::Generated => Variety::BENCH,
         VarietyArg::Full => Variety::FULL,
     };
     let detectors = [
+        Detector::new(DetectorKind::Geometric, None)?,
         Detector::new(DetectorKind::Classical, None)?,
         Detector::new(DetectorKind::Learned, args.detector_weights.as_deref())?,
     ];
@@ -98,7 +105,10 @@ fn main() -> anyhow::Result<()> {
     let mut tallies: Vec<[Tally; 2]> = detectors.iter().map(|_| Default::default()).collect();
     let mut visible_objects = 0;
     for _ in 0..args.frames {
-        let (world, frame, map_from_optical) = random_view(&base, &robot, variety, &mut rng);
+        let (world, frame, map_from_optical) = match args.variety {
+            VarietyArg::Generated => generated_view(&robot, &mut rng),
+            _ => random_view(&base, &robot, variety, &mut rng),
+        };
         let (seen, unseen) = split_visible(&world, &frame, &cam, &map_from_optical);
         visible_objects += seen.len();
         let lit = relight(&frame.rgb, args.lighting, &mut rng);
