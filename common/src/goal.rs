@@ -73,7 +73,7 @@ fn horizontal_distance(a: [f64; 3], b: [f64; 2]) -> f64 {
 }
 
 fn inside(o: &ObservedObject, c: &ObservedObject) -> bool {
-    let half = c.kind.nominal_size_m();
+    let half = c.size_or_nominal_m();
     let top = c.position_m[2] + half[2] / 2.0;
     (o.position_m[0] - c.position_m[0]).abs() <= half[0] / 2.0 + IN_CONTAINER_MARGIN_M
         && (o.position_m[1] - c.position_m[1]).abs() <= half[1] / 2.0 + IN_CONTAINER_MARGIN_M
@@ -206,6 +206,7 @@ mod tests {
             observations: 5,
             position_sigma_m: 0.0,
             confidence: 1.0,
+            size_m: [0.0; 3],
         }
     }
 

@@ -292,7 +292,7 @@ fn distance(a: &ObservedObject, b: &ObservedObject) -> f64 {
 }
 
 fn volume(o: &ObservedObject) -> f64 {
-    o.kind.nominal_size_m().iter().product()
+    o.size_or_nominal_m().iter().product()
 }
 
 /// The candidate with the smallest key; ambiguous when the runner-up is
@@ -581,6 +581,7 @@ mod tests {
             observations: 1,
             position_sigma_m: 0.0,
             confidence: 1.0,
+            size_m: [0.0; 3],
         }
     }
 

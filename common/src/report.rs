@@ -57,6 +57,14 @@ impl fmt::Display for DemoOutcome {
     }
 }
 
+/// How many camera frames the stack was sent, and how often (per second of
+/// sim time, from the frames' stamps).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CameraSummary {
+    pub frames: u64,
+    pub rate_hz: f64,
+}
+
 /// The demo's JSON report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DemoReport {
@@ -93,6 +101,9 @@ pub struct DemoReport {
     pub nodes: Vec<NodeExit>,
     /// The control loop's rate and jitter, from control's last status.
     pub control_loop: Option<LoopSummary>,
+    /// The camera's frames as the launcher heard them (`camera_info`).
+    #[serde(default)]
+    pub camera: Option<CameraSummary>,
     /// Parts of the recording that were truncated or corrupt (a node that
     /// crashed mid-write), each with the reason.
     pub recording_problems: Vec<String>,
@@ -185,6 +196,10 @@ mod tests {
                 exit_code: Some(0),
             }],
             control_loop: None,
+            camera: Some(CameraSummary {
+                frames: 120,
+                rate_hz: 10.0,
+            }),
             recording_problems: vec![],
             sensors_path: None,
             speech: Some(HeardCommand {

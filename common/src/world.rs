@@ -294,6 +294,21 @@ pub struct ObservedObject {
     /// The detector's confidence in it, averaged over recent frames (0..1).
     #[serde(default)]
     pub confidence: f64,
+    /// Its measured size (x, y, z), metres, averaged over recent frames;
+    /// zeros where it was not measured ([`ObservedObject::size_or_nominal_m`]).
+    #[serde(default)]
+    pub size_m: [f64; 3],
+}
+
+impl ObservedObject {
+    /// The measured size, or its kind's nominal size where none was measured.
+    pub fn size_or_nominal_m(&self) -> [f64; 3] {
+        if self.size_m.iter().all(|s| s.is_finite() && *s > 0.0) {
+            self.size_m
+        } else {
+            self.kind.nominal_size_m()
+        }
+    }
 }
 
 /// A named place of the site map: the pose the robot drives to when told to

@@ -842,7 +842,7 @@ impl SkillRunner {
                         }
                     }
                     Ok(Some(reach)) => {
-                        let top = bin.position_m[2] + bin.kind.nominal_size_m()[2] / 2.0;
+                        let top = bin.position_m[2] + bin.size_or_nominal_m()[2] / 2.0;
                         let held_half = 0.025;
                         match arm.solve_top_down(reach, top + held_half + DROP_CLEARANCE_M) {
                             Ok(q) => {
@@ -1005,6 +1005,7 @@ mod tests {
                 observations: 1,
                 position_sigma_m: 0.0,
                 confidence: 1.0,
+                size_m: [0.0; 3],
             }],
         }
     }

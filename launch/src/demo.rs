@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use futures::StreamExt;
 use rosetta_common::plan::{CommandMessage, PlanMessage, PlanOutcome};
-use rosetta_common::report::{DemoOutcome, DemoReport, HeardCommand};
+use rosetta_common::report::{CameraSummary, DemoOutcome, DemoReport, HeardCommand};
 use rosetta_common::ros::{self, JsonPublisher, Spinner};
 use rosetta_common::status::{GroundTruth, StepState, TaskState, TaskStatus};
 use rosetta_common::{topics, WorldModel};
@@ -81,6 +81,9 @@ struct Seen {
     world: Option<WorldModel>,
     /// Whether control's own status was heard.
     control: bool,
+    /// Camera frames heard, with the first and last frame's stamp (sim s).
+    camera_frames: u64,
+    camera_stamps_s: Option<(f64, f64)>,
 }
 
 /// Transcribes the spoken command, with the robot's vocabulary as context.
@@ -457,6 +460,7 @@ fn empty_report(args: &DemoArgs, outcome: DemoOutcome, message: &str) -> DemoRep
         ground_truth: None,
         nodes: vec![],
         control_loop: None,
+        camera: None,
         recording_problems: vec![],
         sensors_path: None,
         speech: None,
@@ -539,6 +543,10 @@ impl Watch {
         let mut plans = ros::json_subscription::<PlanMessage>(&mut node, topics::PLAN)?;
         let mut worlds = ros::json_subscription::<WorldModel>(&mut node, topics::OBJECTS)?;
         let mut controls = ros::json_subscription::<TaskStatus>(&mut node, topics::CONTROL_STATUS)?;
+        let mut cameras = node.subscribe::<r2r::sensor_msgs::msg::CameraInfo>(
+            topics::CAMERA_INFO,
+            r2r::QosProfile::sensor_data(),
+        )?;
         let node = Arc::new(Mutex::new(node));
         let spinner = Spinner::start(node.clone());
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -551,6 +559,14 @@ impl Watch {
                     Some(p) = plans.next() => lock(&s1).plan = Some(p),
                     Some(w) = worlds.next() => lock(&s1).world = Some(w),
                     Some(_) = controls.next() => lock(&s1).control = true,
+                    Some(info) = cameras.next() => {
+                        let t = f64::from(info.header.stamp.sec)
+                            + 1e-9 * f64::from(info.header.stamp.nanosec);
+                        let mut s = lock(&s1);
+                        s.camera_frames += 1;
+                        let first = s.camera_stamps_s.map_or(t, |(f, _)| f);
+                        s.camera_stamps_s = Some((first, t));
+                    }
                     else => break,
                 }
             }
@@ -836,6 +852,14 @@ impl DemoRun<'_> {
             .map(|t| t.stamp_s)
             .unwrap_or(sim_start);
         self.report.sim_time_s = sim_end;
+        let s = lock(&self.watch.seen);
+        if let Some((first, last)) = s.camera_stamps_s.filter(|(f, l)| l > f) {
+            self.report.camera = Some(CameraSummary {
+                frames: s.camera_frames,
+                rate_hz: (s.camera_frames - 1) as f64 / (last - first),
+            });
+        }
+        drop(s);
         let wall = self.wall_start.elapsed().as_secs_f64();
         self.report.real_time_factor = (wall > 0.0).then(|| sim_end / wall);
     }
@@ -1075,6 +1099,12 @@ fn print_summary(r: &DemoReport) {
                 o.id, o.position_m[0], o.position_m[1], o.position_m[2],
             );
         }
+    }
+    if let Some(c) = &r.camera {
+        eprintln!(
+            "rosetta: camera {:.1} frames/s of sim time ({} frames)",
+            c.rate_hz, c.frames
+        );
     }
     if let Some(l) = &r.control_loop {
         eprintln!(

@@ -174,7 +174,7 @@ pub fn log_objects(rec: &rerun::RecordingStream, world: &WorldModel, shown: &mut
     });
     for (rank, &i) in order.iter().enumerate() {
         let o = &world.objects[i];
-        let size = o.kind.nominal_size_m();
+        let size = o.size_or_nominal_m();
         let c = o.position_m;
         let color = rgb(o.color.rgb());
         let entity = format!("world/objects/{}", o.id);

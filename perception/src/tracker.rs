@@ -20,8 +20,14 @@ const JUMP_M: f64 = 0.25;
 /// A detection this close to an instance already matched in the frame is a
 /// piece of that object, not a new one.
 const FRAGMENT_M: f64 = 0.12;
+/// Two objects' centres are never this close: a detection this near an
+/// instance of another colour or kind is that instance misread.
+const SAME_PLACE_M: f64 = 0.04;
 /// Weight of a new observation in the running estimate.
 const ALPHA: f64 = 0.5;
+/// Weight of a new observation in the running size: sizes change slowly
+/// (only as views change), so a stray measurement counts for little.
+const SIZE_ALPHA: f64 = 0.2;
 /// The uncertainty (one sigma) of a position seen once.
 const FIRST_SIGMA_M: f64 = 0.02;
 
@@ -66,7 +72,7 @@ impl View<'_> {
         if (o.position_m[0] - camera_m.x).hypot(o.position_m[1] - camera_m.y) < NEAR_CAMERA_M {
             return false;
         }
-        let size = o.kind.nominal_size_m();
+        let size = o.size_or_nominal_m();
         let to_optical = |dx: f64, dy: f64, dz: f64| {
             let p = Point3::new(
                 o.position_m[0] + dx,
@@ -177,6 +183,16 @@ impl Tracker {
             observe(&mut self.tracks[*i], d, dist, stamp_s);
             return;
         }
+        // Where an instance already stands, a detection of another colour
+        // or kind is that instance seen wrongly in this frame (half hidden
+        // by the gripper, cut by the image border), not a second object.
+        if self
+            .tracks
+            .iter()
+            .any(|t| distance_m(&t.object.position_m, &d.position_m) < SAME_PLACE_M)
+        {
+            return;
+        }
         let id = self.free_id(d.color, d.kind);
         self.tracks.push(Track {
             object: ObservedObject {
@@ -188,6 +204,7 @@ impl Tracker {
                 observations: 1,
                 position_sigma_m: FIRST_SIGMA_M,
                 confidence: d.confidence.clamp(0.0, 1.0),
+                size_m: d.extent_m,
             },
             misses: 0,
         });
@@ -241,6 +258,11 @@ fn observe(t: &mut Track, d: &Detection, dist: f64, stamp_s: f64) {
         o.position_sigma_m = var.sqrt().max(FIRST_SIGMA_M / 4.0);
     }
     o.confidence += ALPHA * (d.confidence.clamp(0.0, 1.0) - o.confidence);
+    if d.extent_m.iter().all(|s| s.is_finite() && *s > 0.0) {
+        for k in 0..3 {
+            o.size_m[k] += SIZE_ALPHA * (d.extent_m[k] - o.size_m[k]);
+        }
+    }
     o.last_seen_s = stamp_s;
     o.observations += 1;
 }
@@ -272,6 +294,31 @@ mod tests {
             .into_iter()
             .map(|o| o.id)
             .collect()
+    }
+
+    #[test]
+    fn a_misread_instance_is_not_a_second_object_and_sizes_are_measured() {
+        let mut t = Tracker::default();
+        t.update(&[det(Color::Red, 1.0, 50)], 0.0, None);
+        t.update(&[det(Color::Red, 1.0, 50)], 0.5, None);
+        // One frame calls it a red box, the next an orange cube: still one.
+        let mut as_box = det_at(Color::Red, [1.01, 0.0, 0.4], 40);
+        as_box.kind = ObjectKind::Box;
+        as_box.extent_m = [0.05, 0.09, 0.05];
+        t.update(&[as_box.clone()], 1.0, None);
+        t.update(&[as_box], 1.5, None);
+        t.update(&[det(Color::Orange, 1.0, 50)], 2.0, None);
+        t.update(&[det(Color::Orange, 1.0, 50)], 2.5, None);
+        assert_eq!(ids(&t), ["red_cube"]);
+        // Its measured size, in the object map.
+        let size = t.world_model(2.5, "odom").objects[0].size_m;
+        assert!(size.iter().all(|s| (s - 0.05).abs() < 1e-9), "{size:?}");
+        // A different thing 10 cm away is a second object.
+        let mut ball = det_at(Color::Red, [1.0, 0.1, 0.4], 50);
+        ball.kind = ObjectKind::Ball;
+        t.update(&[det(Color::Red, 1.0, 50), ball.clone()], 3.0, None);
+        t.update(&[det(Color::Red, 1.0, 50), ball], 3.5, None);
+        assert_eq!(ids(&t), ["red_cube", "red_ball"]);
     }
 
     #[test]
@@ -420,6 +467,7 @@ mod tests {
         let u = camera.project(&centre).expect("in front")[0];
         assert!(u < f64::from(camera.width_px) - VIEW_MARGIN_PX, "{u}");
         bin.kind = ObjectKind::Bin;
+        bin.extent_m = [0.3, 0.3, 0.25];
         for k in 0..2 {
             t.update(
                 &[det_at(Color::Green, [0.7, 0.0, 0.7], 80), bin.clone()],

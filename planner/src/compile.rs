@@ -20,6 +20,10 @@ use crate::reader::{Clause, Item, NounPhrase, Quantity, ReadError};
 pub struct Reading {
     pub steps: Vec<Skill>,
     pub goals: Vec<Goal>,
+    /// Whether some phrase picks among the things there are ("the leftmost
+    /// cube", "all the cubes", "the other bin"), so that a thing not seen
+    /// yet could change the plan.
+    pub compares: bool,
     /// What each referring expression of the command resolved to, in the
     /// order the words came (what the episode shows at grounding).
     pub referents: Vec<Referent>,
@@ -106,6 +110,9 @@ struct Ctx<'w> {
     /// "clear the table" with nothing after it yet.
     heading: Option<String>,
     referents: Vec<Referent>,
+    /// Some phrase picks among the things there are ("the leftmost cube",
+    /// "all the cubes", "the other one"): the choice depends on seeing all.
+    compares: bool,
 }
 
 impl<'w> Ctx<'w> {
@@ -125,6 +132,7 @@ impl<'w> Ctx<'w> {
             unused_topic: None,
             heading: None,
             referents: vec![],
+            compares: false,
         }
     }
 
@@ -255,12 +263,34 @@ impl<'w> Ctx<'w> {
         Ok(ids)
     }
 
-    fn role_kind(role: Role) -> Option<ObjectKind> {
+    /// Whether an object can play the role: anything graspable is picked,
+    /// any container takes things, and anything can be driven to.
+    fn role_fits(role: Role, o: &ObservedObject) -> bool {
         match role {
-            Role::Object => Some(ObjectKind::Cube),
-            Role::Container => Some(ObjectKind::Bin),
-            Role::Any => None,
+            Role::Object => o.kind.is_graspable(),
+            Role::Container => o.kind.is_container(),
+            Role::Any => true,
         }
+    }
+
+    /// What a role is called in a reason ("object", "bin").
+    fn role_noun(role: Role) -> &'static str {
+        match role {
+            Role::Container => "bin",
+            Role::Object | Role::Any => "object",
+        }
+    }
+
+    /// The objects of `kind`, or, without one, those that fit the role.
+    fn of_kind_or_role(
+        &self,
+        kind: Option<ObjectKind>,
+        role: Role,
+    ) -> impl Iterator<Item = &'w ObservedObject> + '_ {
+        self.world.objects.iter().filter(move |o| match kind {
+            Some(k) => o.kind == k,
+            None => Self::role_fits(role, o),
+        })
     }
 
     fn resolve_item(
@@ -274,11 +304,15 @@ impl<'w> Ctx<'w> {
         match item {
             Item::Pronoun => self.resolve_pronoun(np, role),
             Item::Everything => {
-                let kind = Self::role_kind(role).unwrap_or(ObjectKind::Cube);
-                Ok(world
-                    .objects
-                    .iter()
-                    .filter(|o| o.kind == kind)
+                self.compares = true;
+                // "everything": all there is to pick up (or to put into).
+                let role = if role == Role::Any {
+                    Role::Object
+                } else {
+                    role
+                };
+                Ok(self
+                    .of_kind_or_role(None, role)
                     .map(|o| o.id.clone())
                     .collect())
             }
@@ -287,21 +321,21 @@ impl<'w> Ctx<'w> {
                 why: "\"its colour\" needs an object to match".into(),
             }),
             Item::Others(kind) | Item::Other(kind)
-                if kind
-                    .or(Self::role_kind(role))
-                    .is_some_and(|k| !world.objects.iter().any(|o| o.kind == k)) =>
+                if role != Role::Any && self.of_kind_or_role(*kind, role).next().is_none() =>
             {
-                let k = kind
-                    .or(Self::role_kind(role))
-                    .map_or("object", |k| k.name());
+                let k = kind.map_or(Self::role_noun(role), |k| k.name());
                 Err(PlanError::Unexplored {
                     phrase,
                     kind: k.to_string(),
                 })
             }
-            Item::Others(kind) => Ok(self.not_mentioned(kind.or(Self::role_kind(role)))),
+            Item::Others(kind) => {
+                self.compares = true;
+                Ok(self.not_mentioned(*kind, role))
+            }
             Item::Other(kind) => {
-                let left = self.not_mentioned(kind.or(Self::role_kind(role)));
+                self.compares = true;
+                let left = self.not_mentioned(*kind, role);
                 match left.as_slice() {
                     [one] => Ok(vec![one.clone()]),
                     [] => Err(PlanError::NotFound {
@@ -316,14 +350,34 @@ impl<'w> Ctx<'w> {
                 }
             }
             Item::Expr { expr, plural } => {
-                let mut expr = expr.clone();
-                if expr.what.kind.is_none() {
-                    expr.what.kind = Self::role_kind(role);
+                if !matches!(expr.selector, Selector::Only)
+                    || *plural
+                    || np.quantity != Quantity::Listed
+                {
+                    // Which one(s) depends on the others there are.
+                    self.compares = true;
                 }
-                if let Some(set) = self.select_set(&expr, *plural, np)? {
+                // Words that name no kind ("the red one") speak of what
+                // fits the role: things to pick up, or containers.
+                let scoped;
+                let world = if expr.what.kind.is_none() && role != Role::Any {
+                    scoped = WorldModel {
+                        objects: world
+                            .objects
+                            .iter()
+                            .filter(|o| Self::role_fits(role, o))
+                            .cloned()
+                            .collect(),
+                        ..world.clone()
+                    };
+                    &scoped
+                } else {
+                    world
+                };
+                if let Some(set) = self.select_set(world, expr, *plural, np)? {
                     return Ok(set);
                 }
-                self.ground_one(&expr, phrase)
+                self.ground_one(world, expr, phrase)
             }
         }
     }
@@ -355,12 +409,10 @@ impl<'w> Ctx<'w> {
         Ok(ids)
     }
 
-    /// The objects of `kind` (any kind: `None`) the command has not named.
-    fn not_mentioned(&self, kind: Option<ObjectKind>) -> Vec<String> {
-        self.world
-            .objects
-            .iter()
-            .filter(|o| kind.is_none_or(|k| k == o.kind))
+    /// The objects of `kind` (without one: that fit the role) the command
+    /// has not named.
+    fn not_mentioned(&self, kind: Option<ObjectKind>, role: Role) -> Vec<String> {
+        self.of_kind_or_role(kind, role)
             .filter(|o| !self.mentioned.contains(&o.id))
             .map(|o| o.id.clone())
             .collect()
@@ -371,13 +423,14 @@ impl<'w> Ctx<'w> {
     /// three", "both left cubes"); `None` when the phrase names one object.
     fn select_set(
         &self,
+        world: &WorldModel,
         expr: &Expression,
         plural: bool,
         np: &NounPhrase,
     ) -> Result<Option<Vec<String>>, PlanError> {
         let viewer = Pose2D::default();
         let matching = || -> Vec<&ObservedObject> {
-            self.world
+            world
                 .objects
                 .iter()
                 .filter(|o| expr.what.matches(o))
@@ -444,8 +497,12 @@ impl<'w> Ctx<'w> {
     /// while no object of its kind has been seen; once some are, one not
     /// among them is [`PlanError::NotSeen`]: the camera sees part of the
     /// room, so the node looks around once before it says it is not there.
-    fn ground_one(&mut self, expr: &Expression, phrase: String) -> Result<Vec<String>, PlanError> {
-        let world = self.world;
+    fn ground_one(
+        &mut self,
+        world: &WorldModel,
+        expr: &Expression,
+        phrase: String,
+    ) -> Result<Vec<String>, PlanError> {
         let why = match ground(expr, world, &Pose2D::default()) {
             Grounding::Found(id) => return Ok(vec![id]),
             Grounding::Ambiguous { candidates, why } => {
@@ -496,6 +553,7 @@ impl<'w> Ctx<'w> {
         target: &NounPhrase,
     ) -> Result<Option<String>, PlanError> {
         if target.items.iter().any(|i| matches!(i, Item::Matching)) {
+            self.compares = true;
             if !self.world.objects.iter().any(|b| b.kind.is_container()) {
                 return Err(PlanError::Unexplored {
                     phrase: target.words.clone(),
@@ -802,5 +860,6 @@ pub fn compile_holding(
         steps: looks,
         goals,
         referents: ctx.referents,
+        compares: ctx.compares,
     })
 }

@@ -432,6 +432,7 @@ mod tests {
             observations: 1,
             position_sigma_m: 0.0,
             confidence: 1.0,
+            size_m: [0.0; 3],
         };
         WorldModel {
             stamp_s: 0.0,

@@ -661,7 +661,7 @@ fn log_grounding(
             .collect();
         let sizes: Vec<[f32; 3]> = objects
             .iter()
-            .map(|o| o.kind.nominal_size_m().map(|s| (s + 0.04) as f32))
+            .map(|o| o.size_or_nominal_m().map(|s| (s + 0.04) as f32))
             .collect();
         let labels: Vec<String> = objects.iter().map(|o| label(&o.id)).collect();
         let path = format!("{GROUNDING_ENTITY}/{k}");

@@ -172,6 +172,7 @@ impl Pipeline {
             (PlannerKind::Rules, _, _) | (_, None, _) | (PlannerKind::Hybrid, _, Some(_)) => {
                 match self.rules.read_holding(text, world, held) {
                     Err(e) if may_survey && wants_survey(&e) => Self::survey(),
+                    Ok(r) if may_survey && needs_all_seen(&r, world) => Self::survey(),
                     other => Self::from_rules(other),
                 }
             }
@@ -179,6 +180,7 @@ impl Pipeline {
             (PlannerKind::Hybrid, Some(m), None) => match self.rules.read(text, world) {
                 Err(e) if rules::is_reading_error(&e) => self.by_model(m, text, world, Some(e)),
                 Err(e) if may_survey && wants_survey(&e) => Self::survey(),
+                Ok(r) if may_survey && needs_all_seen(&r, world) => Self::survey(),
                 other => Self::from_rules(other),
             },
         };
@@ -295,6 +297,19 @@ impl Pipeline {
 /// around may answer.
 fn wants_survey(e: &PlanError) -> bool {
     matches!(e, PlanError::Unexplored { .. } | PlanError::NotSeen { .. })
+}
+
+/// Whether a reading depends on what the robot has not seen yet: its plan
+/// looks for something not seen, or a phrase picks among the things there
+/// are ("the cube on the left", "all the balls", "the other bin"). The
+/// robot then looks around once and plans again, rather than take the
+/// first such thing a turn shows or the leftmost of those in view: "the
+/// white bin" with two white bins behind it is a question (which one?).
+fn needs_all_seen(r: &crate::compile::Reading, world: &WorldModel) -> bool {
+    r.compares
+        || r.steps
+            .iter()
+            .any(|s| matches!(s, Skill::LookFor { object } if world.get(object).is_none()))
 }
 
 /// What a plan that came without its referring expressions (the model's)
@@ -520,6 +535,7 @@ mod tests {
             observations: 3,
             position_sigma_m: 0.0,
             confidence: 1.0,
+            size_m: [0.0; 3],
         }
     }
 
@@ -614,6 +630,131 @@ mod tests {
                 container: "red_bin".into()
             }]
         );
+    }
+
+    /// Things of other categories and colours than the cube world's, said
+    /// with the words people use for them.
+    #[test]
+    fn household_things_are_read_by_category_synonym_and_colour() {
+        use rosetta_common::{Color, ObjectKind};
+        let world = WorldModel {
+            objects: vec![
+                o(
+                    "green_ball",
+                    ObjectKind::Ball,
+                    Color::Green,
+                    [1.42, -0.42, 0.43],
+                ),
+                o(
+                    "grey_box",
+                    ObjectKind::Box,
+                    Color::Grey,
+                    [1.42, -0.22, 0.425],
+                ),
+                o("pink_mug", ObjectKind::Mug, Color::Pink, [1.42, 0.0, 0.44]),
+                o(
+                    "orange_cylinder",
+                    ObjectKind::Cylinder,
+                    Color::Orange,
+                    [1.42, 0.2, 0.45],
+                ),
+                o("red_cube", ObjectKind::Cube, Color::Red, [1.42, 0.4, 0.425]),
+                o(
+                    "white_bin",
+                    ObjectKind::Bin,
+                    Color::White,
+                    [0.0, -1.6, 0.125],
+                ),
+                o(
+                    "purple_bin",
+                    ObjectKind::Bin,
+                    Color::Purple,
+                    [0.0, 1.6, 0.125],
+                ),
+            ],
+            ..Default::default()
+        };
+        let p = Pipeline::new(PlannerKind::Rules, None).unwrap();
+        let put = |object: &str, container: &str| {
+            vec![Goal::InContainer {
+                object: object.into(),
+                container: container.into(),
+            }]
+        };
+        for (cmd, object, container) in [
+            (
+                "put the sphere in the purple bin",
+                "green_ball",
+                "purple_bin",
+            ),
+            (
+                "drop the pink cup into the white basket",
+                "pink_mug",
+                "white_bin",
+            ),
+            (
+                "could you put the orange can in the violet container",
+                "orange_cylinder",
+                "purple_bin",
+            ),
+            (
+                "put the gray carton in the white bin",
+                "grey_box",
+                "white_bin",
+            ),
+            ("put the red one in the white bin", "red_cube", "white_bin"),
+            (
+                "put the green ball in the bin on the left",
+                "green_ball",
+                "purple_bin",
+            ),
+        ] {
+            let planned = p.plan_attempt(cmd, &world, None, false);
+            assert_eq!(
+                planned.goals,
+                put(object, container),
+                "{cmd:?}: {:?}",
+                planned.outcome
+            );
+        }
+        // Words that name no kind speak of what fits the role.
+        let planned = p.plan_attempt("put the green one in the white one", &world, None, false);
+        assert_eq!(
+            planned.goals,
+            put("green_ball", "white_bin"),
+            "{:?}",
+            planned.outcome
+        );
+        // "everything" is every thing there is to pick up.
+        let planned = p.plan_attempt("put everything in the purple bin", &world, None, false);
+        assert_eq!(planned.goals.len(), 5, "{:?}", planned.outcome);
+        // Which thing a comparison picks, or whether a named thing is the only
+        // one, depends on what the robot has not seen yet: it looks around
+        // once first. A plainly named thing in view needs no look.
+        for cmd in [
+            "put the leftmost thing in the white bin",
+            "put all the balls in the white bin",
+            "put the green ball in the yellow bin",
+        ] {
+            assert!(p.plan_attempt(cmd, &world, None, true).survey, "{cmd:?}");
+        }
+        assert!(
+            !p.plan_attempt("put the green ball in the white bin", &world, None, true)
+                .survey
+        );
+        // Unknown colours and things that are not containers are refused.
+        for cmd in [
+            "put the cyan ball in the white bin",
+            "put the green ball in the grey box",
+            "put the yellow mug in the white bin",
+        ] {
+            let planned = p.plan_attempt(cmd, &world, None, false);
+            assert!(
+                matches!(planned.outcome, PlanOutcome::Rejected { .. }),
+                "{cmd:?}: {:?}",
+                planned.outcome
+            );
+        }
     }
 
     #[test]

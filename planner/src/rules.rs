@@ -85,6 +85,7 @@ mod tests {
                     observations: 3,
                     position_sigma_m: 0.0,
                     confidence: 1.0,
+                    size_m: [0.0; 3],
                 })
                 .collect(),
         }

@@ -108,6 +108,7 @@ impl Suite {
                     observations: 10,
                     position_sigma_m: 0.0,
                     confidence: 1.0,
+                    size_m: [0.0; 3],
                 });
             }
             worlds.insert(

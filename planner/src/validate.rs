@@ -99,7 +99,7 @@ pub fn validate_holding(
                 }
                 if let Some(b) = world.get(target) {
                     // Release a little above the bin's rim.
-                    let rim = b.position_m[2] + b.kind.nominal_size_m()[2] / 2.0 + 0.08;
+                    let rim = b.position_m[2] + b.size_or_nominal_m()[2] / 2.0 + 0.08;
                     if !reachable(rim) {
                         return Err(Invalid::OutOfReach(n, target.clone(), b.position_m[2]));
                     }
@@ -133,6 +133,7 @@ mod tests {
             observations: 3,
             position_sigma_m: 0.0,
             confidence: 1.0,
+            size_m: [0.0; 3],
         };
         WorldModel {
             objects: vec![

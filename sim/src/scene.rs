@@ -222,6 +222,11 @@ const RANDOM_THINGS: [ObjectKind; 5] = [
 ];
 /// The least distance between neighbouring objects on a table (centres).
 const RANDOM_OBJECT_SPACING_M: f64 = 0.16;
+/// How far the centre of an extra table keeps from the walls, and from the
+/// other things the base must pass (the main table's ends, the start, the
+/// dock, bins), so that the base can drive around it.
+const RANDOM_TABLE_WALL_M: f64 = 1.1;
+const RANDOM_TABLE_CLEARANCE_M: f64 = 1.4;
 /// Clearance that keeps a bin off the walls, the table, the dock, the robot's
 /// start and the other bins, so that the base can drive around it.
 const RANDOM_BIN_CLEARANCE_M: f64 = 0.9;
@@ -229,7 +234,9 @@ const RANDOM_BIN_CLEARANCE_M: f64 = 0.9;
 impl Scene {
     /// A scene generated from `seed` (the same seed, the same scene): the
     /// default room with a table at a random place in front of the robot's
-    /// start, 3 to 6 things on its near edge (cubes, boxes, balls, cans and
+    /// start and up to two smaller tables of other heights about the room,
+    /// 3 to 6 things on the main table's near edge and 1 to 3 on the edge of
+    /// each other table that faces the start (cubes, boxes, balls, cans and
     /// mugs of any of the eleven colour names, drawn from three or four
     /// colours per scene so that the same colour recurs on things of other
     /// kinds and duplicates happen), 1 to 3 bins of random colours on the
@@ -312,6 +319,8 @@ impl Scene {
             });
         }
 
+        // Millimetres and milliradians: what a scene file would say.
+        let mm = |v: f64| (v * 1000.0).round() / 1000.0;
         // Bins on the floor, clear of everything the base must pass.
         let bins = rng.gen_range(1..=3usize);
         let half = [scene.room.size_m[0] / 2.0, scene.room.size_m[1] / 2.0];
@@ -323,6 +332,86 @@ impl Scene {
         ];
         if let Some(d) = &dock {
             taken.push([d.center_m[0], d.center_m[1]]);
+        }
+        // More surfaces: up to two small tables about the room, each with a
+        // few things along the edge that faces the robot's start.
+        let extra_tables = rng.gen_range(0..=2usize);
+        for n in 0..extra_tables {
+            let height = mm(rng.gen_range(0.35..0.45));
+            let size_m = if rng.gen_bool(0.5) {
+                [0.8, 0.5, height]
+            } else {
+                [0.5, 0.8, height]
+            };
+            let inner = [half[0] - RANDOM_TABLE_WALL_M, half[1] - RANDOM_TABLE_WALL_M];
+            let spot = (0..500).find_map(|_| {
+                let p = [
+                    rng.gen_range(-inner[0]..inner[0]),
+                    rng.gen_range(-inner[1]..inner[1]),
+                ];
+                let clear = taken.iter().all(|t| {
+                    ((t[0] - p[0]).powi(2) + (t[1] - p[1]).powi(2)).sqrt()
+                        >= RANDOM_TABLE_CLEARANCE_M
+                });
+                clear.then_some(p)
+            });
+            let Some(p) = spot else {
+                break;
+            };
+            let long = if size_m[0] > size_m[1] { 0 } else { 1 };
+            for f in [-0.5, 0.0, 0.5] {
+                let mut q = p;
+                q[long] += f * size_m[long];
+                taken.push(q);
+            }
+            scene.furniture.push(Furniture {
+                id: format!("table_{}", n + 2),
+                center_m: [p[0], p[1], height / 2.0],
+                size_m,
+                rgb: table.rgb,
+                obstacle: true,
+                path: Vec::new(),
+            });
+            // The edge whose outward side faces the start.
+            let to_start = [scene.robot_start.x_m - p[0], scene.robot_start.y_m - p[1]];
+            let axis = if to_start[0].abs() / size_m[0] > to_start[1].abs() / size_m[1] {
+                0
+            } else {
+                1
+            };
+            let side = to_start[axis].signum();
+            let along = 1 - axis;
+            let free = size_m[along] / 2.0 - 0.08;
+            let mut offsets: Vec<f64> = Vec::new();
+            let wanted = rng.gen_range(1..=3usize);
+            for _ in 0..200 {
+                if offsets.len() == wanted {
+                    break;
+                }
+                let o = rng.gen_range(-free..free);
+                if offsets
+                    .iter()
+                    .all(|x| (x - o).abs() >= RANDOM_OBJECT_SPACING_M)
+                {
+                    offsets.push(o);
+                }
+            }
+            for o in offsets {
+                let kind = RANDOM_THINGS[rng.gen_range(0..RANDOM_THINGS.len())];
+                let color = palette[rng.gen_range(0..palette.len())];
+                let size = kind.nominal_size_m();
+                let mut pos = [0.0, 0.0, height + size[2] / 2.0];
+                pos[axis] = p[axis] + side * (size_m[axis] / 2.0 - RANDOM_OBJECT_INSET_M);
+                pos[along] = p[along] + o;
+                scene.objects.push(SceneObject {
+                    id: next_id(color, kind),
+                    kind,
+                    color,
+                    position_m: pos,
+                    size_m: size,
+                    rgb: None,
+                });
+            }
         }
         let margin = RANDOM_BIN_CLEARANCE_M;
         for _ in 0..bins {
@@ -350,8 +439,6 @@ impl Scene {
                 rgb: None,
             });
         }
-        // Millimetres and milliradians: what a scene file would say.
-        let mm = |v: f64| (v * 1000.0).round() / 1000.0;
         for x in [
             &mut scene.robot_start.x_m,
             &mut scene.robot_start.y_m,
@@ -389,17 +476,17 @@ mod tests {
         assert_ne!(Scene::random(7), Scene::random(8));
         let mut saw_duplicate = false;
         let mut kinds_seen = std::collections::HashSet::new();
+        let mut max_tables = 0;
         let mut colours_seen = std::collections::HashSet::new();
         for seed in 0..200 {
             let s = Scene::random(seed);
             s.validate().unwrap();
             let back = Scene::parse(&s.to_toml().unwrap(), "generated").unwrap();
             assert_eq!(back, s, "seed {seed}");
-            let table = s.furniture.iter().find(|f| f.id == "table").unwrap();
             let things: Vec<_> = s.objects.iter().filter(|o| o.kind.is_graspable()).collect();
             let bins: Vec<_> = s.objects.iter().filter(|o| o.kind.is_container()).collect();
             assert!(
-                (3..=6).contains(&things.len()),
+                (3..=12).contains(&things.len()),
                 "seed {seed}: {} things",
                 things.len()
             );
@@ -408,20 +495,55 @@ mod tests {
                 "seed {seed}: {} bins",
                 bins.len()
             );
+            let tables: Vec<_> = s
+                .furniture
+                .iter()
+                .filter(|f| f.id.starts_with("table"))
+                .collect();
+            assert!((1..=3).contains(&tables.len()), "seed {seed}");
+            max_tables = max_tables.max(tables.len());
             for c in &things {
-                // Standing on the table's top, at the near edge's reach.
-                let near = table.center_m[0] - table.size_m[0] / 2.0;
-                assert!((c.position_m[0] - near - RANDOM_OBJECT_INSET_M).abs() < 2e-3);
-                assert!((c.position_m[1] - table.center_m[1]).abs() < table.size_m[1] / 2.0);
-                assert!((c.position_m[2] - c.size_m[2] / 2.0 - 0.4).abs() < 1e-3);
+                // Standing on a table's top, at one edge's reach.
+                let on = tables.iter().find(|t| {
+                    (0..2).all(|k| (c.position_m[k] - t.center_m[k]).abs() < t.size_m[k] / 2.0)
+                });
+                let t = on.unwrap_or_else(|| panic!("seed {seed}: {} on no table", c.id));
+                let top = t.center_m[2] + t.size_m[2] / 2.0;
+                assert!(
+                    (c.position_m[2] - c.size_m[2] / 2.0 - top).abs() < 1e-3,
+                    "seed {seed}"
+                );
+                // At the reach of one of its edges.
+                let at_edge = (0..2).any(|k| {
+                    let inset = t.size_m[k] / 2.0 - (c.position_m[k] - t.center_m[k]).abs();
+                    (inset - RANDOM_OBJECT_INSET_M).abs() < 2e-3
+                });
+                assert!(
+                    at_edge,
+                    "seed {seed}: {} is not {RANDOM_OBJECT_INSET_M} m in from an edge",
+                    c.id
+                );
                 kinds_seen.insert(c.kind);
                 colours_seen.insert(c.color);
             }
+            // The extra tables keep clear of the walls and of the bins.
+            for t in &tables[1..] {
+                for k in 0..2 {
+                    assert!(
+                        t.center_m[k].abs() <= s.room.size_m[k] / 2.0 - RANDOM_TABLE_WALL_M + 2e-3
+                    );
+                }
+                for b in &bins {
+                    let d =
+                        (b.position_m[0] - t.center_m[0]).hypot(b.position_m[1] - t.center_m[1]);
+                    assert!(d >= RANDOM_BIN_CLEARANCE_M - 3e-3, "seed {seed}");
+                }
+            }
             for (i, a) in things.iter().enumerate() {
                 for b in &things[i + 1..] {
-                    assert!(
-                        (a.position_m[1] - b.position_m[1]).abs() >= RANDOM_OBJECT_SPACING_M - 2e-3
-                    );
+                    let d = (a.position_m[0] - b.position_m[0])
+                        .hypot(a.position_m[1] - b.position_m[1]);
+                    assert!(d >= RANDOM_OBJECT_SPACING_M - 2e-3, "seed {seed}");
                 }
             }
             for b in &bins {
@@ -447,6 +569,7 @@ mod tests {
             "no scene had two things of one colour and kind"
         );
         assert_eq!(kinds_seen.len(), RANDOM_THINGS.len(), "{kinds_seen:?}");
+        assert_eq!(max_tables, 3);
         assert_eq!(colours_seen.len(), Color::ALL.len(), "{colours_seen:?}");
         assert!(matches!(Scene::load("random:12"), Ok(s) if s == Scene::random(12)));
         assert!(Scene::load("random:x").is_err());

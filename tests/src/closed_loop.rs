@@ -123,6 +123,7 @@ impl ClosedLoop {
                     observations: 10,
                     position_sigma_m: 0.0,
                     confidence: 1.0,
+                    size_m: [0.0; 3],
                 })
                 .collect(),
         }

@@ -122,10 +122,14 @@ fn a_plan_whose_goal_does_not_hold_after_its_steps_is_not_reported_succeeded() {
         "put the red cube in the blue bin",
         &["--bounce-releases", "1"],
     );
-    let first_failure = report.replans.first().cloned().unwrap_or_default();
+    // (The first re-plan may follow the look around that finds the bin.)
     let message = &report.message;
     assert!(
-        first_failure.contains("goal does not hold") || message.contains("goal does not hold"),
+        report
+            .replans
+            .iter()
+            .any(|r| r.contains("goal does not hold"))
+            || message.contains("goal does not hold"),
         "the bounced cube was not noticed: {report:#}"
     );
     if report.outcome == DemoOutcome::Succeeded {

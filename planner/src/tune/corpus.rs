@@ -187,6 +187,7 @@ fn random_world<R: Rng>(rng: &mut R) -> (WorldModel, Vec<String>) {
             observations: 10,
             position_sigma_m: 0.0,
             confidence: 1.0,
+            size_m: [0.0; 3],
         });
     }
     // The prompt lists objects left to right (as seen from the start, +y is left).
@@ -1026,6 +1027,7 @@ mod tests {
             observations: 1,
             position_sigma_m: 0.0,
             confidence: 1.0,
+            size_m: [0.0; 3],
         };
         w.objects = vec![
             cube(Color::Red, -0.36),
