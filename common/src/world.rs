@@ -18,6 +18,7 @@ pub enum Color {
     Brown,
     Black,
     White,
+    #[serde(alias = "gray")]
     Grey,
 }
 
@@ -154,16 +155,27 @@ pub enum Shape {
 #[serde(rename_all = "snake_case")]
 pub enum ObjectKind {
     /// A graspable block with equal sides.
+    #[serde(alias = "block")]
     Cube,
     /// An open-topped container.
+    #[serde(
+        alias = "basket",
+        alias = "bucket",
+        alias = "container",
+        alias = "crate"
+    )]
     Bin,
     /// A graspable block with unequal sides.
+    #[serde(alias = "carton")]
     Box,
     /// A graspable sphere.
+    #[serde(alias = "sphere")]
     Ball,
     /// A graspable upright cylinder, slimmer than a mug (a can, a bottle).
+    #[serde(alias = "can", alias = "bottle", alias = "tin")]
     Cylinder,
     /// A graspable short, wide cylinder.
+    #[serde(alias = "cup")]
     Mug,
 }
 
@@ -408,6 +420,20 @@ mod tests {
         assert_eq!(Color::from_rgb([120, 120, 125]), Color::Grey);
         assert_eq!(Color::from_rgb([250, 160, 60]), Color::Orange);
         assert_eq!(Color::from_word("gray"), Some(Color::Grey));
+    }
+
+    #[test]
+    fn scene_files_may_use_common_synonyms() {
+        #[derive(Deserialize)]
+        struct T {
+            kind: ObjectKind,
+            color: Color,
+        }
+        let t: T = toml::from_str("kind = \"can\"\ncolor = \"gray\"").unwrap();
+        assert_eq!((t.kind, t.color), (ObjectKind::Cylinder, Color::Grey));
+        let t: T = toml::from_str("kind = \"basket\"\ncolor = \"pink\"").unwrap();
+        assert_eq!(t.kind, ObjectKind::Bin);
+        assert!(toml::from_str::<T>("kind = \"sofa\"\ncolor = \"red\"").is_err());
     }
 
     #[test]

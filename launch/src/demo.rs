@@ -602,6 +602,9 @@ struct DemoRun<'a> {
     wall_start: Instant,
     watch: Watch,
     report: DemoReport,
+    /// Whether a plan other than a look around has run: a refusal after
+    /// only looking around is a refusal (nothing moved), not a failure.
+    acted: bool,
 }
 
 async fn drive(
@@ -616,6 +619,7 @@ async fn drive(
         wall_start,
         watch,
         report: empty_report(args, DemoOutcome::Error, ""),
+        acted: false,
     };
     let code = run.carry_out().await?;
     Ok((run.report, code))
@@ -722,6 +726,7 @@ impl DemoRun<'_> {
             );
             self.report.plan = Some(steps.to_vec());
             self.report.goals = plan.goals.clone();
+            self.acted |= !plan.survey;
             match self.run_attempt(&plan).await? {
                 Attempt::Ended(code) => return Ok(code),
                 Attempt::Replanned(next) => plan = next,
@@ -742,7 +747,7 @@ impl DemoRun<'_> {
 
     /// A plan that refuses the command; returns the exit code.
     fn rejected(&mut self, plan: &PlanMessage, reason: &str) -> u8 {
-        if plan.attempt > 1 {
+        if plan.attempt > 1 && self.acted {
             eprintln!("rosetta: the re-plan found no way: {reason}");
             self.report.outcome = DemoOutcome::Failed;
             self.report.message = format!("re-plan refused: {reason}");

@@ -56,7 +56,8 @@ pub enum EpisodesAction {
         /// episode), or a sim time in seconds (`12.5`).
         #[arg(long, value_delimiter = ',', default_value = "end")]
         at: Vec<String>,
-        /// The PNG to write, for one moment (default: `screenshot.png` in
+        /// The PNG to write, for one moment (or a folder to write
+        /// `shot-<moment>.png` into; default: `screenshot.png` in
         /// the episode's folder). With several moments, the folder that gets
         /// `shot-<moment>.png` for each (default: the episode's folder).
         #[arg(long)]
@@ -300,8 +301,12 @@ fn screenshot(rrd: &Path, png: &Path, size: &str, settle_s: f64) -> anyhow::Resu
         .and_then(|l| l.local_addr())
         .context("no free local port for the viewer")?
         .port();
+    use std::os::unix::process::CommandExt;
     let mut viewer = ViewerProcess(
         std::process::Command::new("rerun")
+            // Its own process group: `rerun` is the SDK's Python launcher,
+            // and the viewer binary it starts must be stopped with it.
+            .process_group(0)
             .env("RERUN_ANALYTICS", "0")
             .env("WGPU_BACKEND", "vulkan")
             .args(["--headless", "--hide-welcome-screen", "--window-size", size])
@@ -360,12 +365,22 @@ fn screenshot(rrd: &Path, png: &Path, size: &str, settle_s: f64) -> anyhow::Resu
     }
 }
 
-/// A viewer process that is stopped when it goes out of scope, on every path.
+/// A viewer process, in its own process group, that is stopped with every
+/// process of its group when it goes out of scope, on every path.
 struct ViewerProcess(std::process::Child);
 
 impl Drop for ViewerProcess {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // The group's id is the launcher's pid (`process_group(0)`).
+        let group = format!("-{}", self.0.id());
+        let stopped = std::process::Command::new("kill")
+            .args(["-TERM", "--", &group])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = self.0.kill();
+        }
         let _ = self.0.wait();
     }
 }
@@ -443,7 +458,8 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<u8> {
             let compact = compacted(&rrd, &scratch.path().join("episode.rrd"))?;
             for (moment, cut_s) in cuts {
                 let png = match (out, at.len()) {
-                    (Some(o), 1) => o.clone(),
+                    // A folder given for one moment gets its picture inside.
+                    (Some(o), 1) if !o.is_dir() => o.clone(),
                     (None, 1) if moment == "end" => r.dir.join("screenshot.png"),
                     (o, _) => o
                         .clone()

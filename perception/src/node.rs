@@ -317,7 +317,13 @@ impl Perception {
                     odom_from_optical: &odom_from_optical,
                     depth_m: &depth_m,
                 };
-                self.tracker.update(&dets, stamp, Some(&view));
+                // While the base turns fast, the frame's pose is least sure
+                // (a few degrees off puts a thing's place on the wall
+                // behind it): such a frame adds what it sees, but is no
+                // evidence that something is gone.
+                let steady = yaw_rate_at(&self.odom_history, stamp)
+                    .is_some_and(|w| w.abs() < MAX_FORGET_YAW_RATE_RAD_S);
+                self.tracker.update(&dets, stamp, steady.then_some(&view));
                 let mut world = self.tracker.world_model(stamp, &self.odom_frame);
                 world.places.clone_from(&self.places);
                 if let Err(e) = self.objects.publish(&world) {
@@ -362,6 +368,22 @@ impl Perception {
 }
 
 /// The odometry pose nearest to `stamp`, if one is within 60 ms.
+/// Frames taken while the base turns faster than this do not make the
+/// tracker forget anything.
+const MAX_FORGET_YAW_RATE_RAD_S: f64 = 0.3;
+
+/// The base's yaw rate at `stamp`, from the odometry samples around it.
+fn yaw_rate_at(history: &VecDeque<(f64, Pose2D)>, stamp: f64) -> Option<f64> {
+    let before = history.iter().rev().find(|(t, _)| *t <= stamp)?;
+    let after = history
+        .iter()
+        .find(|(t, _)| *t > stamp)
+        .or_else(|| history.iter().rev().find(|(t, _)| *t < before.0))?;
+    let dt = after.0 - before.0;
+    (dt.abs() > 1e-6)
+        .then(|| rosetta_common::wrap_angle_rad(after.1.yaw_rad - before.1.yaw_rad) / dt)
+}
+
 fn pose_at(history: &VecDeque<(f64, Pose2D)>, stamp: f64) -> Option<Pose2D> {
     history
         .iter()

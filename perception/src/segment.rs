@@ -27,7 +27,7 @@ const MAX_RANGE_M: f64 = 4.0;
 /// A normal this close to vertical makes its pixel horizontal.
 const HORIZONTAL_NZ: f64 = 0.95;
 /// A horizontal area at least this large (square metres) is a support surface.
-const MIN_SUPPORT_AREA_M2: f64 = 0.1;
+const MIN_SUPPORT_AREA_M2: f64 = 0.05;
 /// Histogram bin of support heights.
 const SUPPORT_BIN_M: f64 = 0.01;
 /// Points this close above their support belong to it (the support's own

@@ -23,6 +23,11 @@ const FRAGMENT_M: f64 = 0.12;
 /// Two objects' centres are never this close: a detection this near an
 /// instance of another colour or kind is that instance misread.
 const SAME_PLACE_M: f64 = 0.04;
+/// The farthest the one instance of a colour and kind left unmatched may
+/// have moved (carried by the arm, dropped into a bin) to explain a
+/// detection; one farther is another thing of that colour and kind, on
+/// another table (or the instance was a misreading).
+const MOVE_M: f64 = 1.2;
 /// Weight of a new observation in the running estimate.
 const ALPHA: f64 = 0.5;
 /// Weight of a new observation in the running size: sizes change slowly
@@ -37,8 +42,10 @@ const CONFIRM_SIGHTINGS: u32 = 2;
 /// Frames in a row that show the place of an instance, unoccluded and
 /// without it, before it is forgotten (it was taken away, or was a ghost).
 const MISSES_TO_FORGET: u32 = 3;
-/// Keep this many pixels from the image border when judging what a frame shows.
-const VIEW_MARGIN_PX: f64 = 20.0;
+/// Keep this many pixels from the image border when judging what a frame
+/// shows: near the border, an object's support is often cut off, and the
+/// detector may miss what stands on it; such a frame says nothing.
+const VIEW_MARGIN_PX: f64 = 60.0;
 /// Never forget what is this close to the camera (horizontally): what the
 /// robot carries leaves its last seen place as the arm moves it.
 const NEAR_CAMERA_M: f64 = 1.0;
@@ -159,7 +166,17 @@ impl Tracker {
                     t.misses += 1;
                 }
             }
-            self.tracks.retain(|t| t.misses < MISSES_TO_FORGET);
+            self.tracks.retain(|t| {
+                let keep = t.misses < MISSES_TO_FORGET;
+                if !keep {
+                    tracing::info!(
+                        id = %t.object.id,
+                        at = ?t.object.position_m,
+                        "forgotten: {MISSES_TO_FORGET} frames in a row showed its place without it"
+                    );
+                }
+                keep
+            });
         }
     }
 
@@ -177,10 +194,16 @@ impl Tracker {
         let unmatched: Vec<usize> = (0..self.tracks.len())
             .filter(|i| !matched[*i] && same_kind(&self.tracks[*i].object, d))
             .collect();
-        if let [i] = unmatched.as_slice() {
-            let dist = distance_m(&self.tracks[*i].object.position_m, &d.position_m);
-            matched[*i] = true;
-            observe(&mut self.tracks[*i], d, dist, stamp_s);
+        let moved = match unmatched.as_slice() {
+            [i] => {
+                let dist = distance_m(&self.tracks[*i].object.position_m, &d.position_m);
+                (dist <= MOVE_M).then_some((*i, dist))
+            }
+            _ => None,
+        };
+        if let Some((i, dist)) = moved {
+            matched[i] = true;
+            observe(&mut self.tracks[i], d, dist, stamp_s);
             return;
         }
         // Where an instance already stands, a detection of another colour
@@ -462,8 +485,8 @@ mod tests {
         let mut t = Tracker::default();
         // A cube at the gripper, 0.6 m ahead of the camera, and a bin beside
         // the table whose box the image cuts (its centre is in view).
-        let mut bin = det_at(Color::Red, [1.8, -1.22, 0.125], 900);
-        let centre = odom_from_optical.inverse_transform_point(&Point3::new(1.8, -1.22, 0.125));
+        let mut bin = det_at(Color::Red, [1.8, -1.05, 0.125], 900);
+        let centre = odom_from_optical.inverse_transform_point(&Point3::new(1.8, -1.05, 0.125));
         let u = camera.project(&centre).expect("in front")[0];
         assert!(u < f64::from(camera.width_px) - VIEW_MARGIN_PX, "{u}");
         bin.kind = ObjectKind::Bin;

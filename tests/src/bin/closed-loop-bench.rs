@@ -377,10 +377,15 @@ fn scene_command(scene: &rosetta_sim::Scene, seed: u64) -> (String, Expect) {
         if rng.gen_bool(0.3) {
             refuse = true; // "the red cube" with two: which one?
         } else {
-            // The things stand along the table's near edge; the robot starts
-            // facing it, so its left is +y.
-            let leftmost = twins.iter().all(|o| o.position_m[1] <= thing.position_m[1]);
-            let rightmost = twins.iter().all(|o| o.position_m[1] >= thing.position_m[1]);
+            // Left and right as the robot sees them from where it starts
+            // (its left: +y of its own frame), as the planner grounds them.
+            let s = &scene.robot_start;
+            let (sin, cos) = s.yaw_rad.sin_cos();
+            let lateral = |o: &rosetta_sim::scene::SceneObject| {
+                -sin * (o.position_m[0] - s.x_m) + cos * (o.position_m[1] - s.y_m)
+            };
+            let leftmost = twins.iter().all(|o| lateral(o) <= lateral(thing));
+            let rightmost = twins.iter().all(|o| lateral(o) >= lateral(thing));
             if leftmost {
                 what.push_str(" on the left");
             } else if rightmost {
