@@ -197,30 +197,12 @@ fn main() -> anyhow::Result<()> {
         args.suite,
         args.planner
     );
-    // The `rosetta` binary beside this one (target/debug), unless ROSETTA_BIN says otherwise.
-    let rosetta = match std::env::var_os("ROSETTA_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::current_exe()?.with_file_name("rosetta"),
-    };
+    let rosetta = rosetta_bin()?;
     let mut summary = Summary::default();
     for (i, case) in cases.iter().enumerate() {
         let report_path = tmp.path().join(format!("report-{i}.json"));
-        let t0 = Instant::now();
-        let out = std::process::Command::new(&rosetta)
-            .env("ROS_DOMAIN_ID", args.domain_id.to_string())
-            .env("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-            .env("ROSETTA_QUIET_NODES", "1")
-            .args(["demo", &case.command, "--planner", &args.planner])
-            .args(["--timeout-s", &args.timeout_s.to_string()])
-            .arg("--report")
-            .arg(&report_path)
-            .arg("--episodes")
-            .arg(&episodes)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .context("running rosetta demo")?;
-        summary.wall.push(t0.elapsed().as_secs_f64());
-        let report = read_report(&report_path, &out);
+        let (report, wall_s) = demo(&args, &rosetta, &case.command, &[], &report_path, &episodes)?;
+        summary.wall.push(wall_s);
         let verdict = report
             .as_ref()
             .map_err(String::clone)
@@ -245,6 +227,42 @@ fn main() -> anyhow::Result<()> {
     }
     summary.print(cases.len());
     Ok(())
+}
+
+/// One `rosetta demo` of `command` (with `extra` arguments): its report, or
+/// why there is none, and the wall seconds it took.
+fn demo(
+    args: &Args,
+    rosetta: &Path,
+    command: &str,
+    extra: &[&str],
+    report_path: &Path,
+    episodes: &Path,
+) -> anyhow::Result<(Result<DemoReport, String>, f64)> {
+    let t0 = Instant::now();
+    let out = std::process::Command::new(rosetta)
+        .env("ROS_DOMAIN_ID", args.domain_id.to_string())
+        .env("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        .env("ROSETTA_QUIET_NODES", "1")
+        .args(["demo", command, "--planner", &args.planner])
+        .args(extra)
+        .args(["--timeout-s", &args.timeout_s.to_string()])
+        .arg("--report")
+        .arg(report_path)
+        .arg("--episodes")
+        .arg(episodes)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running rosetta demo")?;
+    Ok((read_report(report_path, &out), t0.elapsed().as_secs_f64()))
+}
+
+/// The `rosetta` binary beside this one (target/debug), unless ROSETTA_BIN says otherwise.
+fn rosetta_bin() -> anyhow::Result<PathBuf> {
+    Ok(match std::env::var_os("ROSETTA_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()?.with_file_name("rosetta"),
+    })
 }
 
 /// The demo's report, read through its type; why there is none otherwise.
@@ -478,10 +496,7 @@ fn judge_scene(expect: &Expect, report: &DemoReport, start: &GroundTruth) -> Res
 
 /// `--random-scenes N`: generated scenes, a command written from each.
 fn random_scenes(args: &Args, n: u64) -> anyhow::Result<()> {
-    let rosetta = match std::env::var_os("ROSETTA_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::current_exe()?.with_file_name("rosetta"),
-    };
+    let rosetta = rosetta_bin()?;
     let tmp = tempfile::tempdir()?;
     let episodes = args
         .episodes
@@ -503,23 +518,17 @@ fn random_scenes(args: &Args, n: u64) -> anyhow::Result<()> {
         let (command, expect) = scene_command(&scene, seed);
         let start = rosetta_sim::World::new(scene.clone(), robot.clone()).ground_truth();
         let report_path = tmp.path().join(format!("report-{seed}.json"));
-        let t0 = Instant::now();
-        let out = std::process::Command::new(&rosetta)
-            .env("ROS_DOMAIN_ID", args.domain_id.to_string())
-            .env("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-            .env("ROSETTA_QUIET_NODES", "1")
-            .args(["demo", &command, "--planner", &args.planner])
-            .args(["--scene", "random", "--seed", &seed.to_string()])
-            .args(["--timeout-s", &args.timeout_s.to_string()])
-            .arg("--report")
-            .arg(&report_path)
-            .arg("--episodes")
-            .arg(&episodes)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .context("running rosetta demo")?;
-        wall.push(t0.elapsed().as_secs_f64());
-        let report = read_report(&report_path, &out);
+        let seed_arg = seed.to_string();
+        let scene_args = ["--scene", "random", "--seed", seed_arg.as_str()];
+        let (report, wall_s) = demo(
+            args,
+            &rosetta,
+            &command,
+            &scene_args,
+            &report_path,
+            &episodes,
+        )?;
+        wall.push(wall_s);
         let verdict = report
             .as_ref()
             .map_err(String::clone)
