@@ -36,7 +36,9 @@ pub struct UpArgs {
     #[arg(long, value_enum, default_value_t = rosetta_planner::pipeline::PlannerKind::Hybrid)]
     pub planner: rosetta_planner::pipeline::PlannerKind,
     /// Perception's detector: `geometric` (any object that stands out of the
-    /// floor or a table in depth, named by colour, shape and category),
+    /// floor or a table in depth, named by colour and shape, its category
+    /// from a classifier trained on rendered crops), `geometric-rules` (its
+    /// category from rules of shape and size instead),
     /// `classical` (OpenCV colour segmentation of red, green, blue and yellow
     /// cubes and bins) or `learned` (a network trained on rendered frames of
     /// those, built-in weights).

@@ -6,10 +6,12 @@
 //! frame out). [`tracker`] keeps the object map over time, [`ground`]
 //! resolves referring expressions in it, and [`node`] is the ROS 2 shell.
 
+pub mod classify;
 pub mod detect;
 pub mod detector;
 pub mod learned;
 pub mod node;
+pub mod open_vocab;
 pub mod rec;
 pub mod segment;
 pub mod tracker;

@@ -14,10 +14,11 @@ use rosetta_common::rec::{self, log_text};
 use rosetta_common::robot::{CameraDescription, RobotDescription};
 use rosetta_common::ros::{self, stamp_to_secs, JsonPublisher, Spinner};
 use rosetta_common::world::Place;
-use rosetta_common::{topics, Pose2D, WorldModel};
+use rosetta_common::{topics, ObjectKind, Pose2D, WorldModel};
 
 use crate::detect::{Detection, PerceptionError};
 use crate::detector::{Detector, DetectorKind};
+use crate::open_vocab::OpenVocabScorer;
 use crate::rec::{log_map, log_static_camera, FrameLog, FrameLogger};
 use crate::tracker::Tracker;
 
@@ -43,15 +44,30 @@ pub struct PerceptionArgs {
     #[arg(long, default_value_t = 20.0)]
     pub map_size_m: f64,
     /// Which detector finds the objects: `geometric` (class-agnostic, from
-    /// depth: anything standing on the floor or a table, any colour),
-    /// `classical` (OpenCV colour segmentation of the four primary colours)
-    /// or `learned` (the network that `train-detector` trains).
+    /// depth: anything standing on the floor or a table, any colour; its
+    /// category from the classifier that `train-classifier` trains),
+    /// `geometric-rules` (the same, its category from rules of shape and
+    /// size), `classical` (OpenCV colour segmentation of the four primary
+    /// colours) or `learned` (the network that `train-detector` trains).
     #[arg(long, value_enum, default_value_t = DetectorKind::Geometric)]
     pub detector: DetectorKind,
-    /// The learned detector's weights (safetensors). Default: the ones built
-    /// into the binary (perception/models/detector.safetensors).
+    /// Weights (safetensors) of the geometric detector's category
+    /// classifier, or of the learned detector's network. Default: the ones
+    /// built into the binary (perception/models/classifier.safetensors,
+    /// perception/models/detector.safetensors).
     #[arg(long)]
     pub detector_weights: Option<std::path::PathBuf>,
+    /// A CLIP-family model for a real robot's things (a directory with
+    /// Hugging Face's `config.json`, `model.safetensors` and
+    /// `tokenizer.json`; nothing is downloaded): each object's camera crop
+    /// is scored against `--open-vocab-words`, and a word that holds at
+    /// least half the probability and names a known category names it.
+    #[arg(long)]
+    pub open_vocab_model: Option<std::path::PathBuf>,
+    /// The words the open-vocabulary model scores crops against,
+    /// comma-separated. Default: every category the stack knows.
+    #[arg(long, value_delimiter = ',')]
+    pub open_vocab_words: Vec<String>,
 }
 
 enum Input {
@@ -72,6 +88,26 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
     let places = map_from_odom.places_in_odom(&load_places(args.places.as_deref())?);
     let detector = Detector::new(args.detector, args.detector_weights.as_deref())?;
     tracing::info!("detector ready: {}", detector.name());
+    let open_vocab = match &args.open_vocab_model {
+        Some(dir) => {
+            let scorer = OpenVocabScorer::load(dir)?;
+            let words = if args.open_vocab_words.is_empty() {
+                ObjectKind::ALL
+                    .iter()
+                    .map(|k| k.name().to_string())
+                    .collect()
+            } else {
+                args.open_vocab_words.clone()
+            };
+            tracing::info!(
+                "open-vocabulary scorer ready: {}, words {}",
+                dir.display(),
+                words.join(", ")
+            );
+            Some((scorer, words))
+        }
+        None => None,
+    };
     let mut node = ros::create_node("rosetta_perception")?;
     let mut inputs = subscribe_inputs(&mut node)?;
     let objects = JsonPublisher::<WorldModel>::new(&mut node, topics::OBJECTS)?;
@@ -95,6 +131,7 @@ pub async fn run(args: PerceptionArgs) -> anyhow::Result<()> {
         max_frame_age_s: args.max_frame_age_s,
         places,
         detector,
+        open_vocab,
         objects,
         map_pub,
         grid: OccupancyGrid::new([0.0, 0.0], [args.map_size_m, args.map_size_m], 0.05),
@@ -202,6 +239,8 @@ struct Perception {
     max_frame_age_s: f64,
     places: Vec<Place>,
     detector: Detector,
+    /// The optional open-vocabulary scorer and its words.
+    open_vocab: Option<(OpenVocabScorer, Vec<String>)>,
     objects: JsonPublisher<WorldModel>,
     map_pub: r2r::Publisher<r2r::nav_msgs::msg::OccupancyGrid>,
     grid: OccupancyGrid,
@@ -308,7 +347,14 @@ impl Perception {
         let odom_from_optical = pose.to_isometry() * self.base_from_optical;
         // Detection is CPU-bound (about 10 ms a frame): keep it off the async workers.
         let detected = tokio::task::block_in_place(|| {
-            process(&self.detector, &img, &dep, &cam, &odom_from_optical)
+            process(
+                &self.detector,
+                self.open_vocab.as_ref(),
+                &img,
+                &dep,
+                &cam,
+                &odom_from_optical,
+            )
         });
         match detected {
             Ok((depth_m, dets)) => {
@@ -414,6 +460,7 @@ fn camera_from_info(info: &CameraInfo, mount: &CameraDescription) -> Option<Came
 /// with the detections, for the recording.
 fn process(
     detector: &Detector,
+    open_vocab: Option<&(OpenVocabScorer, Vec<String>)>,
     img: &Image,
     dep: &Image,
     cam: &CameraDescription,
@@ -438,7 +485,10 @@ fn process(
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    let dets = detector.detect(&img.data, &depth, cam, odom_from_optical)?;
+    let mut dets = detector.detect(&img.data, &depth, cam, odom_from_optical)?;
+    if let Some((scorer, words)) = open_vocab {
+        scorer.relabel(&img.data, cam, words, &mut dets)?;
+    }
     Ok((depth, dets))
 }
 

@@ -20,6 +20,7 @@ use nalgebra::{Isometry3, Vector3};
 use rosetta_common::robot::CameraDescription;
 use rosetta_common::{Color, ObjectKind, Shape};
 
+use crate::classify::{CategoryClassifier, CategoryFeatures, CROP, CROP_CHANNELS};
 use crate::detect::{check_sizes, Detection, PerceptionError};
 
 /// Depth beyond this is not used: objects further away are too few pixels.
@@ -188,15 +189,50 @@ fn percentile(v: &mut [f64], q: f64) -> f64 {
     *x
 }
 
+/// One object the detector found: its detection (category by the rules of
+/// shape, size and openness) and what the learned classifier sees of it.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub detection: Detection,
+    pub features: CategoryFeatures,
+}
+
 /// Finds objects of any kind and colour standing on the floor or on
 /// furniture, placed in the frame of `odom_from_optical` (whose z is up and
 /// whose z = 0 is the floor). Regions cut by the image border are skipped.
+/// Each object's category comes from `classifier` where there is one, and
+/// from the rules of shape, size and openness otherwise.
 pub fn detect_objects(
     rgb: &[u8],
     depth_m: &[f32],
     cam: &CameraDescription,
     odom_from_optical: &Isometry3<f64>,
+    classifier: Option<&CategoryClassifier>,
 ) -> Result<Vec<Detection>, PerceptionError> {
+    let segments = segment_objects(rgb, depth_m, cam, odom_from_optical)?;
+    let Some(classifier) = classifier else {
+        return Ok(segments.into_iter().map(|s| s.detection).collect());
+    };
+    let features: Vec<&CategoryFeatures> = segments.iter().map(|s| &s.features).collect();
+    let categories = classifier.classify(&features)?;
+    Ok(segments
+        .into_iter()
+        .zip(categories)
+        .map(|(s, (kind, p))| Detection {
+            kind,
+            confidence: p,
+            ..s.detection
+        })
+        .collect())
+}
+
+/// The objects of [`detect_objects`], each with its classifier features.
+pub fn segment_objects(
+    rgb: &[u8],
+    depth_m: &[f32],
+    cam: &CameraDescription,
+    odom_from_optical: &Isometry3<f64>,
+) -> Result<Vec<Segment>, PerceptionError> {
     check_sizes(rgb, depth_m, cam)?;
     let cloud = Cloud::new(depth_m, cam, odom_from_optical);
     let supports = cloud.supports();
@@ -259,26 +295,42 @@ pub fn detect_objects(
     }
     let eye = odom_from_optical.translation.vector;
     let mut out = Vec::new();
-    for members in regions.iter().filter(|m| m.len() >= MIN_PIXELS) {
+    for (id, members) in regions.iter().enumerate() {
+        if members.len() < MIN_PIXELS {
+            continue;
+        }
         let support_z = supports[lvl[members[0]].unwrap_or(0)];
-        if let Some(d) = measure(members, &cloud, rgb, support_z, [eye.x, eye.y], w, h) {
+        let this = Region {
+            members,
+            id: id as u32,
+            of_pixel: &region,
+        };
+        if let Some(d) = measure(&this, &cloud, rgb, support_z, [eye.x, eye.y]) {
             out.push(d);
         }
     }
     Ok(out)
 }
 
-/// One region as a detection, or `None` if it is structure, cut by the
+/// One connected region of object pixels.
+struct Region<'a> {
+    members: &'a [usize],
+    id: u32,
+    /// Every pixel's region id (`u32::MAX`: none).
+    of_pixel: &'a [u32],
+}
+
+/// One region as a segment, or `None` if it is structure, cut by the
 /// image border, or flat.
 fn measure(
-    members: &[usize],
+    region: &Region,
     cloud: &Cloud,
     rgb: &[u8],
     support_z: f64,
     eye_xy: [f64; 2],
-    w: usize,
-    h: usize,
-) -> Option<Detection> {
+) -> Option<Segment> {
+    let (w, h) = (cloud.w, cloud.h);
+    let members = region.members;
     let (mut u0, mut v0, mut u1, mut v1) = (usize::MAX, usize::MAX, 0, 0);
     for &i in members {
         let (u, v) = (i % w, i / w);
@@ -400,7 +452,11 @@ fn measure(
     };
     let color = Color::from_rgb(lit_colour(members, rgb));
     let z = bottom + height / 2.0;
-    Some(Detection {
+    let features = CategoryFeatures {
+        crop: crop(region, cloud, [u0, v0, u1, v1], bottom, height, eye_xy),
+        scalars: CategoryFeatures::scalars_of([size[0], size[1]], size[2], shape),
+    };
+    let detection = Detection {
         color,
         kind,
         bbox_px: [
@@ -413,7 +469,64 @@ fn measure(
         position_m: [centre[0], centre[1], z],
         extent_m: size,
         confidence: 1.0,
+    };
+    Some(Segment {
+        detection,
+        features,
     })
+}
+
+/// The classifier's crop of a region ([`CategoryFeatures::crop`]): the
+/// square around its bounding box `[u0, v0, u1, v1]` (a tenth wider each
+/// way), sampled at [`CROP`] x [`CROP`] cells.
+fn crop(
+    region: &Region,
+    cloud: &Cloud,
+    bbox: [usize; 4],
+    bottom_m: f64,
+    height_m: f64,
+    eye_xy: [f64; 2],
+) -> Vec<f32> {
+    let [u0, v0, u1, v1] = bbox;
+    let side = (u1 - u0 + 1).max(v1 - v0 + 1) as f64 * 1.2;
+    let (cu, cv) = ((u0 + u1) as f64 / 2.0, (v0 + v1) as f64 / 2.0);
+    // Horizontal directions: towards the camera, and across the view.
+    let (mut tx, mut ty) = (0.0, 0.0);
+    for &i in region.members {
+        if let Some(p) = cloud.points[i] {
+            tx += eye_xy[0] - p[0];
+            ty += eye_xy[1] - p[1];
+        }
+    }
+    let r = tx.hypot(ty).max(1e-9);
+    let (tx, ty) = (tx / r, ty / r);
+    let plane = CROP * CROP;
+    let mut out = vec![0f32; CROP_CHANNELS * plane];
+    for row in 0..CROP {
+        for col in 0..CROP {
+            let u = cu + (col as f64 + 0.5) / CROP as f64 * side - side / 2.0;
+            let v = cv + (row as f64 + 0.5) / CROP as f64 * side - side / 2.0;
+            if u < 0.0 || v < 0.0 || u >= cloud.w as f64 || v >= cloud.h as f64 {
+                continue;
+            }
+            let i = v as usize * cloud.w + u as usize;
+            if region.of_pixel[i] != region.id {
+                continue;
+            }
+            let o = row * CROP + col;
+            out[o] = 1.0;
+            if let Some(n) = cloud.normals[i] {
+                out[plane + o] = n[2] as f32;
+                out[2 * plane + o] = (n[0] * tx + n[1] * ty) as f32;
+                out[3 * plane + o] = (-n[0] * ty + n[1] * tx) as f32;
+            }
+            if let Some(p) = cloud.points[i] {
+                out[4 * plane + o] =
+                    ((p[2] - bottom_m) / height_m.max(0.01)).clamp(0.0, 1.2) as f32;
+            }
+        }
+    }
+    out
 }
 
 /// The colour of the region's better-lit half: the median of each channel
@@ -499,7 +612,7 @@ mod tests {
         let cam = world.robot.camera.clone();
         let f = render_camera(world, &cam);
         let map_from_optical = world.pose.to_isometry() * cam.base_from_optical();
-        detect_objects(&f.rgb, &f.depth_m, &cam, &map_from_optical).unwrap()
+        detect_objects(&f.rgb, &f.depth_m, &cam, &map_from_optical, None).unwrap()
     }
 
     fn error_m(a: [f64; 3], b: [f64; 3]) -> f64 {

@@ -3,6 +3,7 @@
 
 pub mod closed_loop;
 pub mod scenes;
+pub mod train;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};

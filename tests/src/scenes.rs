@@ -176,7 +176,25 @@ pub fn generated_view(
     robot: &RobotDescription,
     rng: &mut impl Rng,
 ) -> (World, RgbdFrame, Isometry3<f64>) {
-    let scene = Scene::random(rng.gen());
+    generated_view_of(Scene::random(rng.gen()), robot, rng)
+}
+
+/// [`generated_view`] of a scene whose things have random sizes and
+/// proportions ([`vary_sizes`]).
+pub fn varied_view(
+    robot: &RobotDescription,
+    rng: &mut impl Rng,
+) -> (World, RgbdFrame, Isometry3<f64>) {
+    let mut scene = Scene::random(rng.gen());
+    vary_sizes(&mut scene, rng);
+    generated_view_of(scene, robot, rng)
+}
+
+fn generated_view_of(
+    scene: Scene,
+    robot: &RobotDescription,
+    rng: &mut impl Rng,
+) -> (World, RgbdFrame, Isometry3<f64>) {
     let table = scene
         .furniture
         .iter()
@@ -191,6 +209,39 @@ pub fn generated_view(
     let frame = render_camera(&world, &robot.camera);
     let map_from_optical = world.pose.to_isometry() * robot.camera.base_from_optical();
     (world, frame, map_from_optical)
+}
+
+/// Gives every graspable thing a random size and proportions that still
+/// say its category, standing where it stood: cubes 3.5–7 cm; boxes
+/// 4–10 cm a side with the longest at least 1.5 times the shortest; balls
+/// 4–8 cm; cylinders (cans, bottles) 3.5–6.5 cm across and 1.6–2.6 times as
+/// tall; mugs 6–9 cm across and 0.8–1.2 times as tall.
+pub fn vary_sizes(scene: &mut Scene, rng: &mut impl Rng) {
+    for o in &mut scene.objects {
+        let size = match o.kind {
+            ObjectKind::Cube => [rng.gen_range(0.035..0.07); 3],
+            ObjectKind::Box => loop {
+                let s: [f64; 3] = std::array::from_fn(|_| rng.gen_range(0.04..0.1));
+                let big = s.iter().copied().fold(0.0, f64::max);
+                let small = s.iter().copied().fold(f64::INFINITY, f64::min);
+                if big >= 1.5 * small {
+                    break s;
+                }
+            },
+            ObjectKind::Ball => [rng.gen_range(0.04..0.08); 3],
+            ObjectKind::Cylinder => {
+                let d = rng.gen_range(0.035..0.065);
+                [d, d, d * rng.gen_range(1.6..2.6)]
+            }
+            ObjectKind::Mug => {
+                let d = rng.gen_range(0.06..0.09);
+                [d, d, d * rng.gen_range(0.8..1.2)]
+            }
+            ObjectKind::Bin => continue,
+        };
+        o.position_m[2] += (size[2] - o.size_m[2]) / 2.0;
+        o.size_m = size;
+    }
 }
 
 /// The world's objects split into those [`visible`] in the frame and the rest.

@@ -1,5 +1,6 @@
-//! `perception-bench`: the three detectors (geometric, classical and
-//! learned) on frames the sim renders, scored against the sim's ground truth.
+//! `perception-bench`: the detectors (geometric with its category
+//! classifier, geometric with rules for categories, classical and learned)
+//! on frames the sim renders, scored against the sim's ground truth.
 //!
 //! ```text
 //! source .local/env.sh
@@ -17,7 +18,10 @@
 //! is a generated scene (`Scene::random`): things of five categories in
 //! any of the eleven colour names on a table at a random place, bins of any
 //! colour (the classical and learned detectors know the primary colours'
-//! cubes and bins only, and score accordingly). An object counts as
+//! cubes and bins only, and score accordingly). With `--variety varied`,
+//! the generated scenes' things also take random sizes and proportions
+//! (`vary_sizes`, the category classifier's training distribution, with
+//! other seeds). An object counts as
 //! visible when it lies wholly in the image, within 3 m of the camera, with
 //! nothing in front of its centre; a detection is a true positive when its
 //! class and colour match a visible object within 10 cm. Each frame is
@@ -41,7 +45,9 @@ use rosetta_control::path::{plan_path, Costmap};
 use rosetta_perception::{Detector, DetectorKind};
 use rosetta_sim::scene::Scene;
 use rosetta_tests::closed_loop::{cluttered_room, footprint_fits, place, true_grid, ClosedLoop};
-use rosetta_tests::scenes::{generated_view, random_view, relight, split_visible, Tally, Variety};
+use rosetta_tests::scenes::{
+    generated_view, random_view, relight, split_visible, varied_view, Tally, Variety,
+};
 
 /// Which scenes to score on.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -52,6 +58,8 @@ enum VarietyArg {
     Full,
     /// Generated scenes: any category and colour (`Scene::random`).
     Generated,
+    /// Generated scenes whose things have random sizes and proportions.
+    Varied,
 }
 
 /// Score both detectors on randomised rendered frames, and the occupancy grid.
@@ -72,6 +80,10 @@ struct Args {
     /// The learned detector's weights (default: the built-in ones).
     #[arg(long)]
     detector_weights: Option<std::path::PathBuf>,
+    /// The geometric detector's category classifier weights (default: the
+    /// built-in ones).
+    #[arg(long)]
+    classifier_weights: Option<std::path::PathBuf>,
     /// Rooms for the occupancy-grid score (0: skip it).
     #[arg(long, default_value_t = 5)]
     grid_rooms: usize,
@@ -92,11 +104,12 @@ fn main() -> anyhow::Result<()> {
     let base = Scene::default_scene()?;
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let variety = match args.variety {
-        VarietyArg::Bench | VarietyArg::Generated => Variety::BENCH,
+        VarietyArg::Bench | VarietyArg::Generated | VarietyArg::Varied => Variety::BENCH,
         VarietyArg::Full => Variety::FULL,
     };
     let detectors = [
-        Detector::new(DetectorKind::Geometric, None)?,
+        Detector::new(DetectorKind::Geometric, args.classifier_weights.as_deref())?,
+        Detector::new(DetectorKind::GeometricRules, None)?,
         Detector::new(DetectorKind::Classical, None)?,
         Detector::new(DetectorKind::Learned, args.detector_weights.as_deref())?,
     ];
@@ -107,6 +120,7 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..args.frames {
         let (world, frame, map_from_optical) = match args.variety {
             VarietyArg::Generated => generated_view(&robot, &mut rng),
+            VarietyArg::Varied => varied_view(&robot, &mut rng),
             _ => random_view(&base, &robot, variety, &mut rng),
         };
         let (seen, unseen) = split_visible(&world, &frame, &cam, &map_from_optical);

@@ -24,7 +24,6 @@ use anyhow::Context;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -34,6 +33,7 @@ use rosetta_sim::render::{render_labelled, NO_OBJECT};
 use rosetta_sim::scene::Scene;
 use rosetta_sim::world::World;
 use rosetta_tests::scenes::{random_pose, random_scene, relight, Variety};
+use rosetta_tests::train::{bar, seeded_init};
 
 /// Train the learned detector on sim-rendered, labelled frames.
 #[derive(Debug, Parser)]
@@ -286,46 +286,6 @@ fn print_held_out_iou(
         );
     }
     Ok(())
-}
-
-/// Candle draws initial weights from an unseeded generator: draw them again
-/// from the seed (He-uniform weights, zero biases), in name order, so that
-/// the same seed gives the same weights.
-fn seeded_init(vars: &VarMap, seed: u64) -> anyhow::Result<()> {
-    let data = vars
-        .data()
-        .lock()
-        .map_err(|_| anyhow::anyhow!("the variables' lock is poisoned"))?;
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1417);
-    for name in names {
-        let var = &data[name];
-        let dims = var.dims().to_vec();
-        let n: usize = dims.iter().product();
-        let values: Vec<f32> = if dims.len() == 4 {
-            let fan_in = (dims[1] * dims[2] * dims[3]) as f32;
-            let bound = (6.0 / fan_in).sqrt();
-            (0..n).map(|_| rng.gen_range(-bound..bound)).collect()
-        } else {
-            vec![0.0; n]
-        };
-        var.set(&Tensor::from_vec(values, dims, var.device())?)?;
-    }
-    Ok(())
-}
-
-fn bar(n: u64, label: &str) -> ProgressBar {
-    let bar = ProgressBar::new(n);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>26} [{bar:30}] {pos}/{len} {elapsed} ETA {eta} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(label.to_string());
-    bar
 }
 
 /// `n` crops of `c` x `c` output cells: two in three centred on an object
