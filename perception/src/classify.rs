@@ -15,11 +15,11 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{Device, Module, Tensor, D};
 use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
 use rosetta_common::{ObjectKind, Shape};
 
-use crate::detect::PerceptionError;
+use crate::detect::{load_net, read_model, PerceptionError};
 
 /// Side of the square crop, in cells.
 pub const CROP: usize = 24;
@@ -133,23 +133,12 @@ impl CategoryClassifier {
     /// Loads weights written by `train-classifier`. A missing, corrupt or
     /// mis-shaped file is an error that names the file.
     pub fn load(path: &Path) -> Result<Self, PerceptionError> {
-        let bytes = std::fs::read(path).map_err(|e| PerceptionError::Model {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        Self::from_bytes(&bytes, &path.display().to_string())
+        Self::from_bytes(&read_model(path)?, &path.display().to_string())
     }
 
     /// Loads weights from the bytes of a safetensors file; `origin` names it in errors.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self, PerceptionError> {
-        let model_err = |e: candle_core::Error| PerceptionError::Model {
-            path: origin.to_string(),
-            reason: e.to_string(),
-        };
-        let device = Device::Cpu;
-        let tensors = candle_core::safetensors::load_buffer(bytes, &device).map_err(model_err)?;
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
-        let net = CategoryNet::new(vb).map_err(model_err)?;
+        let (net, device) = load_net(bytes, origin, CategoryNet::new)?;
         Ok(Self { net, device })
     }
 
@@ -192,6 +181,7 @@ impl CategoryClassifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
     use candle_nn::VarMap;
 
     fn features(seed: f32) -> CategoryFeatures {

@@ -30,6 +30,32 @@ pub enum PerceptionError {
     Inference(String),
 }
 
+/// The bytes of a model file; an error names the file.
+pub fn read_model(path: &std::path::Path) -> Result<Vec<u8>, PerceptionError> {
+    std::fs::read(path).map_err(|e| PerceptionError::Model {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// A network built by `build` from the bytes of a safetensors file, on the
+/// CPU; a corrupt or mis-shaped file is an error that names `origin`.
+pub fn load_net<T>(
+    bytes: &[u8],
+    origin: &str,
+    build: impl FnOnce(candle_nn::VarBuilder) -> candle_core::Result<T>,
+) -> Result<(T, candle_core::Device), PerceptionError> {
+    let model_err = |e: candle_core::Error| PerceptionError::Model {
+        path: origin.to_string(),
+        reason: e.to_string(),
+    };
+    let device = candle_core::Device::Cpu;
+    let tensors = candle_core::safetensors::load_buffer(bytes, &device).map_err(model_err)?;
+    let vb = candle_nn::VarBuilder::from_tensors(tensors, candle_core::DType::F32, &device);
+    let net = build(vb).map_err(model_err)?;
+    Ok((net, device))
+}
+
 /// One object seen in one frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Detection {

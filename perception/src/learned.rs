@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{Device, Module, Tensor};
 use candle_nn::{conv2d, Conv2d, Conv2dConfig, VarBuilder};
 use nalgebra::Isometry3;
 use opencv::core::{Mat, CV_8UC1};
@@ -18,7 +18,8 @@ use rosetta_common::robot::CameraDescription;
 use rosetta_common::{Color, ObjectKind};
 
 use crate::detect::{
-    check_sizes, components, Detection, Extent, PerceptionError, BIN_MIN_EXTENT_M,
+    check_sizes, components, load_net, read_model, Detection, Extent, PerceptionError,
+    BIN_MIN_EXTENT_M,
 };
 
 /// Output classes: 0 is "no object", then each colour's cube and bin.
@@ -161,23 +162,12 @@ impl LearnedDetector {
     /// Loads weights written by `train-detector`. A missing, corrupt or
     /// mis-shaped file is an error that names the file.
     pub fn load(path: &Path) -> Result<Self, PerceptionError> {
-        let bytes = std::fs::read(path).map_err(|e| PerceptionError::Model {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        Self::from_bytes(&bytes, &path.display().to_string())
+        Self::from_bytes(&read_model(path)?, &path.display().to_string())
     }
 
     /// Loads weights from the bytes of a safetensors file; `origin` names it in errors.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self, PerceptionError> {
-        let model_err = |e: candle_core::Error| PerceptionError::Model {
-            path: origin.to_string(),
-            reason: e.to_string(),
-        };
-        let device = Device::Cpu;
-        let tensors = candle_core::safetensors::load_buffer(bytes, &device).map_err(model_err)?;
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
-        let net = SegNet::new(vb).map_err(model_err)?;
+        let (net, device) = load_net(bytes, origin, SegNet::new)?;
         Ok(Self { net, device })
     }
 
@@ -311,6 +301,7 @@ impl LearnedDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
 
     #[test]
     fn classes_round_trip() {
