@@ -31,8 +31,12 @@ pub enum Selector {
     /// Nearer to the viewpoint than the other object, or farther.
     InFrontOf(Box<Expression>),
     Behind(Box<Expression>),
-    /// The nearest one to another object ("next to", "beside", "near").
+    /// The nearest one to another object, and clearly so ("next to",
+    /// "beside", "near").
     NextTo(Box<Expression>),
+    /// The nearest one to another object, however near the runner-up
+    /// ("nearest to", "closest to"): a superlative.
+    NearestTo(Box<Expression>),
     /// The one between two others, from left to right.
     Between(Box<Expression>, Box<Expression>),
     /// Counted from the left or the right (1 = the leftmost).
@@ -44,6 +48,29 @@ pub enum Selector {
     /// By size (volume).
     Biggest,
     Smallest,
+}
+
+impl Selector {
+    /// The other objects this selector is relative to ("the red bin" in
+    /// "the cube next to the red bin"), outermost first.
+    pub fn anchors(&self) -> Vec<&Expression> {
+        match self {
+            Selector::LeftOf(e)
+            | Selector::RightOf(e)
+            | Selector::InFrontOf(e)
+            | Selector::Behind(e)
+            | Selector::NextTo(e)
+            | Selector::NearestTo(e) => vec![e],
+            Selector::Between(a, b) => vec![a, b],
+            Selector::Only
+            | Selector::FromLeft(_)
+            | Selector::FromRight(_)
+            | Selector::Nearest
+            | Selector::Farthest
+            | Selector::Biggest
+            | Selector::Smallest => vec![],
+        }
+    }
 }
 
 /// A referring expression: a description and a selector.
@@ -246,6 +273,7 @@ fn parse_words(words: &[&str]) -> Result<Expression, String> {
                 let a_expr = with_kind(Box::new(parse_words(a)?), a, b_expr.what.kind);
                 Selector::Between(a_expr, b_expr)
             }
+            "closest" | "nearest" => Selector::NearestTo(anchor()?),
             _ => Selector::NextTo(anchor()?),
         };
         if sup.is_some() {
@@ -348,7 +376,8 @@ pub fn ground(expr: &Expression, world: &WorldModel, viewer: &Pose2D) -> Groundi
             .anchor(e)
             .map(|a| scene.ahead_of(a, -1.0, "in front of")),
         Selector::Behind(e) => scene.anchor(e).map(|a| scene.ahead_of(a, 1.0, "behind")),
-        Selector::NextTo(e) => scene.anchor(e).map(|a| scene.next_to(a)),
+        Selector::NextTo(e) => scene.anchor(e).map(|a| scene.next_to(a, NEXT_TO_RATIO)),
+        Selector::NearestTo(e) => scene.anchor(e).map(|a| scene.next_to(a, 1.0)),
         Selector::Between(e1, e2) => match (scene.anchor(e1), scene.anchor(e2)) {
             (Ok(a), Ok(b)) => Ok(scene.between(a, b)),
             (Err(g), _) | (_, Err(g)) => Err(g),
@@ -461,8 +490,9 @@ impl<'w> Scene<'w> {
         )
     }
 
-    /// The candidate nearest to `a`, clearly nearer than the next.
-    fn next_to(&self, a: &ObservedObject) -> Grounding {
+    /// The candidate nearest to `a`; a tie when the runner-up is less than
+    /// `ratio` times as far (or within [`TIE_M`]).
+    fn next_to(&self, a: &ObservedObject, ratio: f64) -> Grounding {
         let scored = self
             .others(a)
             .into_iter()
@@ -470,7 +500,7 @@ impl<'w> Scene<'w> {
             .collect();
         best_by(
             scored,
-            |d0, d1| d1 < d0 * NEXT_TO_RATIO,
+            |d0, d1| d1 < d0 * ratio || d1 - d0 < TIE_M,
             &format!("{} next to {}", self.noun, a.id),
         )
     }
@@ -632,6 +662,19 @@ mod tests {
             Grounding::NotFound(why) => why,
             other => panic!("{phrase:?}: {other:?}"),
         }
+    }
+
+    /// "nearest to" is a superlative: the nearest wins by any clear
+    /// margin. "next to" asks for a neighbour, and a runner-up nearly as
+    /// near makes it a question.
+    #[test]
+    fn nearest_to_picks_the_nearest_where_next_to_asks() {
+        assert_eq!(found("the cube nearest to the red bin"), "yellow_cube");
+        assert_eq!(found("the cube closest to the blue bin"), "blue_cube");
+        assert_eq!(
+            ambiguous("the cube next to the red bin"),
+            vec!["green_cube", "yellow_cube"]
+        );
     }
 
     #[test]

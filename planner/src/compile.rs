@@ -543,6 +543,16 @@ impl<'w> Ctx<'w> {
                 kind: k.name().to_string(),
             });
         }
+        if expr
+            .selector
+            .anchors()
+            .into_iter()
+            .any(|a| matches!(ground(a, world, &Pose2D::default()), Grounding::NotFound(_)))
+        {
+            // "the cube next to the red bin" while that bin is out of view:
+            // look around once before saying it is not there.
+            return Err(PlanError::NotSeen { phrase, why });
+        }
         Err(PlanError::NotFound { phrase, why })
     }
 

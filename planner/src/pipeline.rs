@@ -632,6 +632,62 @@ mod tests {
         );
     }
 
+    /// A landmark out of view ("the cube nearest to the red bin" at the
+    /// start, when the camera sees only the table) is looked for once, as
+    /// a named object is; then the relation picks the cube by where that
+    /// landmark stands.
+    #[test]
+    fn a_relation_to_a_landmark_not_seen_yet_is_a_look_around_then_a_plan() {
+        use rosetta_common::{Color, ObjectKind};
+        let mut world = WorldModel {
+            objects: vec![
+                o(
+                    "red_cube",
+                    ObjectKind::Cube,
+                    Color::Red,
+                    [1.4, -0.36, 0.425],
+                ),
+                o(
+                    "blue_cube",
+                    ObjectKind::Cube,
+                    Color::Blue,
+                    [1.4, 0.36, 0.425],
+                ),
+            ],
+            ..Default::default()
+        };
+        let p = Pipeline::new(PlannerKind::Rules, None).unwrap();
+        let cmd = "put the cube nearest to the blue bin in the red bin";
+        let first = p.plan_attempt(cmd, &world, None, true);
+        assert!(first.survey, "{:?}", first.outcome);
+        assert_eq!(first.steps(), Some(&[Skill::LookAround][..]));
+        let again = p.plan_attempt(cmd, &world, None, false);
+        match &again.outcome {
+            PlanOutcome::Rejected { reason } => assert!(reason.contains("blue bin"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        world.objects.push(o(
+            "blue_bin",
+            ObjectKind::Bin,
+            Color::Blue,
+            [0.0, 1.6, 0.125],
+        ));
+        world.objects.push(o(
+            "red_bin",
+            ObjectKind::Bin,
+            Color::Red,
+            [0.0, -1.6, 0.125],
+        ));
+        let planned = p.plan_attempt(cmd, &world, None, false);
+        assert_eq!(
+            planned.goals,
+            vec![Goal::InContainer {
+                object: "blue_cube".into(),
+                container: "red_bin".into()
+            }]
+        );
+    }
+
     /// Things of other categories and colours than the cube world's, said
     /// with the words people use for them.
     #[test]

@@ -377,18 +377,32 @@ impl World {
         let max = self.robot.arm.gripper_speed_m_s * dt;
         let target = self.gripper_target_m;
         let held = self.objects.iter().position(|o| o.held);
+        // The fingers let go once they stand clear of the object, or open
+        // all the way (an object as wide as the fingers' reach is held by
+        // their squeeze, not by their span).
+        let open = self.robot.arm.gripper_max_opening_m;
+        let clear = |o: &ObjectState| (o.size_m[1] + 0.005).min(open - 1e-6);
         if target > self.gripper_opening_m + 1e-9 {
             self.slipping = false;
             self.gripper_opening_m += (target - self.gripper_opening_m).min(max);
             if let Some(i) = held {
-                if self.gripper_opening_m > self.objects[i].size_m[1] + 0.005 {
+                if self.gripper_opening_m >= clear(&self.objects[i]) {
                     self.release(i);
                 }
             }
             return;
         }
-        if held.is_some() {
+        if let Some(i) = held {
+            // Told to open no further than they stand: a squeeze let go.
+            if target >= self.gripper_opening_m - 1e-9
+                && self.gripper_opening_m >= clear(&self.objects[i])
+            {
+                self.release(i);
+            }
             return; // closed on the object: the fingers cannot close further
+        }
+        if target >= self.gripper_opening_m - 1e-9 {
+            return; // standing still: nothing closes on anything
         }
         let mut next = self.gripper_opening_m - (self.gripper_opening_m - target).min(max);
         // Does closing to `next` touch a graspable object between the fingers?
@@ -409,6 +423,8 @@ impl World {
                 && dz.abs() < GRASP_TOLERANCE_M
                 // The cube's centre is between the fingers; closing centres it.
                 && across.abs() < self.gripper_opening_m / 2.0
+                // The fingers close on it from outside, never through it.
+                && width <= self.gripper_opening_m
                 && next <= width
             {
                 grasp = Some(i);
@@ -766,6 +782,21 @@ mod tests {
         assert!(!cube.held);
         assert_eq!(cube.in_container.as_deref(), Some("blue_bin"));
         assert!((cube.position_m[2] - (BIN_WALL_M + 0.025)).abs() < 1e-9);
+    }
+
+    /// A box as wide as the fingers open: held by their squeeze, and let
+    /// go when they open all the way.
+    #[test]
+    fn an_object_as_wide_as_the_fingers_reach_is_let_go_when_they_open_fully() {
+        let mut w = world();
+        let open = w.robot.arm.gripper_max_opening_m;
+        w.objects[0].size_m = [0.05, open, 0.05];
+        grasp_red_cube(&mut w);
+        assert!(w.objects[0].held, "box not grasped");
+        let g = vec![w.robot.arm.gripper_joint.clone()];
+        w.command_joints(&g, &[open]).unwrap();
+        run(&mut w, 1.0, |_| {});
+        assert!(!w.objects[0].held, "the fully open fingers still hold it");
     }
 
     #[test]
