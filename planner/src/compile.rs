@@ -238,7 +238,23 @@ impl<'w> Ctx<'w> {
             };
             excluded.extend(self.resolve_item(item, &one, role)?);
         }
+        let matched_any = !ids.is_empty();
         ids.retain(|id| !excluded.contains(id));
+        let described: Vec<String> = np
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Expr { expr, .. } => Some(expr.what.noun()),
+                _ => None,
+            })
+            .collect();
+        if !matched_any && !described.is_empty() && described.len() == np.items.len() {
+            // "the mugs" before any mug was seen: look first, then say so.
+            return Err(PlanError::Unexplored {
+                phrase: np.words.clone(),
+                kind: described.join(" or "),
+            });
+        }
         if ids.is_empty() {
             return Err(PlanError::NotFound {
                 phrase: np.words.clone(),

@@ -688,6 +688,47 @@ mod tests {
         );
     }
 
+    /// "the mugs" while no mug is in view yet: a look around, then all of
+    /// them, or a refusal that says none was seen.
+    #[test]
+    fn a_plural_of_a_kind_not_seen_yet_is_a_look_around_then_a_plan() {
+        use rosetta_common::{Color, ObjectKind};
+        let mut world = WorldModel {
+            objects: vec![o(
+                "yellow_bin",
+                ObjectKind::Bin,
+                Color::Yellow,
+                [0.2, 0.6, 0.125],
+            )],
+            ..Default::default()
+        };
+        let p = Pipeline::new(PlannerKind::Rules, None).unwrap();
+        let cmd = "put the mugs in the yellow bin";
+        let first = p.plan_attempt(cmd, &world, None, true);
+        assert!(first.survey, "{:?}", first.outcome);
+        let again = p.plan_attempt(cmd, &world, None, false);
+        match &again.outcome {
+            PlanOutcome::Rejected { reason } => {
+                assert!(reason.contains("not seen any mug"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        world.objects.push(o(
+            "white_mug",
+            ObjectKind::Mug,
+            Color::White,
+            [1.6, 0.9, 0.44],
+        ));
+        world.objects.push(o(
+            "grey_mug",
+            ObjectKind::Mug,
+            Color::Grey,
+            [1.6, 0.4, 0.44],
+        ));
+        let planned = p.plan_attempt(cmd, &world, None, false);
+        assert_eq!(planned.goals.len(), 2, "{:?}", planned.outcome);
+    }
+
     /// Things of other categories and colours than the cube world's, said
     /// with the words people use for them.
     #[test]
