@@ -155,14 +155,17 @@ pub enum Shape {
 #[serde(rename_all = "snake_case")]
 pub enum ObjectKind {
     /// A graspable block with equal sides.
-    #[serde(alias = "block")]
+    #[serde(alias = "block", alias = "brick")]
     Cube,
-    /// An open-topped container.
+    /// An open-topped container: a bin, basket, tray or bowl.
     #[serde(
         alias = "basket",
         alias = "bucket",
         alias = "container",
-        alias = "crate"
+        alias = "crate",
+        alias = "tub",
+        alias = "tray",
+        alias = "bowl"
     )]
     Bin,
     /// A graspable block with unequal sides.
@@ -216,9 +219,10 @@ impl ObjectKind {
     /// ("block", "sphere", "can", "cup", "basket").
     pub fn from_word(w: &str) -> Option<ObjectKind> {
         Some(match w {
-            "cube" | "cubes" | "block" | "blocks" => ObjectKind::Cube,
+            "cube" | "cubes" | "block" | "blocks" | "brick" | "bricks" => ObjectKind::Cube,
             "bin" | "bins" | "container" | "containers" | "basket" | "baskets" | "bucket"
-            | "buckets" => ObjectKind::Bin,
+            | "buckets" | "tub" | "tubs" | "receptacle" | "receptacles" | "crate" | "crates"
+            | "tray" | "trays" | "bowl" | "bowls" => ObjectKind::Bin,
             "box" | "boxes" | "carton" | "cartons" => ObjectKind::Box,
             "ball" | "balls" | "sphere" | "spheres" | "orb" => ObjectKind::Ball,
             "cylinder" | "cylinders" | "can" | "cans" | "tin" | "tins" | "bottle" | "bottles"

@@ -71,9 +71,11 @@ enum Cmd {
 #[derive(Debug, Subcommand)]
 enum SceneCmd {
     /// Write the scene that `--scene random --seed N` runs, as a scene file
-    /// (TOML) to read, edit and run with `--scene FILE`: a table with 2 to 6
-    /// cubes of random colours (colours may repeat), 1 to 3 bins on the
-    /// floor, a dock, and a start pose near the map origin.
+    /// (TOML) to read, edit and run with `--scene FILE`: a table with 3 to 6
+    /// things on it and up to two smaller tables with 1 to 3 more (cubes,
+    /// boxes, balls, cans and mugs of the eleven basic colours, duplicates
+    /// included), 1 to 3 bins on the floor, a dock, and a start pose near the
+    /// map origin.
     Generate {
         /// The generator's seed: the same seed, the same scene.
         #[arg(long)]

@@ -174,6 +174,11 @@ const NOUNS: &[(&str, &str)] = &[
     ("receptacle", "bin"),
     ("receptacles", "bins"),
     ("crate", "bin"),
+    ("crates", "bins"),
+    ("tray", "bin"),
+    ("trays", "bins"),
+    ("bowl", "bin"),
+    ("bowls", "bins"),
     ("box", "box"),
     ("boxes", "boxes"),
     ("carton", "box"),
@@ -1883,4 +1888,35 @@ fn item(words: &[&str]) -> Option<Item> {
     }
     let expr = Expression::parse(&singular.join(" ")).ok()?;
     Some(Item::Expr { expr, plural })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rosetta_common::Color;
+
+    /// The reader's word lists and the world model's (`from_word`, which
+    /// scene files and the grounder read) must not drift apart: a word the
+    /// reader knows as a kind or a colour means the same to both.
+    #[test]
+    fn the_readers_words_mean_what_the_world_model_says() {
+        const GENERIC: &[&str] = &[
+            "one", "ones", "thing", "things", "object", "objects", "item", "items",
+        ];
+        for (w, canon) in NOUNS.iter().filter(|(_, c)| !GENERIC.contains(c)) {
+            let kind = ObjectKind::from_word(canon);
+            assert!(kind.is_some(), "{canon:?} is no kind");
+            assert_eq!(ObjectKind::from_word(w), kind, "{w:?} vs {canon:?}");
+        }
+        for (w, canon) in COLOURS {
+            let colour = Color::from_word(canon);
+            assert!(colour.is_some(), "{canon:?} is no colour");
+            if let Some(c) = Color::from_word(w) {
+                assert_eq!(Some(c), colour, "{w:?} vs {canon:?}");
+            }
+        }
+        for w in OTHER_COLOURS {
+            assert_eq!(Color::from_word(w), None, "{w:?} is a basic colour");
+        }
+    }
 }

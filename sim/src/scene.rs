@@ -203,6 +203,14 @@ impl Scene {
             if !ids.insert(o.id.clone()) {
                 return Err(bad(format!("duplicate id {}", o.id)));
             }
+            if o.kind.is_container() && o.size_m[2] < 0.1 {
+                // Perception takes a low, wide thing for a mat (as the dock).
+                tracing::warn!(
+                    id = %o.id,
+                    height_m = o.size_m[2],
+                    "a container lower than 0.1 m is not seen as a container by perception"
+                );
+            }
         }
         Ok(())
     }
