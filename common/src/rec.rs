@@ -342,14 +342,35 @@ impl RobotBody {
     pub fn log_static(&self, rec: &RecordingStream) {
         for (k, (v, link_path)) in self.visuals.iter().enumerate() {
             let path = format!("{link_path}/visual_{k}");
-            let pose = pose_transform(v.xyz, v.rpy, None);
-            traced(&path, rec.log_static(path.as_str(), &pose));
-            let grey = rerun::Color::from_rgb(150, 155, 165);
+            // The visual's origin in its link, carried by the shape itself
+            // (an entity of its own under the link would be one more frame
+            // for the viewer to resolve).
+            let origin = joint_pose(v.xyz, v.rpy, None);
+            let t = origin.translation.vector;
+            let r = origin.rotation.quaternion();
+            let center = [t.x as f32, t.y as f32, t.z as f32];
+            let quat =
+                rerun::Quaternion::from_xyzw([r.i as f32, r.j as f32, r.k as f32, r.w as f32]);
+            // What the joints move (the arm, the fingers) stands out from
+            // the base it is mounted on.
+            let moved = self.joints.iter().any(|(j, child)| {
+                // Wheels turn on continuous joints; arms and fingers have
+                // limits.
+                matches!(j.kind.as_str(), "revolute" | "prismatic")
+                    && link_path.starts_with(child.as_str())
+            });
+            let colour = if moved {
+                rerun::Color::from_rgb(235, 150, 40)
+            } else {
+                rerun::Color::from_rgb(150, 155, 165)
+            };
             let r = match v.shape {
                 crate::urdf::Shape::Box { size_m } => rec.log_static(
                     path.as_str(),
                     &rerun::Boxes3D::from_half_sizes([size_m.map(|s| (s / 2.0) as f32)])
-                        .with_colors([grey])
+                        .with_centers([center])
+                        .with_quaternions([quat])
+                        .with_colors([colour])
                         .with_fill_mode(rerun::FillMode::Solid),
                 ),
                 crate::urdf::Shape::Cylinder { radius_m, length_m } => rec.log_static(
@@ -358,13 +379,16 @@ impl RobotBody {
                         [length_m as f32],
                         [radius_m as f32],
                     )
-                    .with_colors([grey])
+                    .with_centers([center])
+                    .with_quaternions([quat])
+                    .with_colors([colour])
                     .with_fill_mode(rerun::FillMode::Solid),
                 ),
                 crate::urdf::Shape::Sphere { radius_m } => rec.log_static(
                     path.as_str(),
                     &rerun::Ellipsoids3D::from_radii([radius_m as f32])
-                        .with_colors([grey])
+                        .with_centers([center])
+                        .with_colors([colour])
                         .with_fill_mode(rerun::FillMode::Solid),
                 ),
             };
