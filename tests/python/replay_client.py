@@ -34,6 +34,12 @@ def main() -> int:
     if not spin_until(lambda: wanted <= ids()):
         out["objects"] = sorted(ids())
         return report(node, out, error=f"perception never saw {sorted(wanted - ids())}")
+    # The planner follows the same topic on its own; under load it may not
+    # have taken in that object map yet. Two more maps from perception (it
+    # publishes one a frame while the replay runs) give it the time; if the
+    # replay ends first, the command goes out anyway.
+    seen_at = len(worlds)
+    spinner(node, min(deadline, time.monotonic() + 5.0))(lambda: len(worlds) >= seen_at + 2)
     out["objects"] = {o["id"]: o["position_m"] for o in worlds[-1]["objects"]}
     out["frame_id"] = worlds[-1]["frame_id"]
     if not spin_until(lambda: commands.get_subscription_count() > 0):
