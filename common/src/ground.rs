@@ -105,6 +105,9 @@ pub struct ParseError {
 
 /// Two lateral or range offsets closer than this are a tie.
 const TIE_M: f64 = 0.02;
+/// Two volumes closer than this fraction of the larger are the same size
+/// (5 % measurement error on each side of a box is 15 % of its volume).
+const SIZE_TIE: f64 = 0.15;
 /// A neighbour is "next to" only if the next nearest is this much farther.
 const NEXT_TO_RATIO: f64 = 1.25;
 
@@ -584,7 +587,13 @@ impl<'w> Scene<'w> {
             .iter()
             .map(|o| (sign * volume(o), *o))
             .collect();
-        best_by(scored, |a, b| (a - b).abs() < 1e-9, &self.noun)
+        // Measured sizes differ a little between twins: volumes within
+        // SIZE_TIE of each other are as big as each other.
+        best_by(
+            scored,
+            |a, b| (a - b).abs() <= SIZE_TIE * a.abs().max(b.abs()),
+            &self.noun,
+        )
     }
 }
 
@@ -738,6 +747,30 @@ mod tests {
         assert_eq!(ambiguous("the biggest thing"), ["blue_bin", "red_bin"]);
         assert_eq!(found("the biggest red thing"), "red_bin");
         assert_eq!(found("the smallest blue object"), "blue_cube");
+        // Twins measured a few millimetres apart are still the same size.
+        let mut w = world();
+        for o in &mut w.objects {
+            o.size_m = match o.id.as_str() {
+                "red_cube" => [0.052, 0.049, 0.051],
+                "green_cube" => [0.048, 0.051, 0.05],
+                "blue_cube" => [0.08, 0.05, 0.05],
+                "yellow_cube" => [0.07, 0.07, 0.07],
+                _ => o.size_or_nominal_m(),
+            };
+        }
+        let small = Expression::parse("the smallest cube").expect("parses");
+        match ground(&small, &w, &Pose2D::default()) {
+            Grounding::Ambiguous { mut candidates, .. } => {
+                candidates.sort();
+                assert_eq!(candidates, ["green_cube", "red_cube"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let big = Expression::parse("the biggest cube").expect("parses");
+        assert_eq!(
+            ground(&big, &w, &Pose2D::default()),
+            Grounding::Found("yellow_cube".into())
+        );
         // From the origin, the bins are equally far; from nearer the blue one, not.
         assert_eq!(ambiguous("the nearest bin"), ["blue_bin", "red_bin"]);
         let e = Expression::parse("the nearest bin").expect("parses");
